@@ -1,0 +1,32 @@
+# revcov API server against an external PostgreSQL given by REVCOV_DATABASE_URL.
+# `serve` applies pending migrations at start; with several replicas, run `revcov migrate`
+# once per release as a pre-deploy job instead.
+FROM python:3.11-slim AS runtime
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    REVCOV_ENVIRONMENT=production \
+    REVCOV_HOST=0.0.0.0 \
+    REVCOV_PORT=8000
+
+RUN groupadd --system revcov && useradd --system --gid revcov --home-dir /srv/revcov revcov
+WORKDIR /srv/revcov
+
+# Dependencies first, in their own layer, so code changes do not reinstall them.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY README.md alembic.ini ./
+COPY migrations ./migrations
+COPY app ./app
+RUN pip install --no-deps -e . && python -m compileall -q app migrations
+
+USER revcov
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
+CMD ["revcov", "serve"]

@@ -1,0 +1,185 @@
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    DateTime,
+    Numeric,
+    Row,
+    Select,
+    Text,
+    cast,
+    func,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.models import Account, RevenueRecord
+from app.db.base import INSERTED
+
+
+def _current_revenue(tenant_id: uuid.UUID, at: datetime) -> Any:
+    """A LATERAL subquery: the revenue record of `Account` in force at `at`."""
+    return (
+        select(RevenueRecord.amount, RevenueRecord.currency, RevenueRecord.effective_at)
+        .where(
+            RevenueRecord.tenant_id == tenant_id,
+            RevenueRecord.account_id == Account.id,
+            RevenueRecord.effective_at <= at,
+        )
+        .order_by(RevenueRecord.effective_at.desc())
+        .limit(1)
+        .lateral("current_revenue")
+    )
+
+
+def _accounts_with_revenue(tenant_id: uuid.UUID, at: datetime) -> Select[*tuple[Any, ...]]:
+    revenue = _current_revenue(tenant_id, at)
+    return (
+        select(Account, revenue.c.amount, revenue.c.currency, revenue.c.effective_at)
+        .outerjoin(revenue, true())
+        .where(Account.tenant_id == tenant_id)
+    )
+
+
+async def upsert_account(
+    session: AsyncSession, tenant_id: uuid.UUID, external_id: str, fields: Mapping[str, Any]
+) -> tuple[Account, bool]:
+    """Insert the account or replace its descriptive fields; return it and whether it is new."""
+    values = insert(Account).values(tenant_id=tenant_id, external_id=external_id, **fields)
+    statement = values.on_conflict_do_update(
+        index_elements=[Account.tenant_id, Account.external_id],
+        set_={**{name: values.excluded[name] for name in fields}, "updated_at": func.now()},
+    ).returning(Account, INSERTED)
+    result = await session.execute(statement, execution_options={"populate_existing": True})
+    account, inserted = result.one()
+    return account, bool(inserted)
+
+
+async def get_account_with_revenue(
+    session: AsyncSession, tenant_id: uuid.UUID, external_id: str, at: datetime
+) -> Row[*tuple[Any, ...]] | None:
+    statement = _accounts_with_revenue(tenant_id, at).where(Account.external_id == external_id)
+    row: Row[*tuple[Any, ...]] | None = (await session.execute(statement)).one_or_none()
+    return row
+
+
+async def list_accounts_with_revenue(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    at: datetime,
+    *,
+    after_external_id: str | None,
+    limit: int,
+) -> Sequence[Row[*tuple[Any, ...]]]:
+    statement = _accounts_with_revenue(tenant_id, at).order_by(Account.external_id).limit(limit)
+    if after_external_id is not None:
+        statement = statement.where(Account.external_id > after_external_id)
+    rows: Sequence[Row[*tuple[Any, ...]]] = (await session.execute(statement)).all()
+    return rows
+
+
+async def revenue_history(
+    session: AsyncSession, tenant_id: uuid.UUID, account_id: int
+) -> Sequence[RevenueRecord]:
+    statement = (
+        select(RevenueRecord)
+        .where(RevenueRecord.tenant_id == tenant_id, RevenueRecord.account_id == account_id)
+        .order_by(RevenueRecord.effective_at.desc())
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def ensure_accounts(
+    session: AsyncSession, tenant_id: uuid.UUID, names: Mapping[str, str | None]
+) -> tuple[dict[str, int], int]:
+    """Create the accounts that do not exist yet; return every id by external id, and how
+    many were created. A name is set only on accounts created here."""
+    external_ids = list(names)
+    rows = (
+        func.unnest(
+            cast(external_ids, ARRAY(Text)),
+            cast([names[key] for key in external_ids], ARRAY(Text)),
+        )
+        .table_valued("external_id", "name")
+        .render_derived()
+    )
+    created = await session.execute(
+        insert(Account)
+        .from_select(
+            ["tenant_id", "external_id", "name"],
+            select(cast(tenant_id, Account.tenant_id.type), rows.c.external_id, rows.c.name),
+        )
+        .on_conflict_do_nothing(index_elements=[Account.tenant_id, Account.external_id])
+        .returning(Account.id)
+    )
+    created_count = len(created.all())
+
+    found = await session.execute(
+        select(Account.external_id, Account.id).where(
+            Account.tenant_id == tenant_id, Account.external_id.in_(external_ids)
+        )
+    )
+    return dict(found.tuples().all()), created_count
+
+
+async def upsert_revenue(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    records: Sequence[tuple[int, datetime, Decimal, str]],
+) -> tuple[int, int]:
+    """Insert or overwrite revenue records keyed by (account, effective_at).
+
+    A record whose amount and currency are already stored is left alone. Returns the
+    number of records created and updated; the rest were unchanged.
+    """
+    rows = (
+        func.unnest(
+            cast([record[0] for record in records], ARRAY(BigInteger)),
+            cast([record[1] for record in records], ARRAY(DateTime(timezone=True))),
+            cast([record[2] for record in records], ARRAY(Numeric)),
+            cast([record[3] for record in records], ARRAY(Text)),
+        )
+        .table_valued("account_id", "effective_at", "amount", "currency")
+        .render_derived()
+    )
+    inserts = insert(RevenueRecord).from_select(
+        ["tenant_id", "account_id", "effective_at", "amount", "currency"],
+        select(
+            cast(tenant_id, RevenueRecord.tenant_id.type),
+            rows.c.account_id,
+            rows.c.effective_at,
+            rows.c.amount,
+            rows.c.currency,
+        ),
+    )
+    statement = inserts.on_conflict_do_update(
+        index_elements=[
+            RevenueRecord.tenant_id,
+            RevenueRecord.account_id,
+            RevenueRecord.effective_at,
+        ],
+        set_={
+            "amount": inserts.excluded.amount,
+            "currency": inserts.excluded.currency,
+            "recorded_at": func.now(),
+        },
+        where=(RevenueRecord.amount != inserts.excluded.amount)
+        | (RevenueRecord.currency != inserts.excluded.currency),
+    ).returning(INSERTED)
+    flags = (await session.execute(statement)).scalars().all()
+    created = sum(1 for inserted in flags if inserted)
+    return created, len(flags) - created
+
+
+async def currencies_in_use(session: AsyncSession, tenant_id: uuid.UUID) -> set[str]:
+    statement = (
+        select(RevenueRecord.currency).where(RevenueRecord.tenant_id == tenant_id).distinct()
+    )
+    return set((await session.scalars(statement)).all())

@@ -1,0 +1,66 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+
+from app.accounts import service as account_service
+from app.accounts.schemas import (
+    AccountDetail,
+    AccountPut,
+    AccountRead,
+    RevenueUpdateBatch,
+    RevenueUpdateResult,
+)
+from app.db.session import SessionDep
+from app.routing import ServiceRoute
+from app.schemas import Cursor, Limit, Page
+from app.tenancy.dependencies import CurrentTenant
+
+router = APIRouter(tags=["accounts"], route_class=ServiceRoute)
+
+ExternalIdPath = Annotated[
+    str, Path(min_length=1, max_length=200, description="The account's id in your CRM.")
+]
+
+
+@router.get("/v1/accounts", summary="List accounts with their current revenue")
+async def list_accounts(
+    session: SessionDep, tenant: CurrentTenant, limit: Limit = 100, cursor: Cursor = None
+) -> Page[AccountRead]:
+    return await account_service.list_accounts(session, tenant, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/v1/accounts/{external_id}",
+    summary="Get an account with its current revenue and revenue history",
+)
+async def get_account(
+    session: SessionDep, tenant: CurrentTenant, external_id: ExternalIdPath
+) -> AccountDetail:
+    return await account_service.get_account(session, tenant, external_id)
+
+
+@router.put(
+    "/v1/accounts/{external_id}",
+    summary="Create or replace an account, optionally with a revenue record",
+    responses={201: {"description": "The account was created.", "model": AccountDetail}},
+)
+async def put_account(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    external_id: ExternalIdPath,
+    body: AccountPut,
+    response: Response,
+) -> AccountDetail:
+    account, created = await account_service.put_account(session, tenant, external_id, body)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return account
+
+
+@router.post(
+    "/v1/revenue-updates",
+    summary="Apply up to 10,000 revenue updates in one transaction",
+)
+async def post_revenue_updates(
+    session: SessionDep, tenant: CurrentTenant, batch: RevenueUpdateBatch
+) -> RevenueUpdateResult:
+    return await account_service.apply_revenue_updates(session, tenant, batch)

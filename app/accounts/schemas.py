@@ -1,0 +1,89 @@
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from app.money import validate_amount, validate_currency
+from app.schemas import ReadModel, WriteModel
+
+ExternalId = Field(min_length=1, max_length=200, description="The account's id in your CRM.")
+AMOUNT_DESCRIPTION = (
+    "Revenue as a JSON number or decimal string, at most the currency's minor-unit digits, "
+    "0 (churned) up to below 10^15."
+)
+
+
+class _Money(WriteModel):
+    amount: Decimal = Field(description=AMOUNT_DESCRIPTION, examples=["250000.00"])
+    currency: str = Field(description="ISO 4217 code; must be the reporting currency.")
+    effective_at: AwareDatetime = Field(description="When this amount takes effect, with offset.")
+
+    @model_validator(mode="after")
+    def check_amount(self) -> "_Money":
+        try:
+            validate_currency(self.currency)
+            self.amount = validate_amount(self.amount, self.currency)
+        except ValueError as error:
+            account = getattr(self, "account_external_id", None)
+            if account is None:
+                raise
+            raise ValueError(f"account {account!r}: {error}") from None
+        return self
+
+
+class RevenueInput(_Money):
+    pass
+
+
+class AccountPut(WriteModel):
+    """The account's descriptive fields, replaced as a whole, and optionally a revenue record."""
+
+    name: str | None = Field(default=None, max_length=500)
+    region: str | None = Field(default=None, max_length=200)
+    industry: str | None = Field(default=None, max_length=200)
+    owner: str | None = Field(default=None, max_length=200)
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form fields.")
+    revenue: RevenueInput | None = None
+
+
+class RevenueRead(ReadModel):
+    amount: str = Field(description="Exact decimal string.", examples=["250000.00"])
+    currency: str
+    effective_at: datetime
+
+
+class AccountRead(ReadModel):
+    external_id: str
+    name: str | None
+    region: str | None
+    industry: str | None
+    owner: str | None
+    attributes: dict[str, Any]
+    revenue: RevenueRead | None = Field(description="The revenue in force now; null if none.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class AccountDetail(AccountRead):
+    revenue_history: list[RevenueRead] = Field(description="Every record, newest effective first.")
+
+
+class RevenueUpdate(_Money):
+    account_external_id: str = ExternalId
+    account_name: str | None = Field(
+        default=None, max_length=500, description="Sets the name when the account is created."
+    )
+
+
+class RevenueUpdateBatch(WriteModel):
+    updates: list[RevenueUpdate] = Field(min_length=1, max_length=10_000)
+
+
+class RevenueUpdateResult(ReadModel):
+    """Counts of revenue records, after repeated (account, effective_at) pairs are merged."""
+
+    created: int = Field(description="New records.")
+    updated: int = Field(description="Records whose amount or currency changed.")
+    unchanged: int = Field(description="Records that were already stored as sent.")
+    accounts_created: int = Field(description="Accounts that did not exist before.")

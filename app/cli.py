@@ -1,0 +1,87 @@
+"""The `revcov` command: serve the API, migrate the database, manage tenants, load a demo."""
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from app.db.embedded import open_database
+from app.db.migrations import upgrade_to_head
+from app.db.session import create_engine, create_sessionmaker, session_scope
+from app.logging import configure_logging
+from app.main import create_app
+from app.settings import Settings, get_settings
+from app.tenancy import service as tenant_service
+
+cli = typer.Typer(
+    help="revcov: revenue coverage of NPS feedback. Settings come from REVCOV_* variables.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+tenants_cli = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+cli.add_typer(tenants_cli, name="tenants")
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _database_url(settings: Settings) -> str | None:
+    return settings.database_url.get_secret_value() if settings.database_url else None
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
+) -> None:
+    """Apply migrations and serve the API; without REVCOV_DATABASE_URL, on embedded PostgreSQL."""
+    settings = _settings()
+    with open_database(_database_url(settings), settings.data_dir) as url:
+        upgrade_to_head(url)
+        app = create_app(settings, database_url=url)
+        uvicorn.run(
+            app,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_config=None,
+            timeout_graceful_shutdown=25,
+        )
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply all pending database migrations, then exit."""
+    settings = _settings()
+    with open_database(_database_url(settings), settings.data_dir) as url:
+        upgrade_to_head(url)
+    typer.echo("Database migrated to the newest revision.")
+
+
+async def _create_tenant(url: str, settings: Settings, name: str) -> dict[str, str]:
+    engine = create_engine(url, settings)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            tenant, key = await tenant_service.create_tenant(session, name)
+    finally:
+        await engine.dispose()
+    return {"tenant_id": str(tenant.id), "api_key": key}
+
+
+@tenants_cli.command("create")
+def create_tenant(name: Annotated[str, typer.Argument(help="The tenant's display name.")]) -> None:
+    """Create a tenant and print its id and API key as JSON; the key is shown only once."""
+    settings = _settings()
+    with open_database(_database_url(settings), settings.data_dir) as url:
+        if settings.database_url is None:
+            upgrade_to_head(url)
+        created = asyncio.run(_create_tenant(url, settings, name))
+    typer.echo(json.dumps(created))
+
+
+def main() -> None:
+    cli()

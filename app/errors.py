@@ -1,0 +1,251 @@
+"""The application error base and the RFC 9457 `application/problem+json` renderer.
+
+Every 4xx and 5xx response body of the service is a problem document with `type`, `title`,
+`status` and `detail`; a 422 also lists the invalid fields under `errors`.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger()
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class InvalidField(BaseModel):
+    """One invalid input value: where it is, what is wrong and what is accepted."""
+
+    location: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[InvalidField] | None = None
+
+
+class AppError(Exception):
+    """Base of every error the service raises on purpose; rendered as problem+json."""
+
+    status_code = 400
+    code = "bad-request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[InvalidField] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+        self.headers = headers
+
+
+class NotFoundError(AppError):
+    status_code = 404
+    code = "not-found"
+    title = "Not found"
+
+
+class ConflictError(AppError):
+    status_code = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class UnprocessableError(AppError):
+    status_code = 422
+    code = "validation-error"
+    title = "Invalid request"
+
+
+class UnauthorizedError(AppError):
+    status_code = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
+class ServiceUnavailableError(AppError):
+    status_code = 503
+    code = "service-unavailable"
+    title = "Service unavailable"
+
+
+def problem_type(code: str) -> str:
+    return f"urn:revcov:problem:{code}"
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: Sequence[InvalidField] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    problem = Problem(
+        type=problem_type(code),
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        errors=list(errors) if errors is not None else None,
+    )
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def format_location(location: Sequence[int | str]) -> str:
+    """Render a pydantic error location as a dotted path: `body.responses[3].score`."""
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _describe_input(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validation_fields(errors: Sequence[Any]) -> list[InvalidField]:
+    fields = []
+    for error in errors:
+        location = format_location(error.get("loc", ()))
+        message = str(error.get("msg", "invalid value"))
+        if error.get("type") == "value_error":
+            # Our validators name the value themselves; drop pydantic's "Value error, ".
+            message = message.removeprefix("Value error, ")
+        elif error.get("type") == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        elif error.get("type") == "missing":
+            message = "field required"
+        elif error.get("type") == "json_invalid":
+            reason = error.get("ctx", {}).get("error", "malformed JSON")
+            location = "body"
+            message = f"invalid JSON: {reason}"
+        elif "input" in error:
+            message = f"{message} (got {_describe_input(error['input'])})"
+        fields.append(InvalidField(location=location, message=message))
+    return fields
+
+
+async def _render_app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    if exc.status_code >= 500:
+        log.error("request.failed", error=exc.code, detail=exc.detail)
+    else:
+        log.info("request.rejected", status=exc.status_code, error=exc.code, detail=exc.detail)
+    return problem_response(
+        request,
+        status=exc.status_code,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        errors=exc.errors,
+        headers=exc.headers,
+    )
+
+
+async def _render_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = validation_fields(exc.errors())
+    summary = "; ".join(f"{field.location}: {field.message}" for field in fields[:3])
+    if len(fields) > 3:
+        summary += f"; and {len(fields) - 3} more"
+    log.info("request.rejected", status=422, error="validation-error", fields=len(fields))
+    return problem_response(
+        request,
+        status=422,
+        code="validation-error",
+        title="Invalid request",
+        detail=summary or "The request is invalid.",
+        errors=fields,
+    )
+
+
+_HTTP_TITLES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+async def _render_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _HTTP_TITLES.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No route matches {request.method} {request.url.path}; see /docs for the API."
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}; see /docs for the API."
+    return problem_response(
+        request,
+        status=exc.status_code,
+        code=code,
+        title=title,
+        detail=detail,
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _render_database_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database.unavailable", error=type(exc).__name__, exc_info=exc)
+    return problem_response(
+        request,
+        status=503,
+        code="service-unavailable",
+        title="Service unavailable",
+        detail="The database is unavailable; retry after a few seconds.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _render_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("request.crashed", error=type(exc).__name__, exc_info=exc)
+    return problem_response(
+        request,
+        status=500,
+        code="internal-error",
+        title="Internal server error",
+        detail="The server failed to handle the request; the error is logged with its request id.",
+    )
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _render_app_error)
+    app.add_exception_handler(RequestValidationError, _render_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _render_http_error)
+    app.add_exception_handler(OperationalError, _render_database_error)
+    app.add_exception_handler(OSError, _render_database_error)
+    app.add_exception_handler(DBAPIError, _render_unexpected_error)
+    app.add_exception_handler(Exception, _render_unexpected_error)

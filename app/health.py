@@ -1,0 +1,57 @@
+"""Liveness and readiness probes."""
+
+from typing import Literal
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.migrations import current_revision, head_revision
+
+log = structlog.get_logger()
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    database: Literal["ok", "unreachable"]
+    schema_revision: str | None
+    expected_revision: str | None
+
+
+@router.get("/healthz", summary="Whether the process is alive")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    summary="Whether the database is reachable and migrated to the newest revision",
+    responses={503: {"model": Readiness, "description": "Not ready."}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    engine: AsyncEngine = request.app.state.engine
+    expected = head_revision()
+    try:
+        async with engine.connect() as connection:
+            revision = await current_revision(connection)
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("readiness.database_unreachable", error=type(error).__name__)
+        body = Readiness(
+            ready=False, database="unreachable", schema_revision=None, expected_revision=expected
+        )
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
+
+    ready = revision == expected
+    body = Readiness(
+        ready=ready, database="ok", schema_revision=revision, expected_revision=expected
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

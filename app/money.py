@@ -1,0 +1,51 @@
+"""Currencies and exact amounts: ISO 4217 codes, their minor units, and decimal strings."""
+
+from decimal import Decimal
+from functools import lru_cache
+
+from iso4217 import Currency
+
+# Amounts at or above this are rejected as input errors (a thousand trillion).
+MAX_AMOUNT = Decimal(10) ** 15
+
+
+@lru_cache
+def currency_exponent(code: str) -> int:
+    """Return the number of minor-unit digits of an ISO 4217 currency (2 for USD, 0 for JPY).
+
+    Raises ValueError for an unknown code or one without minor units (gold, SDR, test codes).
+    """
+    try:
+        currency = Currency(code)
+    except ValueError:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code such as USD or EUR") from None
+    if currency.exponent is None:
+        raise ValueError(f"{code!r} has no minor unit, so it cannot hold revenue amounts")
+    return int(currency.exponent)
+
+
+def validate_currency(code: str) -> str:
+    currency_exponent(code)
+    return code
+
+
+def validate_amount(amount: Decimal, currency: str) -> Decimal:
+    """Check that `amount` is a finite, non-negative value below 10^15 in `currency`'s units."""
+    if not amount.is_finite():
+        raise ValueError(f"amount must be a finite number, not {amount}")
+    if amount < 0:
+        raise ValueError(f"amount must not be negative, got {amount}")
+    if amount >= MAX_AMOUNT:
+        raise ValueError(f"amount must be below 10^15, got {amount}")
+    exponent = currency_exponent(currency)
+    if amount != amount.quantize(Decimal(1).scaleb(-exponent)):
+        raise ValueError(
+            f"amount {amount} has more decimal places than {currency} allows ({exponent})"
+        )
+    return amount + 0  # Turns -0 into 0.
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    """Render an amount as a decimal string with the currency's minor-unit digits."""
+    exponent = currency_exponent(currency)
+    return str(amount.quantize(Decimal(1).scaleb(-exponent)))

@@ -1,0 +1,60 @@
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class PeriodRead(BaseModel):
+    label: str = Field(examples=["2026-Q1"])
+    start: datetime = Field(description="Inclusive, at local midnight of `timezone`.")
+    end: datetime = Field(description="Exclusive, at local midnight of `timezone`.")
+    timezone: str
+
+
+class BucketRead(BaseModel):
+    revenue: str = Field(description="Exact decimal string in the reporting currency.")
+    accounts: int
+    share: float | None = Field(description="Bucket revenue / total revenue, 4 decimal places.")
+
+
+class BucketsRead(BaseModel):
+    at_risk: BucketRead = Field(description="Latest score 0-6 (detractors).")
+    passive: BucketRead = Field(description="Latest score 7-8.")
+    safe: BucketRead = Field(description="Latest score 9-10 (promoters).")
+    unaccounted: BucketRead = Field(description="No scored response in the period.")
+
+
+class AccountCountsRead(BaseModel):
+    total: int = Field(description="Accounts with revenue above 0 at the period end.")
+    covered: int = Field(description="Of those, accounts with a scored response in the period.")
+
+
+class ResponseCountsRead(BaseModel):
+    scored: int = Field(description="Responses with a score submitted in the period.")
+    unmatched: int = Field(description="Of those, responses not matched to an account.")
+
+
+class NpsRead(BaseModel):
+    respondent: float | None = Field(
+        description="Standard NPS over each respondent's latest score, -100 to 100."
+    )
+    account: float | None = Field(description="NPS over covered accounts' buckets.")
+    revenue_weighted: float | None = Field(
+        description="100 x (safe revenue - at-risk revenue) / covered revenue."
+    )
+
+
+class CoverageReport(BaseModel):
+    """Revenue coverage of NPS feedback in one period; ratios are null when undefined."""
+
+    period: PeriodRead
+    currency: str
+    rollup: str = Field(description="How an account's responses become its bucket.")
+    target: float
+    total_revenue: str
+    covered_revenue: str
+    coverage: float | None = Field(description="Covered / total revenue, 4 decimal places.")
+    meets_target: bool
+    buckets: BucketsRead
+    accounts: AccountCountsRead
+    responses: ResponseCountsRead
+    nps: NpsRead

@@ -1,0 +1,5 @@
+from app.errors import NotFoundError
+
+
+class ResponseNotFoundError(NotFoundError):
+    code = "response-not-found"

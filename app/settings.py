@@ -1,0 +1,73 @@
+"""Service settings, read from `REVCOV_*` environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REVCOV_", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="URL of an external PostgreSQL server; unset, an embedded one is started.",
+    )
+    data_dir: Path = Field(
+        default=Path(".revcov"),
+        description="Directory for the embedded PostgreSQL data files.",
+    )
+    bootstrap_api_key: SecretStr | None = Field(
+        default=None,
+        description="API key of tenant `default`, created at start when no tenant exists.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL that survey platforms reach the service at, for webhook URLs.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def normalise_driver(cls, value: SecretStr | None) -> SecretStr | None:
+        """Accept plain `postgresql://` and `postgres://` URLs and use the asyncpg driver."""
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        if not url:
+            return None
+        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://"):
+            if url.startswith(prefix):
+                url = "postgresql+asyncpg://" + url[len(prefix) :]
+                break
+        if not url.startswith("postgresql+asyncpg://"):
+            raise ValueError(
+                "REVCOV_DATABASE_URL must be a PostgreSQL URL such as "
+                "postgresql://user:password@host:5432/revcov"
+            )
+        return SecretStr(url)
+
+    @model_validator(mode="after")
+    def reject_embedded_in_production(self) -> "Settings":
+        if self.environment == "production" and self.database_url is None:
+            raise ValueError(
+                "REVCOV_DATABASE_URL is required when REVCOV_ENVIRONMENT=production; "
+                "the embedded PostgreSQL server is for local runs and tests only"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,54 @@
+import uuid
+from decimal import Decimal
+from functools import lru_cache
+from zoneinfo import available_timezones
+
+from pydantic import Field, field_validator
+
+from app.money import validate_currency
+from app.schemas import ReadModel, WriteModel
+
+
+def validate_timezone(name: str) -> str:
+    if name not in _timezones():
+        raise ValueError(f"{name!r} is not an IANA time zone name such as UTC or Europe/Berlin")
+    return name
+
+
+@lru_cache
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+class TenantRead(ReadModel):
+    id: uuid.UUID
+    name: str
+    timezone: str = Field(description="IANA time zone in which periods start and end.")
+    reporting_currency: str = Field(description="ISO 4217 code of all revenue amounts.")
+    coverage_target: float = Field(description="Share of revenue that should give feedback.")
+
+
+class TenantUpdate(WriteModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: str | None = Field(default=None, examples=["Europe/Berlin"])
+    reporting_currency: str | None = Field(default=None, examples=["EUR"])
+    coverage_target: Decimal | None = Field(
+        default=None, gt=0, le=1, description="Fraction of revenue, above 0 and at most 1."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def check_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else validate_timezone(value)
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def check_currency(cls, value: str | None) -> str | None:
+        return None if value is None else validate_currency(value)
+
+
+class TenantCreated(ReadModel):
+    """A new tenant with its first API key; the key is shown only here."""
+
+    tenant_id: uuid.UUID
+    api_key: str

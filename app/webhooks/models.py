@@ -1,0 +1,72 @@
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base
+
+
+class WebhookEndpoint(Base):
+    """A URL a survey platform posts to, with the secret and the field mapping for that form.
+
+    `secret` is kept readable because verifying an HMAC needs the key itself.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str | None] = mapped_column(Text)
+    account_field: Mapped[str] = mapped_column(Text)
+    score_field: Mapped[str | None] = mapped_column(Text)
+    comment_field: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebhookDelivery(Base):
+    """One verified delivery, stored raw before it is mapped, once per platform delivery id."""
+
+    __tablename__ = "webhook_deliveries"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(Text)
+    delivery_key: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    response_id: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "endpoint_id", "delivery_key"),
+        ForeignKeyConstraint(
+            ["tenant_id", "endpoint_id"],
+            ["webhook_endpoints.tenant_id", "webhook_endpoints.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_webhook_deliveries_tenant_id_status", "tenant_id", "status"),
+    )

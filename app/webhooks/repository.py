@@ -1,0 +1,76 @@
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+
+async def add_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    session.add(endpoint)
+    await session.flush()
+    await session.refresh(endpoint)
+    return endpoint
+
+
+async def get_endpoint(
+    session: AsyncSession, tenant_id: uuid.UUID, endpoint_id: str
+) -> WebhookEndpoint | None:
+    statement = select(WebhookEndpoint).where(
+        WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.id == endpoint_id
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def list_endpoints(
+    session: AsyncSession, tenant_id: uuid.UUID, *, after_id: str | None, limit: int
+) -> Sequence[WebhookEndpoint]:
+    statement = (
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.tenant_id == tenant_id)
+        .order_by(WebhookEndpoint.id)
+        .limit(limit)
+    )
+    if after_id is not None:
+        statement = statement.where(WebhookEndpoint.id > after_id)
+    return (await session.scalars(statement)).all()
+
+
+async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """Store a delivery once per (tenant, endpoint, delivery key); None when already stored.
+
+    A concurrent copy waits on the unique index until the first commits, then gets None.
+    """
+    statement = (
+        insert(WebhookDelivery)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=[
+                WebhookDelivery.tenant_id,
+                WebhookDelivery.endpoint_id,
+                WebhookDelivery.delivery_key,
+            ]
+        )
+        .returning(WebhookDelivery.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def set_delivery_outcome(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    delivery_id: int,
+    *,
+    status: str,
+    event_type: str | None,
+    response_id: str | None,
+    error: str | None,
+) -> None:
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.id == delivery_id)
+        .values(status=status, event_type=event_type, response_id=response_id, error=error)
+    )

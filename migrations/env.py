@@ -1,0 +1,55 @@
+"""Alembic environment: async engine, URL from the service settings or the caller."""
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.models import Base
+from app.settings import get_settings
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _database_url() -> str:
+    # `app.db.migrations` passes the URL in the config; the plain `alembic` command uses settings.
+    url = config.attributes.get("database_url")
+    if url:
+        return str(url)
+    configured = get_settings().database_url
+    if configured is None:
+        raise SystemExit(
+            "REVCOV_DATABASE_URL is not set; run `revcov migrate` to migrate the embedded database"
+        )
+    return configured.get_secret_value()
+
+
+def _run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    engine = create_async_engine(_database_url())
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run_migrations)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    context.configure(url=_database_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    asyncio.run(_run_async())

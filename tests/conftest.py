@@ -1,0 +1,109 @@
+"""Test fixtures: a real PostgreSQL migrated by Alembic, the app over ASGI, a tenant per test.
+
+PostgreSQL is an embedded server in a temporary directory unless REVCOV_TEST_DATABASE_URL
+names another server; there the tests create a database of their own and drop it at the end.
+Every test gets a fresh tenant, so tests share the database without seeing each other's rows.
+"""
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from app.db.embedded import start_embedded_postgres
+from app.db.migrations import upgrade_to_head
+from app.db.session import session_scope
+from app.main import create_app
+from app.settings import Settings
+from app.tenancy import service as tenant_service
+
+
+def _admin_dsn(url: str) -> str:
+    """A plain asyncpg DSN for the `postgres` maintenance database of the server at `url`."""
+    parsed = make_url(url).set(drivername="postgresql", database="postgres")
+    return parsed.render_as_string(hide_password=False)
+
+
+async def _run_admin(dsn: str, statement: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    external = os.environ.get("REVCOV_TEST_DATABASE_URL")
+    embedded = None
+    if external:
+        server_url = Settings(database_url=external).database_url
+        assert server_url is not None
+        base_url = server_url.get_secret_value()
+    else:
+        data_dir = Path(tempfile.mkdtemp(prefix="revcov-test-"))
+        embedded = start_embedded_postgres(data_dir, delete_on_stop=True)
+        base_url = embedded.url()
+
+    name = f"revcov_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_dsn(base_url)
+    asyncio.run(_run_admin(admin, f'CREATE DATABASE "{name}"'))
+    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade_to_head(url)
+        yield url
+    finally:
+        asyncio.run(_run_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if embedded is not None:
+            embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(environment="test", log_format="console", log_level="warning")
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str, settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, database_url=database_url)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def make_tenant(app: FastAPI, name: str = "test") -> tuple[uuid.UUID, str]:
+    async with session_scope(app.state.sessionmaker) as session:
+        tenant, key = await tenant_service.create_tenant(session, name)
+    return tenant.id, key
+
+
+@pytest.fixture
+async def api_key(app: FastAPI) -> str:
+    _, key = await make_tenant(app)
+    return key
+
+
+@pytest.fixture
+async def api(app: FastAPI, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client authenticated as a fresh tenant of its own."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        headers={"Authorization": f"Bearer {api_key}"},
+    ) as client:
+        yield client

@@ -1,0 +1,18 @@
+import httpx
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+
+
+async def test_readyz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["ready"] is True
+
+
+async def test_tenant_settings(api: httpx.AsyncClient) -> None:
+    response = await api.get("/v1/tenant")
+    assert response.status_code == 200, response.text
+    assert response.json()["timezone"] == "UTC"
