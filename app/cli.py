@@ -2,6 +2,10 @@
 
 import asyncio
 import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -34,6 +38,32 @@ def _database_url(settings: Settings) -> str | None:
     return settings.database_url.get_secret_value() if settings.database_url else None
 
 
+class _Stopped(Exception):
+    """Raised by the SIGINT/SIGTERM handler once uvicorn has shut down."""
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
+@contextmanager
+def _stop_cleanly_on_signals() -> Iterator[None]:
+    """Let cleanup code run after a SIGINT or SIGTERM.
+
+    uvicorn shuts down on these signals and then re-raises the signal to the handler that was
+    installed before it ran. With the default handlers the process would die at once and
+    never stop the embedded PostgreSQL; this handler unwinds the stack instead.
+    """
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stopped:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -41,7 +71,10 @@ def serve(
 ) -> None:
     """Apply migrations and serve the API; without REVCOV_DATABASE_URL, on embedded PostgreSQL."""
     settings = _settings()
-    with open_database(_database_url(settings), settings.data_dir) as url:
+    with (
+        _stop_cleanly_on_signals(),
+        open_database(_database_url(settings), settings.data_dir) as url,
+    ):
         upgrade_to_head(url)
         app = create_app(settings, database_url=url)
         uvicorn.run(
