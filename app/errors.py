@@ -231,6 +231,9 @@ async def _render_database_error(request: Request, exc: Exception) -> JSONRespon
 
 
 async def _render_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        # The connection broke mid-request (the server restarted); the client should retry.
+        return await _render_database_error(request, exc)
     log.error("request.crashed", error=type(exc).__name__, exc_info=exc)
     return problem_response(
         request,
@@ -239,6 +242,23 @@ async def _render_unexpected_error(request: Request, exc: Exception) -> JSONResp
         title="Internal server error",
         detail="The server failed to handle the request; the error is logged with its request id.",
     )
+
+
+def _problem_content(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "model": Problem,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+# OpenAPI entries for the problem documents routes can return.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _problem_content("Missing, invalid or revoked API key."),
+    404: _problem_content("Not found, or it belongs to another tenant."),
+    422: _problem_content("Invalid request; `errors` lists each invalid field."),
+    503: _problem_content("The database is unavailable; retry after `Retry-After` seconds."),
+}
 
 
 def register_error_handlers(app: FastAPI) -> None:

@@ -35,6 +35,7 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     summary="Whether the database is reachable and migrated to the newest revision",
+    response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready."}},
 )
 async def readyz(request: Request) -> JSONResponse:

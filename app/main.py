@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import __version__
 from app.accounts.router import router as accounts_router
 from app.db.session import create_engine, create_sessionmaker, session_scope
-from app.errors import register_error_handlers
+from app.errors import PROBLEM_RESPONSES, register_error_handlers
 from app.health import router as health_router
 from app.logging import RequestIdMiddleware
 from app.reports.router import router as reports_router
@@ -84,15 +84,15 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         redirect_slashes=False,
     )
     register_error_handlers(app)
+    app.include_router(health_router)
     for router in (
-        health_router,
         tenancy_router,
         accounts_router,
         responses_router,
         webhooks_router,
         reports_router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=PROBLEM_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

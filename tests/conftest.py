@@ -26,13 +26,13 @@ from app.settings import Settings
 from app.tenancy import service as tenant_service
 
 
-def _admin_dsn(url: str) -> str:
+def admin_dsn(url: str) -> str:
     """A plain asyncpg DSN for the `postgres` maintenance database of the server at `url`."""
     parsed = make_url(url).set(drivername="postgresql", database="postgres")
     return parsed.render_as_string(hide_password=False)
 
 
-async def _run_admin(dsn: str, statement: str) -> None:
+async def run_admin_statement(dsn: str, statement: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(statement)
@@ -54,14 +54,14 @@ def database_url() -> Iterator[str]:
         base_url = embedded.url()
 
     name = f"revcov_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_dsn(base_url)
-    asyncio.run(_run_admin(admin, f'CREATE DATABASE "{name}"'))
+    admin = admin_dsn(base_url)
+    asyncio.run(run_admin_statement(admin, f'CREATE DATABASE "{name}"'))
     url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade_to_head(url)
         yield url
     finally:
-        asyncio.run(_run_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(run_admin_statement(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if embedded is not None:
             embedded.stop()
 

@@ -5,9 +5,11 @@ returns and before the response is sent, so a 2xx always means the data is commi
 Command-line code uses `session_scope`, which commits the same way. Services only flush.
 """
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import (
@@ -20,9 +22,22 @@ from sqlalchemy.ext.asyncio import (
 from app.settings import Settings
 
 
+def _json_default(value: Any) -> Any:
+    # Request bodies parse JSON numbers as Decimal; free-form JSON columns store them as
+    # JSON numbers again (an integer when the value is whole).
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json_serializer(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
     return create_async_engine(
         database_url,
+        json_serializer=_json_serializer,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,

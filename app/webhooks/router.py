@@ -72,6 +72,13 @@ async def list_webhook_endpoints(
         "signature instead. 200 means the delivery is stored; 401 means the signature "
         "failed and nothing was stored."
     ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The platform's own payload; the signature covers its exact bytes.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
 )
 async def receive_webhook(
     session: SessionDep,
