@@ -9,7 +9,8 @@ import asyncio
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -83,6 +84,21 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+@pytest.fixture
+def set_clock(app: FastAPI) -> Iterator[Callable[[datetime], None]]:
+    """Set the time the service gives to arriving webhook deliveries; restored afterwards."""
+    previous = getattr(app.state, "clock", None)
+
+    def freeze(moment: datetime) -> None:
+        app.state.clock = lambda: moment
+
+    yield freeze
+    if previous is None:
+        del app.state.clock
+    else:
+        app.state.clock = previous
 
 
 async def make_tenant(app: FastAPI, name: str = "test") -> tuple[uuid.UUID, str]:

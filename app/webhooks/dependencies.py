@@ -1,4 +1,5 @@
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -7,6 +8,12 @@ from app.routing import read_body_capped
 from app.settings import Settings
 from app.webhooks.adapters.base import InboundDelivery
 
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
 
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
@@ -14,10 +21,16 @@ def _settings(request: Request) -> Settings:
 
 
 async def inbound_delivery(request: Request) -> InboundDelivery:
-    """The raw delivery: exact body bytes (413 over the webhook size cap) and headers."""
+    """The raw delivery: exact body bytes (413 over the webhook size cap), headers, query
+    parameters and the arrival time from the app's clock (`app.state.clock`)."""
     body = await read_body_capped(request, _settings(request).webhook_max_body_bytes)
-    headers = {name.lower(): value for name, value in request.headers.items()}
-    return InboundDelivery(body=body, headers=headers)
+    clock: Clock = getattr(request.app.state, "clock", system_clock)
+    return InboundDelivery(
+        body=body,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        query=dict(request.query_params),
+        received_at=clock(),
+    )
 
 
 def webhook_url_builder(request: Request) -> Callable[[str], str]:

@@ -5,6 +5,10 @@ class EndpointNotFoundError(NotFoundError):
     code = "webhook-endpoint-not-found"
 
 
+class DeliveryNotFoundError(NotFoundError):
+    code = "webhook-delivery-not-found"
+
+
 class InvalidSignatureError(UnauthorizedError):
     code = "invalid-signature"
 

@@ -3,16 +3,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -21,9 +24,10 @@ from app.db.base import Base
 
 
 class WebhookEndpoint(Base):
-    """A URL a survey platform posts to, with the secret and the field mapping for that form.
+    """A URL a survey platform posts to, with its secrets and the field mapping for that form.
 
-    `secret` is kept readable because verifying an HMAC needs the key itself.
+    Secrets are kept readable because verifying an HMAC needs the key itself. Several are
+    active while a secret is being rotated.
     """
 
     __tablename__ = "webhook_endpoints"
@@ -33,10 +37,14 @@ class WebhookEndpoint(Base):
     )
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     source: Mapped[str] = mapped_column(Text)
-    secret: Mapped[str | None] = mapped_column(Text)
+    secrets: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     account_field: Mapped[str] = mapped_column(Text)
     score_field: Mapped[str | None] = mapped_column(Text)
     comment_field: Mapped[str | None] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(Text, server_default="UTC")
+    token: Mapped[str | None] = mapped_column(Text)
+    api_base_url: Mapped[str | None] = mapped_column(Text)
+    api_token: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -54,6 +62,9 @@ class WebhookDelivery(Base):
     status: Mapped[str] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     response_id: Mapped[str | None] = mapped_column(Text)
+    fetch: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     content_type: Mapped[str | None] = mapped_column(Text)
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB)
     body: Mapped[bytes] = mapped_column(LargeBinary)
@@ -69,4 +80,9 @@ class WebhookDelivery(Base):
             ondelete="CASCADE",
         ),
         Index("ix_webhook_deliveries_tenant_id_status", "tenant_id", "status"),
+        Index(
+            "ix_webhook_deliveries_pending_next_attempt_at",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
     )

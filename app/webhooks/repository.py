@@ -1,5 +1,6 @@
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -25,6 +26,19 @@ async def get_endpoint(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def update_endpoint(
+    session: AsyncSession, tenant_id: uuid.UUID, endpoint_id: str, values: dict[str, Any]
+) -> WebhookEndpoint:
+    statement = (
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.id == endpoint_id)
+        .values(**values)
+        .returning(WebhookEndpoint)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one()
+
+
 async def list_endpoints(
     session: AsyncSession, tenant_id: uuid.UUID, *, after_id: str | None, limit: int
 ) -> Sequence[WebhookEndpoint]:
@@ -39,7 +53,7 @@ async def list_endpoints(
     return (await session.scalars(statement)).all()
 
 
-async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> int | None:
+async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> WebhookDelivery | None:
     """Store a delivery once per (tenant, endpoint, delivery key); None when already stored.
 
     A concurrent copy waits on the unique index until the first commits, then gets None.
@@ -54,9 +68,44 @@ async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> int 
                 WebhookDelivery.delivery_key,
             ]
         )
-        .returning(WebhookDelivery.id)
+        .returning(WebhookDelivery)
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def get_delivery(
+    session: AsyncSession, tenant_id: uuid.UUID, delivery_id: int, *, for_update: bool = False
+) -> WebhookDelivery | None:
+    statement = select(WebhookDelivery).where(
+        WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.id == delivery_id
+    )
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    status: str | None,
+    endpoint_id: str | None,
+    after_id: int | None,
+    limit: int,
+) -> Sequence[WebhookDelivery]:
+    statement = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.tenant_id == tenant_id)
+        .order_by(WebhookDelivery.id)
+        .limit(limit)
+    )
+    if status is not None:
+        statement = statement.where(WebhookDelivery.status == status)
+    if endpoint_id is not None:
+        statement = statement.where(WebhookDelivery.endpoint_id == endpoint_id)
+    if after_id is not None:
+        statement = statement.where(WebhookDelivery.id > after_id)
+    return (await session.scalars(statement)).all()
 
 
 async def set_delivery_outcome(
@@ -68,9 +117,18 @@ async def set_delivery_outcome(
     event_type: str | None,
     response_id: str | None,
     error: str | None,
+    fetch: dict[str, str] | None = None,
+    next_attempt_at: datetime | None = None,
 ) -> None:
     await session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.id == delivery_id)
-        .values(status=status, event_type=event_type, response_id=response_id, error=error)
+        .values(
+            status=status,
+            event_type=event_type,
+            response_id=response_id,
+            error=error,
+            fetch=fetch,
+            next_attempt_at=next_attempt_at,
+        )
     )

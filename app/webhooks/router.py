@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from app.db.session import SessionDep
 from app.routing import ServiceRoute
@@ -8,15 +8,20 @@ from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import CurrentTenant
 from app.webhooks import service as webhook_service
 from app.webhooks.dependencies import Delivery, WebhookUrl
-from app.webhooks.models import WebhookEndpoint
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import (
+    DeliveryStatus,
     WebhookAck,
+    WebhookDeliveryRead,
     WebhookEndpointCreate,
     WebhookEndpointCreated,
     WebhookEndpointRead,
+    WebhookEndpointUpdate,
 )
 
 router = APIRouter(tags=["webhooks"], route_class=ServiceRoute)
+
+EndpointId = Annotated[str, Path(max_length=200, description="The endpoint id from its URL.")]
 
 
 def _endpoint_fields(endpoint: WebhookEndpoint, url: WebhookUrl) -> dict[str, object]:
@@ -27,8 +32,17 @@ def _endpoint_fields(endpoint: WebhookEndpoint, url: WebhookUrl) -> dict[str, ob
         "account_field": endpoint.account_field,
         "score_field": endpoint.score_field,
         "comment_field": endpoint.comment_field,
+        "timezone": endpoint.timezone,
+        "api_base_url": endpoint.api_base_url,
+        "secret_count": len(endpoint.secrets),
+        "has_token": endpoint.token is not None,
+        "has_api_token": endpoint.api_token is not None,
         "created_at": endpoint.created_at,
     }
+
+
+def _delivery_read(delivery: WebhookDelivery) -> WebhookDeliveryRead:
+    return WebhookDeliveryRead.model_validate(delivery)
 
 
 @router.post(
@@ -41,7 +55,7 @@ async def create_webhook_endpoint(
 ) -> WebhookEndpointCreated:
     endpoint = await webhook_service.create_endpoint(session, tenant, body)
     return WebhookEndpointCreated.model_validate(
-        {**_endpoint_fields(endpoint, url), "secret": endpoint.secret}
+        {**_endpoint_fields(endpoint, url), "secret": endpoint.secrets[0]}
     )
 
 
@@ -63,27 +77,102 @@ async def list_webhook_endpoints(
     return Page[WebhookEndpointRead](items=items, next_cursor=next_cursor)
 
 
+@router.get("/v1/webhook-endpoints/{endpoint_id}", summary="Get a webhook endpoint")
+async def get_webhook_endpoint(
+    session: SessionDep, tenant: CurrentTenant, endpoint_id: EndpointId, url: WebhookUrl
+) -> WebhookEndpointRead:
+    endpoint = await webhook_service.get_endpoint(session, tenant, endpoint_id)
+    return WebhookEndpointRead.model_validate(_endpoint_fields(endpoint, url))
+
+
+@router.patch(
+    "/v1/webhook-endpoints/{endpoint_id}",
+    summary="Change an endpoint's mapping, secrets or API credentials",
+)
+async def patch_webhook_endpoint(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    endpoint_id: EndpointId,
+    body: WebhookEndpointUpdate,
+    url: WebhookUrl,
+) -> WebhookEndpointRead:
+    endpoint = await webhook_service.update_endpoint(session, tenant, endpoint_id, body)
+    return WebhookEndpointRead.model_validate(_endpoint_fields(endpoint, url))
+
+
 @router.post(
     "/v1/webhooks/{endpoint_id}",
     name="receive_webhook",
     summary="Receive a delivery from a survey platform",
     description=(
         "Called by the survey platform, not by API clients: no API key, the platform's "
-        "signature instead. 200 means the delivery is stored; 401 means the signature "
-        "failed and nothing was stored."
+        "signature instead. 200 means the delivery is stored, even when it cannot be "
+        "mapped (status `failed`, listed under /v1/webhook-deliveries); 401 means the "
+        "signature failed and nothing was stored."
     ),
     openapi_extra={
         "requestBody": {
             "required": True,
-            "description": "The platform's own payload; the signature covers its exact bytes.",
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "The platform's own payload (JSON, form-encoded or multipart); "
+            "the signature covers its exact bytes.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                "multipart/form-data": {"schema": {"type": "object"}},
+            },
         }
     },
 )
 async def receive_webhook(
-    session: SessionDep,
-    endpoint_id: Annotated[str, Path(max_length=200)],
-    delivery: Delivery,
+    session: SessionDep, endpoint_id: EndpointId, delivery: Delivery
 ) -> WebhookAck:
     endpoint = await webhook_service.find_endpoint(session, endpoint_id)
     return await webhook_service.receive(session, endpoint, delivery)
+
+
+@router.api_route(
+    "/v1/webhooks/{endpoint_id}",
+    methods=["GET", "HEAD"],
+    summary="Answer a platform's check that the webhook URL exists",
+    description="SurveyMonkey checks a new URL with HEAD and Qualtrics with GET; both get 200.",
+    response_class=Response,
+    responses={200: {"description": "The endpoint exists."}},
+)
+async def probe_webhook(session: SessionDep, endpoint_id: EndpointId) -> Response:
+    await webhook_service.find_endpoint(session, endpoint_id)
+    return Response(status_code=status.HTTP_200_OK)
+
+
+@router.get("/v1/webhook-deliveries", summary="List stored webhook deliveries")
+async def list_webhook_deliveries(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    status: Annotated[
+        DeliveryStatus | None, Query(description="Only deliveries with this status.")
+    ] = None,
+    endpoint_id: Annotated[str | None, Query(description="Only this endpoint's.")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[WebhookDeliveryRead]:
+    deliveries, next_cursor = await webhook_service.list_deliveries(
+        session, tenant, status=status, endpoint_id=endpoint_id, limit=limit, cursor=cursor
+    )
+    items = [_delivery_read(delivery) for delivery in deliveries]
+    return Page[WebhookDeliveryRead](items=items, next_cursor=next_cursor)
+
+
+@router.get("/v1/webhook-deliveries/{delivery_id}", summary="Get a stored webhook delivery")
+async def get_webhook_delivery(
+    session: SessionDep, tenant: CurrentTenant, delivery_id: int
+) -> WebhookDeliveryRead:
+    return _delivery_read(await webhook_service.get_delivery(session, tenant, delivery_id))
+
+
+@router.post(
+    "/v1/webhook-deliveries/{delivery_id}/replay",
+    summary="Map a stored delivery again with its endpoint's current settings",
+)
+async def replay_webhook_delivery(
+    session: SessionDep, tenant: CurrentTenant, delivery_id: int
+) -> WebhookAck:
+    return await webhook_service.replay_delivery(session, tenant, delivery_id)

@@ -1,14 +1,17 @@
 """Webhook endpoints and deliveries: verify, store raw, map, then write the response.
 
 All of it happens in the request's transaction, so the 2xx that follows the commit means
-the delivery and its response are stored. A verified delivery that cannot be mapped is
-kept as `failed` with the reason and still acknowledged, because the platform would
-only retry the same bytes.
+the delivery and its effects are stored. A verified delivery that cannot be mapped is kept
+as `failed` with the reason and still acknowledged, because the platform would only retry
+the same bytes; it can be replayed once the endpoint's mapping is fixed. A thin payload
+is kept as `pending` until its response is fetched from the platform's API.
 """
 
 import secrets
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,15 +23,20 @@ from app.tenancy.models import Tenant
 from app.webhooks import repository
 from app.webhooks.adapters import ADAPTERS, get_adapter
 from app.webhooks.adapters.base import Adapter, EndpointConfig, InboundDelivery
-from app.webhooks.errors import EndpointNotFoundError, MappingError, UnknownSourceError
-from app.webhooks.models import WebhookEndpoint
-from app.webhooks.schemas import WebhookAck, WebhookEndpointCreate
+from app.webhooks.errors import (
+    DeliveryNotFoundError,
+    EndpointNotFoundError,
+    MappingError,
+    UnknownSourceError,
+)
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+from app.webhooks.schemas import WebhookAck, WebhookEndpointCreate, WebhookEndpointUpdate
 
 log = structlog.get_logger()
 
 ENDPOINT_ID_SCHEME = "wh"
 # Headers never stored with a delivery.
-_PRIVATE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_PRIVATE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-revcov-token"})
 
 
 def new_endpoint_id(tenant_id: uuid.UUID) -> str:
@@ -49,7 +57,7 @@ def tenant_id_from_endpoint_id(endpoint_id: str) -> uuid.UUID | None:
         return None
 
 
-def _adapter_for(source: str) -> Adapter:
+def adapter_for(source: str) -> Adapter:
     adapter = get_adapter(source)
     if adapter is None:
         supported = ", ".join(sorted(ADAPTERS))
@@ -60,27 +68,46 @@ def _adapter_for(source: str) -> Adapter:
     return adapter
 
 
-def _config(endpoint: WebhookEndpoint) -> EndpointConfig:
+def endpoint_config(endpoint: WebhookEndpoint) -> EndpointConfig:
     return EndpointConfig(
-        secret=endpoint.secret,
+        source=endpoint.source,
+        secrets=tuple(endpoint.secrets),
         account_field=endpoint.account_field,
         score_field=endpoint.score_field,
         comment_field=endpoint.comment_field,
+        timezone=endpoint.timezone,
+        token=endpoint.token,
+        api_base_url=endpoint.api_base_url,
+        api_token=endpoint.api_token,
     )
+
+
+def _settings_values(body: WebhookEndpointCreate | WebhookEndpointUpdate) -> dict[str, Any]:
+    values = body.model_dump(exclude_unset=True, exclude={"source", "secret", "secrets"})
+    if values.get("api_base_url") is not None:
+        values["api_base_url"] = str(values["api_base_url"])
+    return values
 
 
 async def create_endpoint(
     session: AsyncSession, tenant: Tenant, body: WebhookEndpointCreate
 ) -> WebhookEndpoint:
-    adapter = _adapter_for(body.source)
+    adapter = adapter_for(body.source)
+    if body.secrets is not None:
+        endpoint_secrets = list(body.secrets)
+    else:
+        endpoint_secrets = [body.secret or secrets.token_urlsafe(32)]
+    values = _settings_values(body)
+    values["account_field"] = values.get("account_field") or adapter.default_account_field
+    values.setdefault("timezone", "UTC")
+    if values["timezone"] is None:
+        values["timezone"] = "UTC"
     endpoint = WebhookEndpoint(
         tenant_id=tenant.id,
         id=new_endpoint_id(tenant.id),
         source=body.source,
-        secret=body.secret or secrets.token_urlsafe(32),
-        account_field=body.account_field or adapter.default_account_field,
-        score_field=body.score_field,
-        comment_field=body.comment_field,
+        secrets=endpoint_secrets,
+        **values,
     )
     endpoint = await repository.add_endpoint(session, endpoint)
     log.info(
@@ -90,6 +117,36 @@ async def create_endpoint(
         source=endpoint.source,
     )
     return endpoint
+
+
+async def get_endpoint(session: AsyncSession, tenant: Tenant, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = await repository.get_endpoint(session, tenant.id, endpoint_id)
+    if endpoint is None:
+        raise EndpointNotFoundError(f"No webhook endpoint {endpoint_id[:80]!r}.")
+    return endpoint
+
+
+async def update_endpoint(
+    session: AsyncSession, tenant: Tenant, endpoint_id: str, body: WebhookEndpointUpdate
+) -> WebhookEndpoint:
+    endpoint = await get_endpoint(session, tenant, endpoint_id)
+    values = _settings_values(body)
+    if "secrets" in body.model_fields_set and body.secrets is not None:
+        values["secrets"] = list(body.secrets)
+    if values.get("account_field", "") is None:
+        values["account_field"] = adapter_for(endpoint.source).default_account_field
+    if "timezone" in values and values["timezone"] is None:
+        values["timezone"] = "UTC"
+    if not values:
+        return endpoint
+    updated = await repository.update_endpoint(session, tenant.id, endpoint_id, values)
+    log.info(
+        "webhook_endpoint.updated",
+        tenant_id=str(tenant.id),
+        endpoint_id=endpoint_id,
+        fields=sorted(values),
+    )
+    return updated
 
 
 async def list_endpoints(
@@ -117,12 +174,12 @@ async def find_endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpo
 async def receive(
     session: AsyncSession, endpoint: WebhookEndpoint, delivery: InboundDelivery
 ) -> WebhookAck:
-    adapter = _adapter_for(endpoint.source)
-    config = _config(endpoint)
+    adapter = adapter_for(endpoint.source)
+    config = endpoint_config(endpoint)
     adapter.verify(delivery, config)
 
     key = adapter.delivery_key(delivery)
-    delivery_id = await repository.insert_delivery(
+    stored = await repository.insert_delivery(
         session,
         {
             "tenant_id": endpoint.tenant_id,
@@ -137,43 +194,110 @@ async def receive(
                 if name not in _PRIVATE_HEADERS
             },
             "body": delivery.body,
+            "received_at": delivery.received_at,
         },
     )
-    fields = {"tenant_id": str(endpoint.tenant_id), "endpoint_id": endpoint.id, "key": key}
-    if delivery_id is None:
-        log.info("webhook.duplicate_ignored", **fields)
+    if stored is None:
+        log.info(
+            "webhook.duplicate_ignored",
+            tenant_id=str(endpoint.tenant_id),
+            endpoint_id=endpoint.id,
+            key=key,
+        )
         return WebhookAck(status="duplicate", delivery_id=None)
+    return await _process(session, endpoint, stored, delivery)
 
+
+async def _process(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    stored: WebhookDelivery,
+    delivery: InboundDelivery,
+) -> WebhookAck:
+    """Map a stored delivery with the endpoint's current settings and record the outcome."""
+    adapter = adapter_for(endpoint.source)
+    fields = {
+        "tenant_id": str(endpoint.tenant_id),
+        "endpoint_id": endpoint.id,
+        "delivery_id": stored.id,
+    }
     try:
-        mapped = adapter.map(delivery, config)
+        mapped = adapter.map(delivery, endpoint_config(endpoint))
     except MappingError as error:
         await repository.set_delivery_outcome(
             session,
             endpoint.tenant_id,
-            delivery_id,
+            stored.id,
             status="failed",
             event_type=None,
             response_id=None,
             error=error.reason,
         )
-        log.warning(
-            "webhook.mapping_failed", delivery_id=delivery_id, reason=error.reason, **fields
-        )
-        return WebhookAck(status="failed", delivery_id=delivery_id, detail=error.reason)
+        log.warning("webhook.mapping_failed", reason=error.reason, **fields)
+        return WebhookAck(status="failed", delivery_id=stored.id, detail=error.reason)
 
-    if mapped.response is None:
-        status = "ignored"
-    else:
+    status: Literal["processed", "pending", "ignored"]
+    next_attempt_at: datetime | None = None
+    if mapped.response is not None:
         await response_service.write_responses(session, endpoint.tenant_id, [mapped.response])
         status = "processed"
+    elif mapped.fetch is not None:
+        status = "pending"
+        next_attempt_at = delivery.received_at
+    else:
+        status = "ignored"
+    response_id = mapped.response.response_id if mapped.response else None
     await repository.set_delivery_outcome(
         session,
         endpoint.tenant_id,
-        delivery_id,
+        stored.id,
         status=status,
         event_type=mapped.event_type,
-        response_id=mapped.response.response_id if mapped.response else None,
+        response_id=response_id,
         error=None,
+        fetch=mapped.fetch,
+        next_attempt_at=next_attempt_at,
     )
-    log.info("webhook.received", delivery_id=delivery_id, status=status, **fields)
-    return WebhookAck(status=status, delivery_id=delivery_id)
+    log.info("webhook.received", status=status, event_type=mapped.event_type, **fields)
+    return WebhookAck(status=status, delivery_id=stored.id)
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    tenant: Tenant,
+    *,
+    status: str | None,
+    endpoint_id: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[Sequence[WebhookDelivery], str | None]:
+    after = decode_cursor(cursor, int) if cursor else None
+    rows = await repository.list_deliveries(
+        session, tenant.id, status=status, endpoint_id=endpoint_id, after_id=after, limit=limit + 1
+    )
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+async def get_delivery(session: AsyncSession, tenant: Tenant, delivery_id: int) -> WebhookDelivery:
+    delivery = await repository.get_delivery(session, tenant.id, delivery_id)
+    if delivery is None:
+        raise DeliveryNotFoundError(f"No webhook delivery {delivery_id}.")
+    return delivery
+
+
+async def replay_delivery(session: AsyncSession, tenant: Tenant, delivery_id: int) -> WebhookAck:
+    """Map a stored delivery again with its endpoint's current settings.
+
+    The signature is not checked again: it was checked when the delivery arrived, and
+    signatures with a timestamp would have expired since.
+    """
+    stored = await repository.get_delivery(session, tenant.id, delivery_id, for_update=True)
+    if stored is None:
+        raise DeliveryNotFoundError(f"No webhook delivery {delivery_id}.")
+    endpoint = await get_endpoint(session, tenant, stored.endpoint_id)
+    delivery = InboundDelivery(
+        body=stored.body, headers=stored.headers, received_at=stored.received_at
+    )
+    log.info("webhook.replayed", tenant_id=str(tenant.id), delivery_id=delivery_id)
+    return await _process(session, endpoint, stored, delivery)

@@ -1,42 +1,74 @@
-"""What every survey platform adapter implements, and the data it works on."""
+"""What every survey platform adapter implements, the data it works on, and shared helpers.
 
+An adapter never touches the database or the HTTP layer: it verifies a signature over the
+raw bytes, names the delivery, and maps the body to a `ResponseIn` (or says that the
+event carries no response, or that the response must be fetched from the platform's API).
+"""
+
+import base64
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+import hmac
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import httpx
+from pydantic import ValidationError
 
 from app.responses.schemas import ResponseIn
+from app.webhooks.errors import InvalidSignatureError, MappingError
 
 
 @dataclass(frozen=True)
 class EndpointConfig:
     """The settings of one webhook endpoint that an adapter needs."""
 
-    secret: str | None
+    source: str
+    secrets: tuple[str, ...]
     account_field: str
-    score_field: str | None
-    comment_field: str | None
+    score_field: str | None = None
+    comment_field: str | None = None
+    timezone: str = "UTC"
+    token: str | None = None
+    api_base_url: str | None = None
+    api_token: str | None = None
 
 
 @dataclass(frozen=True)
 class InboundDelivery:
-    """A delivery as received: the exact body bytes and lower-cased header names."""
+    """A delivery as received: exact body bytes, lower-cased header names, query parameters
+    and the time it arrived (the service clock, which tests can set)."""
 
     body: bytes
     headers: Mapping[str, str]
+    received_at: datetime
+    query: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def body_digest(self) -> str:
         return hashlib.sha256(self.body).hexdigest()
 
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
 
 @dataclass(frozen=True)
 class MappedDelivery:
-    """What a verified delivery means: its event type and its response, None when the
-    event carries no response (test pings, dismissals)."""
+    """What a verified delivery means.
+
+    `response` is None for events that carry no response (test pings, dismissals) and for
+    thin payloads; `fetch` is set for thin payloads whose response must be fetched from the
+    platform's API later, and names what to fetch.
+    """
 
     event_type: str | None
     response: ResponseIn | None
+    fetch: dict[str, str] | None = None
 
 
 class Adapter(Protocol):
@@ -51,3 +83,135 @@ class Adapter(Protocol):
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         """Turn the body into a response; raise MappingError with the reason when it cannot."""
+
+
+class FetchingAdapter(Adapter, Protocol):
+    """An adapter for a thin payload, whose response is fetched from the platform's API."""
+
+    async def fetch(
+        self, client: httpx.AsyncClient, fetch: dict[str, str], endpoint: EndpointConfig
+    ) -> ResponseIn | None:
+        """Fetch and map the response named by `fetch`; raise MappingError when the API's
+        answer cannot be mapped, and httpx.HTTPError to have the fetch retried later."""
+
+
+# Signature helpers ---------------------------------------------------------------------
+
+
+def hmac_digest(key: bytes | str, message: bytes, algorithm: Callable[..., Any]) -> bytes:
+    key_bytes = key.encode() if isinstance(key, str) else key
+    return hmac.new(key_bytes, message, algorithm).digest()
+
+
+def matches_any(sent: str | None, expected: Iterable[str]) -> bool:
+    """Compare `sent` with each expected signature in constant time."""
+    if not sent:
+        return False
+    sent_bytes = sent.strip().encode()
+    found = False
+    for candidate in expected:
+        # No early exit, so the time taken does not depend on which secret matched.
+        found |= hmac.compare_digest(sent_bytes, candidate.encode())
+    return found
+
+
+def require_signature(
+    sent: str | None,
+    expected: Iterable[str],
+    *,
+    header: str,
+    platform: str,
+) -> None:
+    """Raise InvalidSignatureError unless `sent` equals one of the `expected` signatures."""
+    if not matches_any(sent, expected):
+        state = "missing" if not sent else "does not match the body"
+        raise InvalidSignatureError(
+            f"The {header} signature is {state}; check that the secret configured in "
+            f"{platform} equals one of this endpoint's secrets."
+        )
+
+
+def base64_hmac(secrets: Iterable[str], message: bytes, algorithm: Callable[..., Any]) -> list[str]:
+    return [base64.b64encode(hmac_digest(s, message, algorithm)).decode() for s in secrets]
+
+
+def hex_hmac(secrets: Iterable[str], message: bytes, algorithm: Callable[..., Any]) -> list[str]:
+    return [hmac_digest(s, message, algorithm).hex() for s in secrets]
+
+
+def require_token(delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
+    """For platforms that sign nothing: when the endpoint has a token, require it in the
+    `token` query parameter or an `X-Revcov-Token` header."""
+    if endpoint.token is None:
+        return
+    sent = delivery.query.get("token") or delivery.headers.get("x-revcov-token")
+    require_signature(sent, [endpoint.token], header="token", platform=endpoint.source)
+
+
+# Payload helpers -----------------------------------------------------------------------
+
+
+def load_json(body: bytes) -> Any:
+    """Parse a JSON body, numbers as Decimal; raise MappingError when it is not JSON."""
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise MappingError(f"the body is not valid JSON: {error}") from None
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    payload = load_json(body)
+    if not isinstance(payload, dict):
+        raise MappingError("the body is not a JSON object")
+    return payload
+
+
+def text_or_none(value: Any) -> str | None:
+    """Return a stripped string, or None for null and blank values."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def parse_timestamp(value: Any, *, zone: str, name: str) -> datetime:
+    """Parse the timestamp shapes platforms send, reading zone-less ones in `zone`.
+
+    Accepts ISO 8601 (`Z`, offsets, fractions), `YYYY-MM-DD HH:MM:SS -0700`, and Unix
+    seconds as a number or a string of digits. Raises MappingError naming the field.
+    """
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(float(value), tz=ZoneInfo("UTC"))
+    text = text_or_none(value)
+    if text is None:
+        raise MappingError(f"{name} is missing")
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text), tz=ZoneInfo("UTC"))
+    moment = None
+    for candidate in (text, text.replace("Z", "+00:00")):
+        try:
+            moment = datetime.fromisoformat(candidate)
+            break
+        except ValueError:
+            continue
+    if moment is None:
+        try:
+            moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
+        except ValueError:
+            raise MappingError(f"{name} {text!r} is not a timestamp") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
+    return moment
+
+
+def build_response(**fields: Any) -> ResponseIn:
+    """Build a ResponseIn from extracted fields; a field that fails validation (a score
+    outside 0-10, an over-long id) raises MappingError with the reason."""
+    try:
+        return ResponseIn(**fields)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise MappingError(f"the response is invalid: {problems}") from None

@@ -1,34 +1,38 @@
-"""Typeform `form_response` webhooks.
+"""Typeform `form_response` and `form_response_partial` webhooks.
 
 Signature: `Typeform-Signature: sha256=<base64 HMAC-SHA256 of the raw body>`, keyed with the
 webhook secret as UTF-8. Typeform omits unanswered questions from `answers`, so a skipped
 NPS question is a null score, never 0. `form_response.calculated.score` is the form's
 quiz score, not the NPS answer, and is ignored.
+
+A partial response shares its `token` with the full response sent later. The partial is
+stored with a version time one microsecond before its `submitted_at` (or `landed_at`),
+and the full one at its `submitted_at`, so the full response replaces the partial and a
+partial retried after the full one changes nothing.
 """
 
-import base64
 import hashlib
-import hmac
 import json
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
-from app.responses.schemas import ResponseIn, parse_score
-from app.webhooks.adapters.base import EndpointConfig, InboundDelivery, MappedDelivery
-from app.webhooks.errors import InvalidSignatureError, MappingError
+from app.responses.schemas import parse_score
+from app.webhooks.adapters.base import (
+    EndpointConfig,
+    InboundDelivery,
+    MappedDelivery,
+    base64_hmac,
+    build_response,
+    json_object,
+    parse_timestamp,
+    require_signature,
+    text_or_none,
+)
+from app.webhooks.errors import MappingError
 
 SIGNATURE_HEADER = "typeform-signature"
 NPS_FIELD_TYPES = ("opinion_scale", "nps")
-
-
-def _load(delivery: InboundDelivery) -> Any:
-    try:
-        return json.loads(delivery.body, parse_float=Decimal)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise MappingError(f"the body is not valid JSON: {error}") from None
+RESPONSE_EVENTS = ("form_response", "form_response_partial")
 
 
 def _answers(form_response: dict[str, Any]) -> list[dict[str, Any]]:
@@ -43,28 +47,21 @@ def _field(answer: dict[str, Any]) -> dict[str, Any]:
     return field if isinstance(field, dict) else {}
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 class TypeformAdapter:
     source = "typeform"
     default_account_field = "account_id"
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
-        if endpoint.secret is None:
-            return
-        sent = delivery.headers.get(SIGNATURE_HEADER, "")
-        digest = hmac.new(endpoint.secret.encode(), delivery.body, hashlib.sha256).digest()
-        expected = "sha256=" + base64.b64encode(digest).decode()
-        if not hmac.compare_digest(sent.encode(), expected.encode()):
-            raise InvalidSignatureError(
-                "The Typeform-Signature header is missing or does not match the body; "
-                "check that the webhook secret in Typeform equals this endpoint's secret."
-            )
+        expected = [
+            "sha256=" + value
+            for value in base64_hmac(endpoint.secrets, delivery.body, hashlib.sha256)
+        ]
+        require_signature(
+            delivery.headers.get(SIGNATURE_HEADER),
+            expected,
+            header="Typeform-Signature",
+            platform="Typeform",
+        )
 
     def delivery_key(self, delivery: InboundDelivery) -> str:
         try:
@@ -74,39 +71,40 @@ class TypeformAdapter:
         return str(event_id) if event_id else f"sha256:{delivery.body_digest}"
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
-        payload = _load(delivery)
-        if not isinstance(payload, dict):
-            raise MappingError("the body is not a JSON object")
-        event_type = payload.get("event_type")
-        if event_type != "form_response":
-            return MappedDelivery(event_type=_text(event_type), response=None)
+        payload = json_object(delivery.body)
+        event_type = text_or_none(payload.get("event_type"))
+        if event_type not in RESPONSE_EVENTS:
+            return MappedDelivery(event_type=event_type, response=None)
 
         form_response = payload.get("form_response")
         if not isinstance(form_response, dict):
             raise MappingError("form_response is missing or not an object")
-        token = _text(form_response.get("token"))
+        token = text_or_none(form_response.get("token"))
         if token is None:
             raise MappingError("form_response.token (the response id) is missing")
 
         answers = _answers(form_response)
+        score = self._score(answers, endpoint)
+        if event_type == "form_response_partial" and score is None:
+            # A partial response counts only once it holds an NPS answer.
+            return MappedDelivery(event_type=event_type, response=None)
+
         hidden = form_response.get("hidden")
         hidden = hidden if isinstance(hidden, dict) else {}
-        try:
-            response = ResponseIn(
-                source=self.source,
-                response_id=token,
-                account_external_id=_text(hidden.get(endpoint.account_field)),
-                email=self._email(answers, hidden),
-                score=self._score(answers, endpoint),
-                comment=self._comment(answers, endpoint),
-                submitted_at=self._submitted_at(form_response),
-            )
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
-                for item in error.errors()
-            )
-            raise MappingError(f"the response is invalid: {problems}") from None
+        submitted_at = self._submitted_at(form_response, endpoint)
+        version = submitted_at
+        if event_type == "form_response_partial":
+            version = submitted_at - timedelta(microseconds=1)
+        response = build_response(
+            source=self.source,
+            response_id=token,
+            account_external_id=text_or_none(hidden.get(endpoint.account_field)),
+            email=self._email(answers, hidden),
+            score=score,
+            comment=self._comment(answers, endpoint),
+            submitted_at=submitted_at,
+            updated_at=version,
+        )
         return MappedDelivery(event_type=event_type, response=response)
 
     def _score(self, answers: list[dict[str, Any]], endpoint: EndpointConfig) -> int | None:
@@ -126,22 +124,14 @@ class TypeformAdapter:
             chosen = [a for a in answers if _field(a).get("ref") == endpoint.comment_field]
         else:
             chosen = [a for a in answers if a.get("type") == "text"]
-        return _text(chosen[0].get("text")) if chosen else None
+        return text_or_none(chosen[0].get("text")) if chosen else None
 
     def _email(self, answers: list[dict[str, Any]], hidden: dict[str, Any]) -> str | None:
         for answer in answers:
-            if answer.get("type") == "email" and _text(answer.get("email")):
-                return _text(answer.get("email"))
-        return _text(hidden.get("email"))
+            if answer.get("type") == "email" and text_or_none(answer.get("email")):
+                return text_or_none(answer.get("email"))
+        return text_or_none(hidden.get("email"))
 
-    def _submitted_at(self, form_response: dict[str, Any]) -> datetime:
-        value = form_response.get("submitted_at")
-        try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            raise MappingError(
-                f"form_response.submitted_at {value!r} is not an ISO 8601 timestamp"
-            ) from None
-        if moment.tzinfo is None:
-            raise MappingError(f"form_response.submitted_at {value!r} has no UTC offset")
-        return moment
+    def _submitted_at(self, form_response: dict[str, Any], endpoint: EndpointConfig) -> datetime:
+        value = form_response.get("submitted_at") or form_response.get("landed_at")
+        return parse_timestamp(value, zone=endpoint.timezone, name="form_response.submitted_at")

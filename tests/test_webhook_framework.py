@@ -1,0 +1,118 @@
+"""Webhook machinery shared by every platform: probes, failed deliveries and replay."""
+
+import base64
+import hashlib
+import hmac
+import json
+
+import httpx
+
+from tests.webhook_samples import create_endpoint, load_sample, post_delivery
+
+TYPEFORM = load_sample("typeform-form_response")
+SECRET = TYPEFORM.signature["test_secret"]
+
+
+def _typeform_signature(body: bytes, secret: str = SECRET) -> str:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return "sha256=" + base64.b64encode(digest).decode()
+
+
+async def test_probe_head_and_get(api: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+
+    head = await client.head(f"/v1/webhooks/{endpoint['id']}")
+    get = await client.get(f"/v1/webhooks/{endpoint['id']}")
+    unknown = await client.head("/v1/webhooks/wh_unknown")
+
+    assert head.status_code == 200
+    assert get.status_code == 200
+    assert unknown.status_code == 404
+
+
+async def test_failed_delivery_listed_and_replayed(
+    api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    endpoint = await create_endpoint(
+        api, source="typeform", secret=SECRET, score_field="no_such_ref"
+    )
+    payload = json.loads(TYPEFORM.body)
+    payload["form_response"]["submitted_at"] = "yesterday"
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "Typeform-Signature": _typeform_signature(body)}
+
+    ack = await post_delivery(client, endpoint["id"], body, headers)
+    failed = await api.get("/v1/webhook-deliveries", params={"status": "failed"})
+    delivery_id = ack.json()["delivery_id"]
+
+    assert ack.status_code == 200
+    assert ack.json()["status"] == "failed"
+    assert [item["id"] for item in failed.json()["items"]] == [delivery_id]
+    assert "submitted_at" in failed.json()["items"][0]["error"]
+
+    replayed = await api.post(f"/v1/webhook-deliveries/{delivery_id}/replay")
+
+    assert replayed.status_code == 200
+    assert replayed.json()["status"] == "failed"
+
+
+async def test_replay_after_mapping_fix(api: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET, account_field="nope")
+    payload = json.loads(TYPEFORM.body)
+    payload["form_response"]["answers"][0]["number"] = 11
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "Typeform-Signature": _typeform_signature(body)}
+    ack = await post_delivery(client, endpoint["id"], body, headers)
+    delivery_id = ack.json()["delivery_id"]
+    assert ack.json()["status"] == "failed"
+
+    patched = await api.patch(
+        f"/v1/webhook-endpoints/{endpoint['id']}", json={"score_field": "nps_reason"}
+    )
+    replayed = await api.post(f"/v1/webhook-deliveries/{delivery_id}/replay")
+    stored = await api.get(f"/v1/responses/typeform/{payload['form_response']['token']}")
+
+    assert patched.status_code == 200
+    assert replayed.json()["status"] == "processed"
+    assert stored.status_code == 200
+    assert stored.json()["score"] is None
+
+
+async def test_rotated_secrets_both_accepted(
+    api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    old, new = "old-secret-0123456789", "new-secret-0123456789"
+    endpoint = await create_endpoint(api, source="typeform", secrets=[old, new])
+    payload = json.loads(TYPEFORM.body)
+
+    results = []
+    for number, secret in enumerate((old, new, "other-secret-012345")):
+        payload["event_id"] = f"evt-{number}"
+        body = json.dumps(payload).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Typeform-Signature": _typeform_signature(body, secret),
+        }
+        results.append((await post_delivery(client, endpoint["id"], body, headers)).status_code)
+
+    assert results == [200, 200, 401]
+
+
+async def test_other_tenant_cannot_replay(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, app: object
+) -> None:
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+    ack = await post_delivery(client, endpoint["id"], TYPEFORM.body, TYPEFORM.headers)
+    delivery_id = ack.json()["delivery_id"]
+
+    from tests.conftest import make_tenant
+
+    _, other_key = await make_tenant(app)  # type: ignore[arg-type]
+    other = {"Authorization": f"Bearer {other_key}"}
+    replay = await client.post(f"/v1/webhook-deliveries/{delivery_id}/replay", headers=other)
+    read = await client.get(f"/v1/webhook-deliveries/{delivery_id}", headers=other)
+    endpoint_read = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=other)
+
+    assert replay.status_code == 404
+    assert read.status_code == 404
+    assert endpoint_read.status_code == 404
