@@ -9,10 +9,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
 from app.accounts.router import router as accounts_router
+from app.contacts.router import router as contacts_router
 from app.db.session import create_engine, create_sessionmaker, session_scope
 from app.errors import PROBLEM_RESPONSES, register_error_handlers
 from app.health import router as health_router
 from app.logging import RequestIdMiddleware
+from app.privacy.router import router as privacy_router
 from app.reports.router import router as reports_router
 from app.responses.router import router as responses_router
 from app.routing import MAX_BODY_SCOPE_KEY
@@ -20,6 +22,12 @@ from app.settings import Settings, get_settings
 from app.tenancy import service as tenant_service
 from app.tenancy.router import router as tenancy_router
 from app.webhooks.router import router as webhooks_router
+from app.webhooks.tasks import (
+    FetchContext,
+    create_fetch_client,
+    start_fetch_loop,
+    stop_fetch_loop,
+)
 
 log = structlog.get_logger()
 
@@ -64,6 +72,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                 await tenant_service.create_bootstrap_tenant(
                     session, settings.bootstrap_api_key.get_secret_value()
                 )
+        fetch_client = create_fetch_client()
+        app.state.fetch_context = FetchContext(
+            sessionmaker=app.state.sessionmaker, client=fetch_client, settings=settings
+        )
+        app.state.fetch_task = start_fetch_loop(app.state.fetch_context)
         log.info(
             "service.started",
             version=__version__,
@@ -73,6 +86,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         try:
             yield
         finally:
+            await stop_fetch_loop(app.state.fetch_task)
+            await fetch_client.aclose()
             await engine.dispose()
             log.info("service.stopped")
 
@@ -88,7 +103,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     for router in (
         tenancy_router,
         accounts_router,
+        contacts_router,
         responses_router,
+        privacy_router,
         webhooks_router,
         reports_router,
     ):

@@ -1,15 +1,20 @@
 """Import every domain's models so that the mapper registry and Alembic see all tables."""
 
-from app.accounts.models import Account, RevenueRecord
+from app.accounts.models import Account, AccountDomain, RevenueRecord
+from app.contacts.models import Contact
 from app.db.base import Base
+from app.privacy.models import AuditEvent
 from app.responses.models import SurveyResponse
 from app.tenancy.models import ApiKey, Tenant
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Account",
+    "AccountDomain",
     "ApiKey",
+    "AuditEvent",
     "Base",
+    "Contact",
     "RevenueRecord",
     "SurveyResponse",
     "Tenant",

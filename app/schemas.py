@@ -6,9 +6,42 @@ import json
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.errors import InvalidField, UnprocessableError
+
+MAX_EMAIL_LENGTH = 320
+
+
+def validate_email(value: str) -> str:
+    """Return the email without surrounding spaces, or raise ValueError.
+
+    A valid email is a non-empty local part, an @ and a non-empty domain, with no spaces or
+    control characters. The check is loose on purpose, because the service only compares
+    emails and never sends mail to them. Letter case is kept, and the database compares
+    emails lower-cased.
+    """
+    email = value.strip()
+    local, _, domain = email.rpartition("@")
+    if (
+        not local
+        or not domain
+        or len(email) > MAX_EMAIL_LENGTH
+        or any(character.isspace() or not character.isprintable() for character in email)
+    ):
+        # The value is left out of the message, because error details are logged.
+        raise ValueError(
+            "not an email address such as jane@acme.com "
+            f"(at most {MAX_EMAIL_LENGTH} characters, no spaces)"
+        )
+    return email
+
+
+EmailAddress = Annotated[
+    str,
+    Field(max_length=MAX_EMAIL_LENGTH, examples=["jane@acme.com"]),
+    AfterValidator(validate_email),
+]
 
 
 class WriteModel(BaseModel):

@@ -37,6 +37,24 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
     webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    webhook_fetch_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between passes of the background fetcher, which fetches the "
+        "responses of thin webhook payloads (Qualtrics, SurveyMonkey) from the platform's API.",
+    )
+    webhook_fetch_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Fetch attempts per delivery before it is marked failed. Retries back off "
+        "exponentially from 30 seconds to at most 1 hour.",
+    )
+    webhook_fetch_batch_size: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Pending deliveries claimed and fetched concurrently in one transaction.",
+    )
 
     @field_validator("database_url", mode="after")
     @classmethod

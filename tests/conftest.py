@@ -123,3 +123,16 @@ async def api(app: FastAPI, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
         headers={"Authorization": f"Bearer {api_key}"},
     ) as client:
         yield client
+
+
+@pytest.fixture
+async def other_api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client authenticated as a second tenant, for checks that tenants see only their own."""
+    _, key = await make_tenant(app, "other")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        headers={"Authorization": f"Bearer {key}"},
+    ) as client:
+        yield client

@@ -116,3 +116,12 @@ async def test_other_tenant_cannot_replay(
     assert replay.status_code == 404
     assert read.status_code == 404
     assert endpoint_read.status_code == 404
+
+
+async def test_generated_secret_fits_scheme(api: httpx.AsyncClient) -> None:
+    standard = await create_endpoint(api, source="standard-webhooks")
+    typeform = await create_endpoint(api, source="typeform")
+
+    assert standard["secret"].startswith("whsec_")
+    assert base64.b64decode(standard["secret"].removeprefix("whsec_"))
+    assert not typeform["secret"].startswith("whsec_")

@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Identity,
+    Index,
     Numeric,
     String,
     Text,
@@ -70,4 +71,26 @@ class RevenueRecord(Base):
             ondelete="CASCADE",
         ),
         CheckConstraint("amount >= 0", name="amount_not_negative"),
+    )
+
+
+class AccountDomain(Base):
+    """An email domain of an account: respondents whose email is at this domain belong to it.
+
+    Several accounts may list one domain; such a domain then matches no response.
+    """
+
+    __tablename__ = "account_domains"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(Text, primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"],
+            ["accounts.tenant_id", "accounts.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_account_domains_tenant_id_account_id", "tenant_id", "account_id"),
     )

@@ -13,14 +13,15 @@ from sqlalchemy import (
     Select,
     Text,
     cast,
+    delete,
     func,
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.models import Account, RevenueRecord
+from app.accounts.models import Account, AccountDomain, RevenueRecord
 from app.db.base import INSERTED
 
 
@@ -40,9 +41,21 @@ def _current_revenue(tenant_id: uuid.UUID, at: datetime) -> Any:
 
 
 def _accounts_with_revenue(tenant_id: uuid.UUID, at: datetime) -> Select[*tuple[Any, ...]]:
+    """Accounts with the revenue in force at `at` and their sorted domains (null for none)."""
     revenue = _current_revenue(tenant_id, at)
+    domains = (
+        select(func.array_agg(aggregate_order_by(AccountDomain.domain, AccountDomain.domain)))
+        .where(AccountDomain.tenant_id == tenant_id, AccountDomain.account_id == Account.id)
+        .scalar_subquery()
+    )
     return (
-        select(Account, revenue.c.amount, revenue.c.currency, revenue.c.effective_at)
+        select(
+            Account,
+            revenue.c.amount,
+            revenue.c.currency,
+            revenue.c.effective_at,
+            domains.label("domains"),
+        )
         .outerjoin(revenue, true())
         .where(Account.tenant_id == tenant_id)
     )
@@ -60,6 +73,45 @@ async def upsert_account(
     result = await session.execute(statement, execution_options={"populate_existing": True})
     account, inserted = result.one()
     return account, bool(inserted)
+
+
+async def replace_domains(
+    session: AsyncSession, tenant_id: uuid.UUID, account_id: int, domains: Sequence[str]
+) -> set[str]:
+    """Set the account's domains to `domains`; return the domains added or removed."""
+    removed = await session.execute(
+        delete(AccountDomain)
+        .where(
+            AccountDomain.tenant_id == tenant_id,
+            AccountDomain.account_id == account_id,
+            AccountDomain.domain.not_in(domains),
+        )
+        .returning(AccountDomain.domain)
+    )
+    changed = set(removed.scalars().all())
+    if domains:
+        added = await session.execute(
+            insert(AccountDomain)
+            .values(
+                [
+                    {"tenant_id": tenant_id, "domain": domain, "account_id": account_id}
+                    for domain in domains
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(AccountDomain.domain)
+        )
+        changed.update(added.scalars().all())
+    return changed
+
+
+async def find_account_id(
+    session: AsyncSession, tenant_id: uuid.UUID, external_id: str
+) -> int | None:
+    statement = select(Account.id).where(
+        Account.tenant_id == tenant_id, Account.external_id == external_id
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
 
 
 async def get_account_with_revenue(
@@ -126,7 +178,7 @@ async def ensure_accounts(
             Account.tenant_id == tenant_id, Account.external_id.in_(external_ids)
         )
     )
-    return dict(found.tuples().all()), created_count
+    return dict(found.all()), created_count
 
 
 async def upsert_revenue(

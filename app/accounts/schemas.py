@@ -1,13 +1,41 @@
+import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, field_validator, model_validator
 
 from app.money import validate_amount, validate_currency
 from app.schemas import ReadModel, WriteModel
 
 ExternalId = Field(min_length=1, max_length=200, description="The account's id in your CRM.")
+MAX_DOMAINS = 100
+_HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def normalize_domain(value: str) -> str:
+    """Return the domain lower-cased and without a final dot, or raise ValueError.
+
+    A valid domain is an ASCII host name with at least two labels, and its top-level label
+    is not a number.
+    """
+    domain = value.strip().lower().removesuffix(".")
+    labels = domain.split(".")
+    valid = (
+        len(domain) <= 253
+        and len(labels) >= 2
+        and all(_HOST_LABEL.match(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+    if not valid:
+        raise ValueError(
+            f"{value!r} is not an email domain such as acme.com; give the part after the @ "
+            "of the respondents' emails, with international names in their xn-- form"
+        )
+    return domain
+
+
+Domain = Annotated[str, AfterValidator(normalize_domain)]
 AMOUNT_DESCRIPTION = (
     "Revenue as a JSON number or decimal string, at most the currency's minor-unit digits, "
     "0 (churned) up to below 10^15."
@@ -37,14 +65,29 @@ class RevenueInput(_Money):
 
 
 class AccountPut(WriteModel):
-    """The account's descriptive fields, replaced as a whole, and optionally a revenue record."""
+    """The account's descriptive fields and domains, replaced as a whole, and optionally a
+    revenue record."""
 
     name: str | None = Field(default=None, max_length=500)
     region: str | None = Field(default=None, max_length=200)
     industry: str | None = Field(default=None, max_length=200)
     owner: str | None = Field(default=None, max_length=200)
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form fields.")
+    domains: list[Domain] = Field(
+        default_factory=list,
+        max_length=MAX_DOMAINS,
+        description="Email domains of the account's people, such as acme.com: a response "
+        "whose email is at one of them counts for this account, unless its account id or "
+        "contact says otherwise or another account lists the same domain. Exact match, so "
+        "list subdomains too. Replaced as a whole, so a PUT without it removes them all.",
+        examples=[["acme.com"]],
+    )
     revenue: RevenueInput | None = None
+
+    @field_validator("domains")
+    @classmethod
+    def sort_domains(cls, domains: list[str]) -> list[str]:
+        return sorted(set(domains))
 
 
 class RevenueRead(ReadModel):
@@ -60,6 +103,7 @@ class AccountRead(ReadModel):
     industry: str | None
     owner: str | None
     attributes: dict[str, Any]
+    domains: list[str] = Field(description="Email domains that match responses, sorted.")
     revenue: RevenueRead | None = Field(description="The revenue in force now; null if none.")
     created_at: datetime
     updated_at: datetime

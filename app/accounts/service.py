@@ -43,7 +43,7 @@ def _revenue_read(amount: Any, currency: str | None, effective_at: Any) -> Reven
 
 
 def _account_read(row: Row[*tuple[Any, ...]]) -> AccountRead:
-    account, amount, currency, effective_at = row
+    account, amount, currency, effective_at, domains = row
     return AccountRead(
         external_id=account.external_id,
         name=account.name,
@@ -51,6 +51,7 @@ def _account_read(row: Row[*tuple[Any, ...]]) -> AccountRead:
         industry=account.industry,
         owner=account.owner,
         attributes=account.attributes,
+        domains=domains or [],
         revenue=_revenue_read(amount, currency, effective_at),
         created_at=account.created_at,
         updated_at=account.updated_at,
@@ -89,6 +90,16 @@ async def get_account(session: AsyncSession, tenant: Tenant, external_id: str) -
     return AccountDetail(**_account_read(row).model_dump(), revenue_history=_history_read(history))
 
 
+async def get_account_id(session: AsyncSession, tenant_id: uuid.UUID, external_id: str) -> int:
+    account_id = await repository.find_account_id(session, tenant_id, external_id)
+    if account_id is None:
+        raise AccountNotFoundError(
+            f"No account with external id {external_id!r}; "
+            f"create it with PUT /v1/accounts/{external_id} first."
+        )
+    return account_id
+
+
 async def list_accounts(
     session: AsyncSession, tenant: Tenant, *, limit: int, cursor: str | None
 ) -> Page[AccountRead]:
@@ -113,8 +124,9 @@ async def put_account(
         if mismatch is not None:
             raise CurrencyMismatchError(mismatch.message, errors=[mismatch])
 
-    fields = body.model_dump(exclude={"revenue"})
+    fields = body.model_dump(exclude={"revenue", "domains"})
     account, created = await repository.upsert_account(session, tenant.id, external_id, fields)
+    changed_domains = await repository.replace_domains(session, tenant.id, account.id, body.domains)
     if body.revenue is not None:
         revenue = body.revenue
         await repository.upsert_revenue(
@@ -122,8 +134,14 @@ async def put_account(
             tenant.id,
             [(account.id, revenue.effective_at, revenue.amount, revenue.currency)],
         )
+    if created or changed_domains:
+        await response_service.resolve_accounts(
+            session,
+            tenant.id,
+            account_refs=[external_id] if created else [],
+            domains=sorted(changed_domains),
+        )
     if created:
-        await response_service.match_accounts(session, tenant.id, [external_id])
         log.info("account.created", tenant_id=str(tenant.id), account_id=account.id)
 
     return await get_account(session, tenant, external_id), created
@@ -162,7 +180,7 @@ async def apply_revenue_updates(
     ]
     created, updated = await repository.upsert_revenue(session, tenant.id, records)
     if accounts_created:
-        await response_service.match_accounts(session, tenant.id, list(names))
+        await response_service.resolve_accounts(session, tenant.id, account_refs=list(names))
 
     result = RevenueUpdateResult(
         created=created,

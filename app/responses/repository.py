@@ -5,26 +5,38 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    CTE,
+    BigInteger,
+    ColumnElement,
     DateTime,
+    Integer,
     Row,
     Select,
     SmallInteger,
     Text,
     and_,
+    case,
     cast,
+    delete,
     func,
+    literal,
+    null,
     or_,
     select,
+    true,
     tuple_,
+    union,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from app.accounts.models import Account
+from app.accounts.models import Account, AccountDomain
+from app.contacts.models import Contact
 from app.db.base import INSERTED
-from app.responses.models import SurveyResponse
-from app.responses.schemas import ResponseIn
+from app.responses.models import MatchRule, SurveyResponse
+from app.responses.schemas import ResponseIn, UnmatchedReason
 
 # The fields that make up a response's content; a version with other values is a change.
 _CONTENT = ("account_ref", "email", "score", "comment", "submitted_at", "source_updated_at")
@@ -47,13 +59,15 @@ def _readable(tenant_id: uuid.UUID) -> Select[*tuple[Any, ...]]:
 
 async def upsert_responses(
     session: AsyncSession, tenant_id: uuid.UUID, responses: Sequence[ResponseIn]
-) -> tuple[int, int]:
+) -> list[tuple[int, bool]]:
     """Insert responses or replace stored ones with newer versions, in one statement.
 
     `responses` must hold each (source, response_id) once. A stored response is replaced
     when both versions carry `updated_at` and the new one is later, or, when either lacks
-    it, when the content differs. Accounts are matched by external id as rows are written.
-    Returns the numbers of rows created and replaced.
+    it, when the content differs. A replaced response keeps its account until
+    `resolve_accounts` runs, and loses its erasure mark because the new version may carry
+    personal data again. Returns the id of each row created or replaced, and whether it
+    was created.
     """
     rows = (
         func.unnest(
@@ -78,32 +92,23 @@ async def upsert_responses(
         )
         .render_derived()
     )
-    incoming = (
-        select(
-            cast(tenant_id, SurveyResponse.tenant_id.type),
-            rows.c.source,
-            rows.c.response_id,
-            rows.c.account_ref,
-            Account.id,
-            rows.c.email,
-            rows.c.score,
-            rows.c.comment,
-            rows.c.submitted_at,
-            rows.c.source_updated_at,
-        )
-        .select_from(rows)
-        .outerjoin(
-            Account,
-            and_(Account.tenant_id == tenant_id, Account.external_id == rows.c.account_ref),
-        )
-    )
+    incoming = select(
+        cast(tenant_id, SurveyResponse.tenant_id.type),
+        rows.c.source,
+        rows.c.response_id,
+        rows.c.account_ref,
+        rows.c.email,
+        rows.c.score,
+        rows.c.comment,
+        rows.c.submitted_at,
+        rows.c.source_updated_at,
+    ).select_from(rows)
     inserts = insert(SurveyResponse).from_select(
         [
             "tenant_id",
             "source",
             "response_id",
             "account_ref",
-            "account_id",
             "email",
             "score",
             "comment",
@@ -129,36 +134,296 @@ async def upsert_responses(
         ],
         set_={
             **{name: new[name] for name in _CONTENT},
-            "account_id": new.account_id,
             "received_at": func.now(),
+            "erased_at": None,
         },
         where=or_(
             and_(both_versioned, new.source_updated_at > stored.source_updated_at),
             and_(~both_versioned, content_changed),
         ),
-    ).returning(INSERTED)
-    flags = (await session.execute(statement)).scalars().all()
-    created = sum(1 for inserted in flags if inserted)
-    return created, len(flags) - created
+    ).returning(SurveyResponse.id, INSERTED)
+    written = (await session.execute(statement)).all()
+    return [(response_id, bool(inserted)) for response_id, inserted in written]
 
 
-async def match_accounts(
-    session: AsyncSession, tenant_id: uuid.UUID, external_ids: Sequence[str]
+# Key class of the tenant's resolution lock, with the tenant id's hash as the object key.
+_RESOLUTION_LOCK_CLASS = 0x72636F76
+
+
+async def lock_resolution(session: AsyncSession, tenant_id: uuid.UUID, *, exclusive: bool) -> None:
+    """Take the tenant's resolution lock until the transaction ends.
+
+    Response writes take it shared, and changes to accounts, contacts or domains take it
+    exclusive. So a change waits until the responses being written are committed, and new
+    response writes wait until the change is committed. Without the lock, a response and
+    a contact written at the same moment could each miss the other.
+    """
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    key = (literal(_RESOLUTION_LOCK_CLASS, Integer), func.hashtext(str(tenant_id)))
+    await session.execute(select(lock(*key)))
+
+
+def _resolution(tenant_id: uuid.UUID, candidates: CTE) -> Select[*tuple[Any, ...]]:
+    """Apply the match rules to `candidates`, a CTE with the columns tenant_id, id,
+    account_ref, email_key and email_domain of the tenant's responses.
+
+    Returns one row per candidate: `account_id` and `matched_by` from the first rule that
+    finds an account (both null when none does), and `reason` when none does. The rules:
+    1. the account whose external id the response named;
+    2. the contact with the response's email, when it is linked to exactly one account;
+    3. the account that lists the email's domain, when exactly one account does.
+    A contact linked to several accounts ends the search, so the domain is not tried,
+    because the contact's links are more specific about the person than the domain.
+    """
+    named = aliased(Account, name="named_account")
+    # LATERAL aggregates probe the indexes once per candidate, whatever the row estimates.
+    # Joined as grouped subqueries instead, they can be rescanned per candidate when the
+    # statistics do not count freshly written responses yet.
+    contact_links = (
+        select(
+            func.min(Contact.account_id).label("account_id"),
+            func.count().label("accounts"),
+        )
+        .where(Contact.tenant_id == tenant_id, Contact.email == candidates.c.email_key)
+        .lateral("contact_links")
+    )
+    domain_links = (
+        select(
+            func.min(AccountDomain.account_id).label("account_id"),
+            func.count().label("accounts"),
+        )
+        .where(
+            AccountDomain.tenant_id == tenant_id,
+            AccountDomain.domain == candidates.c.email_domain,
+        )
+        .lateral("domain_links")
+    )
+
+    by_name = named.id.is_not(None)
+    by_contact = contact_links.c.accounts == 1
+    by_domain = and_(contact_links.c.accounts == 0, domain_links.c.accounts == 1)
+    account_id = case(
+        (by_name, named.id),
+        (by_contact, contact_links.c.account_id),
+        (by_domain, domain_links.c.account_id),
+    )
+    matched_by = case(
+        (by_name, literal(MatchRule.ACCOUNT_EXTERNAL_ID.value)),
+        (by_contact, literal(MatchRule.CONTACT.value)),
+        (by_domain, literal(MatchRule.EMAIL_DOMAIN.value)),
+    )
+    reason = case(
+        (or_(by_name, by_contact, by_domain), null()),
+        (candidates.c.account_ref.is_not(None), literal(UnmatchedReason.UNKNOWN_ACCOUNT.value)),
+        (contact_links.c.accounts > 1, literal(UnmatchedReason.AMBIGUOUS_CONTACT.value)),
+        (domain_links.c.accounts > 1, literal(UnmatchedReason.AMBIGUOUS_DOMAIN.value)),
+        else_=literal(UnmatchedReason.NO_MATCH.value),
+    )
+    return (
+        select(
+            candidates.c.tenant_id,
+            candidates.c.id,
+            account_id.label("account_id"),
+            matched_by.label("matched_by"),
+            reason.label("reason"),
+        )
+        .select_from(candidates)
+        .outerjoin(
+            named,
+            and_(named.tenant_id == tenant_id, named.external_id == candidates.c.account_ref),
+        )
+        .join(contact_links, true())
+        .join(domain_links, true())
+    )
+
+
+def _follows_rules(response: type[SurveyResponse]) -> ColumnElement[bool]:
+    """Build the condition that the match rules decide the response's account.
+
+    It is false for a response assigned by hand. It is also false for a matched response
+    whose personal data was erased, because its email may have been the evidence.
+    """
+    return and_(
+        response.matched_by.is_distinct_from(MatchRule.MANUAL.value),
+        or_(response.erased_at.is_(None), response.account_id.is_(None)),
+    )
+
+
+async def resolve_accounts(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    response_ids: Sequence[int] = (),
+    account_refs: Sequence[str] = (),
+    email_keys: Sequence[str] = (),
+    domains: Sequence[str] = (),
 ) -> int:
-    """Link unmatched responses naming these accounts; return how many were linked."""
+    """Recompute the account of the responses in scope from the match rules, in one statement.
+
+    The scope is every response that has one of `response_ids`, names one of
+    `account_refs`, has one of `email_keys` (lower-cased emails) or has an email at one of
+    `domains`. With all four empty, nothing is done. Responses assigned by hand keep their
+    account. So do matched responses whose personal data was erased, because the email
+    that matched them is gone. Returns the number of responses whose account changed.
+    """
+    scopes: list[tuple[str, Sequence[Any], ARRAY[Any]]] = [
+        ("id", response_ids, ARRAY(BigInteger)),
+        ("account_ref", account_refs, ARRAY(Text)),
+        ("email_key", email_keys, ARRAY(Text)),
+        ("email_domain", domains, ARRAY(Text)),
+    ]
+    # Each scope's values drive one index lookup per value. OFFSET 0 keeps PostgreSQL from
+    # flattening the LATERAL subquery into a join, which the generic plans of asyncpg's
+    # prepared statements can run as a comparison of every stored row with the whole array
+    # (seconds for 10,000 ids, as `column = ANY($1)` did too).
+    selects = []
+    for column, values, array_type in scopes:
+        if not values:
+            continue
+        scope_values = (
+            func.unnest(cast(list(values), array_type)).table_valued("value").render_derived()
+        )
+        stored = aliased(SurveyResponse, name="stored")
+        matches = (
+            select(
+                stored.tenant_id,
+                stored.id,
+                stored.account_ref,
+                stored.email_key,
+                stored.email_domain,
+            )
+            .where(
+                stored.tenant_id == tenant_id,
+                getattr(stored, column) == scope_values.c.value,
+                _follows_rules(stored),
+            )
+            .offset(0)
+            .lateral("matches")
+        )
+        selects.append(select(matches).select_from(scope_values).join(matches, true()))
+    if not selects:
+        return 0
+    candidates = union(*selects).cte("candidates")
+    resolved = _resolution(tenant_id, candidates).subquery("resolved")
+    statement = (
+        update(SurveyResponse)
+        .where(
+            # Reached through the resolved rows, which are all the tenant's, and not
+            # restricted to the tenant directly. With a direct restriction, a low estimate
+            # of the tenant's responses can make the planner run the resolution once per
+            # response.
+            SurveyResponse.tenant_id == resolved.c.tenant_id,
+            SurveyResponse.id == resolved.c.id,
+            # Checked again on the row being updated, because a concurrent manual
+            # assignment may have committed since the candidates were read.
+            _follows_rules(SurveyResponse),
+            tuple_(SurveyResponse.account_id, SurveyResponse.matched_by).is_distinct_from(
+                tuple_(resolved.c.account_id, resolved.c.matched_by)
+            ),
+        )
+        .values(account_id=resolved.c.account_id, matched_by=resolved.c.matched_by)
+    )
+    result = await session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def list_unmatched(
+    session: AsyncSession, tenant_id: uuid.UUID, *, after_id: int | None, limit: int
+) -> Sequence[Row[*tuple[Any, ...]]]:
+    """Return unmatched responses in id order, each with the reason no rule matched it."""
+    unmatched = aliased(SurveyResponse, name="unmatched")
+    page = (
+        select(
+            unmatched.tenant_id,
+            unmatched.id,
+            unmatched.account_ref,
+            unmatched.email_key,
+            unmatched.email_domain,
+        )
+        .where(unmatched.tenant_id == tenant_id, unmatched.account_id.is_(None))
+        .order_by(unmatched.id)
+        .limit(limit)
+    )
+    if after_id is not None:
+        page = page.where(unmatched.id > after_id)
+    resolution = _resolution(tenant_id, page.cte("page")).subquery("resolution")
+    statement = (
+        select(SurveyResponse, resolution.c.reason)
+        .join(resolution, resolution.c.id == SurveyResponse.id)
+        .where(SurveyResponse.tenant_id == tenant_id)
+        .order_by(SurveyResponse.id)
+    )
+    rows: Sequence[Row[*tuple[Any, ...]]] = (await session.execute(statement)).all()
+    return rows
+
+
+async def assign_account(
+    session: AsyncSession, tenant_id: uuid.UUID, response_pk: int, account_external_id: str
+) -> bool:
+    """Assign the response to the account by hand; False when no such account exists."""
+    account_id = (
+        select(Account.id)
+        .where(Account.tenant_id == tenant_id, Account.external_id == account_external_id)
+        .scalar_subquery()
+    )
     statement = (
         update(SurveyResponse)
         .where(
             SurveyResponse.tenant_id == tenant_id,
-            SurveyResponse.account_id.is_(None),
-            SurveyResponse.account_ref == Account.external_id,
-            Account.tenant_id == tenant_id,
-            Account.external_id.in_(external_ids),
+            SurveyResponse.id == response_pk,
+            account_id.is_not(None),
         )
-        .values(account_id=Account.id)
+        .values(account_id=account_id, matched_by=MatchRule.MANUAL.value)
+        .returning(SurveyResponse.id)
     )
-    result = await session.execute(statement)
-    return int(getattr(result, "rowcount", 0) or 0)
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def clear_assignment(session: AsyncSession, tenant_id: uuid.UUID, response_pk: int) -> None:
+    """Remove a manual assignment, leaving the response unmatched until it is resolved."""
+    await session.execute(
+        update(SurveyResponse)
+        .where(
+            SurveyResponse.tenant_id == tenant_id,
+            SurveyResponse.id == response_pk,
+            SurveyResponse.matched_by == MatchRule.MANUAL.value,
+        )
+        .values(account_id=None, matched_by=None)
+    )
+
+
+async def delete_response(
+    session: AsyncSession, tenant_id: uuid.UUID, source: str, response_id: str
+) -> bool:
+    statement = (
+        delete(SurveyResponse)
+        .where(
+            SurveyResponse.tenant_id == tenant_id,
+            SurveyResponse.source == source,
+            SurveyResponse.response_id == response_id,
+        )
+        .returning(SurveyResponse.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def erase_email(
+    session: AsyncSession, tenant_id: uuid.UUID, email: str
+) -> Sequence[tuple[str, str]]:
+    """Clear the email and comment of every response with this email, in any letter case.
+
+    Score and account stay. Returns the (source, response_id) of each response changed.
+    """
+    statement = (
+        update(SurveyResponse)
+        .where(
+            SurveyResponse.tenant_id == tenant_id,
+            SurveyResponse.email_key == func.lower(func.btrim(email)),
+        )
+        .values(email=None, comment=None, erased_at=func.now())
+        .returning(SurveyResponse.source, SurveyResponse.response_id)
+    )
+    return (await session.execute(statement)).all()
 
 
 async def get_response(

@@ -5,7 +5,13 @@ from fastapi import APIRouter, Path, Query
 from app.db.session import SessionDep
 from app.reports.dependencies import OptionalPeriod
 from app.responses import service as response_service
-from app.responses.schemas import ResponseBatch, ResponseRead, ResponseWriteResult
+from app.responses.schemas import (
+    AssignmentIn,
+    ResponseBatch,
+    ResponseRead,
+    ResponseWriteResult,
+    UnmatchedResponseRead,
+)
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import CurrentTenant
@@ -47,11 +53,49 @@ async def list_responses(
     )
 
 
+SourcePath = Annotated[str, Path(max_length=64)]
+ResponseIdPath = Annotated[str, Path(max_length=200)]
+
+
+@router.get(
+    "/unmatched",
+    summary="List responses that count for no account, with the reason",
+    description=(
+        "A response's account is found by, in order: the account id it carried, the "
+        "contact with its email when linked to one account, and the one account that lists "
+        "its email's domain. A contact or domain of several accounts matches nothing. "
+        "Responses are matched as soon as such an account, contact or domain is added."
+    ),
+)
+async def list_unmatched(
+    session: SessionDep, tenant: CurrentTenant, limit: Limit = 100, cursor: Cursor = None
+) -> Page[UnmatchedResponseRead]:
+    return await response_service.list_unmatched(session, tenant.id, limit=limit, cursor=cursor)
+
+
 @router.get("/{source}/{response_id}", summary="Get one response as stored")
 async def get_response(
-    session: SessionDep,
-    tenant: CurrentTenant,
-    source: Annotated[str, Path(max_length=64)],
-    response_id: Annotated[str, Path(max_length=200)],
+    session: SessionDep, tenant: CurrentTenant, source: SourcePath, response_id: ResponseIdPath
 ) -> ResponseRead:
     return await response_service.get_response(session, tenant.id, source, response_id)
+
+
+@router.post(
+    "/{source}/{response_id}/assign",
+    summary="Assign a response to an account by hand",
+    description=(
+        "The assignment wins over the account id, contact and domain rules and is kept "
+        "when they change or a newer version of the response arrives. Send "
+        "`account_external_id: null` to let the rules decide again."
+    ),
+)
+async def assign_response(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    source: SourcePath,
+    response_id: ResponseIdPath,
+    body: AssignmentIn,
+) -> ResponseRead:
+    return await response_service.assign_account(
+        session, tenant.id, source, response_id, body.account_external_id
+    )

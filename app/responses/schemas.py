@@ -1,9 +1,11 @@
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field, ValidationInfo, WithJsonSchema, field_validator
 
+from app.responses.models import MatchRule
 from app.schemas import ReadModel, WriteModel
 
 SCORE_RULE = (
@@ -108,13 +110,65 @@ class ResponseWriteResult(ReadModel):
     unchanged: int = Field(description="Repeats and older versions, which change nothing.")
 
 
+MATCH_RULES = (
+    "`account_external_id`: the account id the response carried; `contact`: the contact "
+    "with the respondent's email, linked to one account; `email_domain`: the one account "
+    "that lists the email's domain; `manual`: assigned by hand"
+)
+
+
 class ResponseRead(ReadModel):
     source: str
     response_id: str
     account_external_id: str | None = Field(description="Null while no account matches.")
+    matched_by: MatchRule | None = Field(
+        description=f"How the account was found: {MATCH_RULES}. Null while unmatched."
+    )
     email: str | None
     score: int | None
     comment: str | None
     submitted_at: datetime
     updated_at: datetime | None
     received_at: datetime
+    erased_at: datetime | None = Field(
+        description="When an erasure request removed the email and comment; null if never."
+    )
+
+
+class UnmatchedReason(StrEnum):
+    """Reason that no rule found an account: the first one that applies, in this order."""
+
+    UNKNOWN_ACCOUNT = "unknown_account"
+    AMBIGUOUS_CONTACT = "ambiguous_contact"
+    AMBIGUOUS_DOMAIN = "ambiguous_domain"
+    NO_MATCH = "no_match"
+
+
+class UnmatchedResponseRead(ReadModel):
+    source: str
+    response_id: str
+    sent_account_external_id: str | None = Field(
+        description="The account id the response carried, which names no account yet; "
+        "null when it carried none."
+    )
+    reason: UnmatchedReason = Field(
+        description="`unknown_account`: create the account it carried; `ambiguous_contact`: "
+        "the contact with this email is linked to several accounts; `ambiguous_domain`: "
+        "several accounts list the email's domain; `no_match`: no account id, contact or "
+        "domain matches. Assign it by hand with POST .../assign."
+    )
+    email: str | None
+    score: int | None
+    comment: str | None
+    submitted_at: datetime
+    updated_at: datetime | None
+    received_at: datetime
+
+
+class AssignmentIn(WriteModel):
+    account_external_id: str | None = Field(
+        min_length=1,
+        max_length=200,
+        description="The account to count the response for; null removes a manual "
+        "assignment, so that the match rules decide again.",
+    )

@@ -1,4 +1,10 @@
-"""Survey responses: idempotent writes by (source, response_id), newest version wins."""
+"""Survey responses: idempotent writes by (source, response_id), newest version wins.
+
+A response counts for the account that the match rules find (see
+`repository.resolve_accounts`). The rules run again whenever a response is written and
+whenever an account, contact or domain that could match responses changes, so a response
+is matched as soon as its account becomes known, with no re-send.
+"""
 
 import uuid
 from collections.abc import Sequence
@@ -9,10 +15,16 @@ import structlog
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts.errors import AccountNotFoundError
 from app.periods import Period
 from app.responses import repository
 from app.responses.errors import ResponseNotFoundError
-from app.responses.schemas import ResponseIn, ResponseRead, ResponseWriteResult
+from app.responses.schemas import (
+    ResponseIn,
+    ResponseRead,
+    ResponseWriteResult,
+    UnmatchedResponseRead,
+)
 from app.schemas import Page, decode_cursor, encode_cursor
 
 log = structlog.get_logger()
@@ -39,7 +51,16 @@ async def write_responses(
     session: AsyncSession, tenant_id: uuid.UUID, responses: Sequence[ResponseIn]
 ) -> ResponseWriteResult:
     merged = _merge_repeats(responses)
-    created, updated = await repository.upsert_responses(session, tenant_id, merged)
+    # Locked before the upsert takes row locks: a change of accounts or contacts that holds
+    # the lock exclusively may be waiting to update these rows.
+    await repository.lock_resolution(session, tenant_id, exclusive=False)
+    written = await repository.upsert_responses(session, tenant_id, merged)
+    await repository.resolve_accounts(
+        session, tenant_id, response_ids=[response_pk for response_pk, _ in written]
+    )
+
+    created = sum(1 for _, inserted in written if inserted)
+    updated = len(written) - created
     result = ResponseWriteResult(
         created=created, updated=updated, unchanged=len(merged) - created - updated
     )
@@ -47,14 +68,36 @@ async def write_responses(
     return result
 
 
-async def match_accounts(
-    session: AsyncSession, tenant_id: uuid.UUID, external_ids: Sequence[str]
+async def lock_account_resolution(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Hold off response writes of the tenant until this transaction ends.
+
+    Call it before changing responses in a transaction that later calls
+    `resolve_accounts`, so that the two cannot wait on each other's locks.
+    """
+    await repository.lock_resolution(session, tenant_id, exclusive=True)
+
+
+async def resolve_accounts(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    account_refs: Sequence[str] = (),
+    email_keys: Sequence[str] = (),
+    domains: Sequence[str] = (),
 ) -> int:
-    """Link stored, unmatched responses to accounts that now exist under these ids."""
-    matched = await repository.match_accounts(session, tenant_id, external_ids)
-    if matched:
-        log.info("responses.matched", tenant_id=str(tenant_id), responses=matched)
-    return matched
+    """Match stored responses again after accounts, contacts or domains changed.
+
+    Call it after the change is flushed, with the external ids of new accounts, the
+    lower-cased emails of changed contacts and the domains added to or removed from
+    accounts. Returns the number of responses whose account changed.
+    """
+    await repository.lock_resolution(session, tenant_id, exclusive=True)
+    changed = await repository.resolve_accounts(
+        session, tenant_id, account_refs=account_refs, email_keys=email_keys, domains=domains
+    )
+    if changed:
+        log.info("responses.matched", tenant_id=str(tenant_id), responses=changed)
+    return changed
 
 
 def _response_read(row: Row[*tuple[Any, ...]]) -> ResponseRead:
@@ -63,13 +106,19 @@ def _response_read(row: Row[*tuple[Any, ...]]) -> ResponseRead:
         source=response.source,
         response_id=response.response_id,
         account_external_id=account_external_id,
+        matched_by=response.matched_by,
         email=response.email,
         score=response.score,
         comment=response.comment,
         submitted_at=response.submitted_at,
         updated_at=response.source_updated_at,
         received_at=response.received_at,
+        erased_at=response.erased_at,
     )
+
+
+def _not_found(source: str, response_id: str) -> ResponseNotFoundError:
+    return ResponseNotFoundError(f"No response {response_id!r} from source {source!r}.")
 
 
 async def get_response(
@@ -77,8 +126,86 @@ async def get_response(
 ) -> ResponseRead:
     row = await repository.get_response(session, tenant_id, source, response_id)
     if row is None:
-        raise ResponseNotFoundError(f"No response {response_id!r} from source {source!r}.")
+        raise _not_found(source, response_id)
     return _response_read(row)
+
+
+async def assign_account(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    source: str,
+    response_id: str,
+    account_external_id: str | None,
+) -> ResponseRead:
+    """Assign the response to an account by hand, or with None hand it back to the rules.
+
+    A manual assignment is kept when the match rules run again and when a newer version
+    of the response arrives.
+    """
+    row = await repository.get_response(session, tenant_id, source, response_id)
+    if row is None:
+        raise _not_found(source, response_id)
+    response_pk = row[0].id
+
+    if account_external_id is None:
+        await repository.lock_resolution(session, tenant_id, exclusive=False)
+        await repository.clear_assignment(session, tenant_id, response_pk)
+        await repository.resolve_accounts(session, tenant_id, response_ids=[response_pk])
+    elif not await repository.assign_account(session, tenant_id, response_pk, account_external_id):
+        raise AccountNotFoundError(
+            f"No account with external id {account_external_id!r}; "
+            f"create it with PUT /v1/accounts/{account_external_id} first."
+        )
+
+    log.info(
+        "response.assigned",
+        tenant_id=str(tenant_id),
+        response_pk=response_pk,
+        manual=account_external_id is not None,
+    )
+    return await get_response(session, tenant_id, source, response_id)
+
+
+async def delete_response(
+    session: AsyncSession, tenant_id: uuid.UUID, source: str, response_id: str
+) -> None:
+    if not await repository.delete_response(session, tenant_id, source, response_id):
+        raise _not_found(source, response_id)
+    log.info("response.deleted", tenant_id=str(tenant_id), source=source)
+
+
+async def erase_email(
+    session: AsyncSession, tenant_id: uuid.UUID, email: str
+) -> Sequence[tuple[str, str]]:
+    """Clear the email and comment of this person's responses, keeping score and account.
+
+    Returns the (source, response_id) of each response changed.
+    """
+    return await repository.erase_email(session, tenant_id, email)
+
+
+async def list_unmatched(
+    session: AsyncSession, tenant_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> Page[UnmatchedResponseRead]:
+    after_id = decode_cursor(cursor, int) if cursor else None
+    rows = await repository.list_unmatched(session, tenant_id, after_id=after_id, limit=limit + 1)
+    items = [
+        UnmatchedResponseRead(
+            source=response.source,
+            response_id=response.response_id,
+            sent_account_external_id=response.account_ref,
+            reason=reason,
+            email=response.email,
+            score=response.score,
+            comment=response.comment,
+            submitted_at=response.submitted_at,
+            updated_at=response.source_updated_at,
+            received_at=response.received_at,
+        )
+        for response, reason in rows[:limit]
+    ]
+    next_cursor = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
+    return Page[UnmatchedResponseRead](items=items, next_cursor=next_cursor)
 
 
 async def list_responses(

@@ -71,6 +71,8 @@ class WebhookDelivery(Base):
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # Set when an erasure request emptied `body` and `headers`.
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "endpoint_id", "delivery_key"),

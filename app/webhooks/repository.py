@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -130,5 +131,56 @@ async def set_delivery_outcome(
             error=error,
             fetch=fetch,
             next_attempt_at=next_attempt_at,
+            # A delivery that becomes pending again (a replay) gets a fresh set of attempts.
+            **({"attempts": 0} if status == "pending" else {}),
+        )
+    )
+
+
+async def claim_due_deliveries(
+    session: AsyncSession, *, due_by: datetime, limit: int
+) -> Sequence[WebhookDelivery]:
+    """Lock up to `limit` pending deliveries of every tenant whose next fetch is due by
+    `due_by`, the longest-waiting first.
+
+    This read spans tenants because one fetcher serves them all. Rows that another
+    transaction holds are skipped (`FOR UPDATE SKIP LOCKED`), and the locks last until this
+    transaction ends, so concurrent fetchers never claim the same delivery.
+    """
+    statement = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= due_by)
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .options(
+            defer(WebhookDelivery.body, raiseload=True),
+            defer(WebhookDelivery.headers, raiseload=True),
+        )
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def set_fetch_outcome(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    delivery_id: int,
+    *,
+    status: str,
+    attempts: int,
+    next_attempt_at: datetime | None,
+    error: str | None,
+    response_id: str | None = None,
+) -> None:
+    """Record one fetch attempt of a thin payload. The event type and fetch stay as stored."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.id == delivery_id)
+        .values(
+            status=status,
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
+            error=error,
+            response_id=response_id,
         )
     )

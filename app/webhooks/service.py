@@ -68,6 +68,14 @@ def adapter_for(source: str) -> Adapter:
     return adapter
 
 
+def _generate_secret(adapter: Adapter) -> str:
+    """A new signing secret in the adapter's format (`generate_secret`), else a random one."""
+    generate = getattr(adapter, "generate_secret", None)
+    if callable(generate):
+        return str(generate())
+    return secrets.token_urlsafe(32)
+
+
 def endpoint_config(endpoint: WebhookEndpoint) -> EndpointConfig:
     return EndpointConfig(
         source=endpoint.source,
@@ -96,7 +104,7 @@ async def create_endpoint(
     if body.secrets is not None:
         endpoint_secrets = list(body.secrets)
     else:
-        endpoint_secrets = [body.secret or secrets.token_urlsafe(32)]
+        endpoint_secrets = [body.secret or _generate_secret(adapter)]
     values = _settings_values(body)
     values["account_field"] = values.get("account_field") or adapter.default_account_field
     values.setdefault("timezone", "UTC")

@@ -181,12 +181,12 @@ def parse_timestamp(value: Any, *, zone: str, name: str) -> datetime:
     seconds as a number or a string of digits. Raises MappingError naming the field.
     """
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), tz=ZoneInfo("UTC"))
+        return _from_unix_seconds(value, name)
     text = text_or_none(value)
     if text is None:
         raise MappingError(f"{name} is missing")
     if text.isdigit():
-        return datetime.fromtimestamp(int(text), tz=ZoneInfo("UTC"))
+        return _from_unix_seconds(int(text), name)
     moment = None
     for candidate in (text, text.replace("Z", "+00:00")):
         try:
@@ -202,6 +202,13 @@ def parse_timestamp(value: Any, *, zone: str, name: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
     return moment
+
+
+def _from_unix_seconds(value: int | Decimal, name: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(value), tz=ZoneInfo("UTC"))
+    except (OverflowError, OSError, ValueError):
+        raise MappingError(f"{name} {value} is not a Unix time in seconds") from None
 
 
 def build_response(**fields: Any) -> ResponseIn:

@@ -1,0 +1,5 @@
+from app.errors import NotFoundError
+
+
+class ContactNotFoundError(NotFoundError):
+    code = "contact-not-found"
