@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = structlog.get_logger()
 
@@ -206,16 +207,37 @@ async def _render_http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.method} {request.url.path}; see /docs for the API."
-    elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}; see /docs for the API."
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = (
+            f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}."
+        )
     return problem_response(
         request,
         status=exc.status_code,
         code=code,
         title=title,
         detail=detail,
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """List the methods some route accepts on this path. Starlette's own `Allow` header
+    names only the first matching route's, but GET and PUT of one path are two routes."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
 
 
 async def _render_database_error(request: Request, exc: Exception) -> JSONResponse:

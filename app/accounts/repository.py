@@ -126,7 +126,7 @@ async def ensure_accounts(
             Account.tenant_id == tenant_id, Account.external_id.in_(external_ids)
         )
     )
-    return dict(found.tuples().all()), created_count
+    return dict(found.all()), created_count
 
 
 async def upsert_revenue(

@@ -43,7 +43,7 @@ def _revenue_read(amount: Any, currency: str | None, effective_at: Any) -> Reven
 
 
 def _account_read(row: Row[*tuple[Any, ...]]) -> AccountRead:
-    account, amount, currency, effective_at = row.tuple()
+    account, amount, currency, effective_at = row
     return AccountRead(
         external_id=account.external_id,
         name=account.name,

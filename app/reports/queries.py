@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Select, case, func, literal, select, true
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import RevenueRecord
@@ -46,7 +47,7 @@ def coverage_statement(
     revenue_at_end = (
         select(RevenueRecord.account_id, RevenueRecord.amount)
         .where(RevenueRecord.tenant_id == tenant_id, RevenueRecord.effective_at < end)
-        .distinct(RevenueRecord.account_id)
+        .ext(distinct_on(RevenueRecord.account_id))
         .order_by(RevenueRecord.account_id, RevenueRecord.effective_at.desc())
         .cte("revenue_at_end")
     )
@@ -70,7 +71,7 @@ def coverage_statement(
     latest_by_account = (
         select(scored.c.account_id, scored.c.score)
         .where(scored.c.account_id.is_not(None))
-        .distinct(scored.c.account_id)
+        .ext(distinct_on(scored.c.account_id))
         .order_by(scored.c.account_id, scored.c.submitted_at.desc(), scored.c.response_id.desc())
         .cte("latest_by_account")
     )
@@ -94,7 +95,7 @@ def coverage_statement(
     own_respondent = case((scored.c.respondent.is_(None), scored.c.id))
     latest_by_respondent = (
         select(scored.c.score)
-        .distinct(scored.c.respondent, own_respondent)
+        .ext(distinct_on(scored.c.respondent, own_respondent))
         .order_by(
             scored.c.respondent,
             own_respondent,

@@ -58,7 +58,7 @@ async def match_accounts(
 
 
 def _response_read(row: Row[*tuple[Any, ...]]) -> ResponseRead:
-    response, account_external_id = row.tuple()
+    response, account_external_id = row
     return ResponseRead(
         source=response.source,
         response_id=response.response_id,
