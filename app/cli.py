@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
+from app import demo as demo_loader
 from app.db.embedded import open_database
 from app.db.migrations import upgrade_to_head
 from app.db.session import create_engine, create_sessionmaker, session_scope
@@ -114,6 +116,54 @@ def create_tenant(name: Annotated[str, typer.Argument(help="The tenant's display
             upgrade_to_head(url)
         created = asyncio.run(_create_tenant(url, settings, name))
     typer.echo(json.dumps(created))
+
+
+@cli.command()
+def demo(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of the running service; default http://REVCOV_HOST:REVCOV_PORT."
+        ),
+    ] = None,
+    accounts: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Number of accounts to generate.")
+    ] = demo_loader.DEFAULT_ACCOUNTS,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the random generator, to repeat a run; default: a random seed."),
+    ] = None,
+) -> None:
+    """Create tenant `demo` in a running service and load generated data into it.
+
+    The data are accounts, their revenue history and signed Typeform responses. The command
+    prints the tenant's API key and the coverage of the current quarter.
+    """
+    settings = _settings()
+    base_url = demo_loader.service_url(settings, url)
+    try:
+        demo_loader.check_service(base_url)
+        if settings.database_url is None:
+            demo_loader.check_embedded_database(settings.data_dir)
+        try:
+            with open_database(_database_url(settings), settings.data_dir) as database_url:
+                created = asyncio.run(_create_tenant(database_url, settings, "demo"))
+        except (SQLAlchemyError, OSError) as error:
+            raise demo_loader.DemoError(
+                f"Creating tenant demo in the database failed: {str(error).splitlines()[0]}. "
+                "Check that REVCOV_DATABASE_URL or REVCOV_DATA_DIR is the same as for "
+                "`revcov serve`."
+            ) from None
+        demo_loader.run_demo(
+            base_url,
+            tenant_id=created["tenant_id"],
+            api_key=created["api_key"],
+            accounts=accounts,
+            seed=seed,
+        )
+    except demo_loader.DemoError as error:
+        typer.echo(f"revcov demo: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:
