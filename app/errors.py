@@ -252,10 +252,25 @@ async def _render_database_error(request: Request, exc: Exception) -> JSONRespon
     )
 
 
+def _sqlstate(exc: DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+
+
 async def _render_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         # The connection broke mid-request (the server restarted); the client should retry.
         return await _render_database_error(request, exc)
+    if isinstance(exc, DBAPIError) and _sqlstate(exc).startswith("22"):
+        # PostgreSQL rejected a value (class 22, data exception) that validation let through.
+        log.warning("request.invalid_value", error=type(exc.orig).__name__)
+        return problem_response(
+            request,
+            status=422,
+            code="validation-error",
+            title="Invalid request",
+            detail="A value in the request is out of range or not storable as text; "
+            "check numbers, timestamps and text for unusual characters.",
+        )
     log.error("request.crashed", error=type(exc).__name__, exc_info=exc)
     return problem_response(
         request,

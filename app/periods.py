@@ -6,6 +6,7 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from app.errors import InvalidField, UnprocessableError
+from app.schemas import check_timestamp_range
 
 ACCEPTED_FORMS = (
     "a quarter `2026-Q1`, a month `2026-03`, a year `2026`, "
@@ -74,7 +75,11 @@ def _parse_bound(value: str, zone: ZoneInfo, location: str) -> datetime:
         raise _invalid(
             location, value, "expected an ISO 8601 date or timestamp such as 2026-01-01"
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    try:
+        return check_timestamp_range(moment)
+    except ValueError as error:
+        raise _invalid(location, value, str(error)) from None
 
 
 def current_quarter_label(now: datetime) -> str:

@@ -11,6 +11,9 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import problem_response
 
 # Per-request cap in bytes, set by the app (and lowered by routes such as webhooks).
 MAX_BODY_SCOPE_KEY = "revcov.max_body_bytes"
@@ -19,6 +22,30 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a valid JSON number", name, 0)
+
+
+NUL_MESSAGE = "the NUL character (U+0000) is not accepted in text; remove it"
+
+
+def _reject_nul_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    for key, _ in pairs:
+        if "\x00" in key:
+            raise json.JSONDecodeError(NUL_MESSAGE, key, 0)
+    return dict(pairs)
+
+
+def _reject_nul_strings(value: Any, document: bytes) -> None:
+    """Raise JSONDecodeError for a string holding NUL, which PostgreSQL text cannot store."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise json.JSONDecodeError(NUL_MESSAGE, document.decode(errors="replace"), 0)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 class ServiceRequest(Request):
@@ -30,7 +57,13 @@ class ServiceRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            self._json = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+            self._json = json.loads(
+                body,
+                parse_float=Decimal,
+                parse_constant=_reject_constant,
+                object_pairs_hook=_reject_nul_keys,
+            )
+            _reject_nul_strings(self._json, body)
         return self._json
 
 
@@ -74,3 +107,26 @@ class ServiceRoute(APIRoute):
             return await handler(ServiceRequest(request.scope, request.receive))
 
         return handle
+
+
+class RejectNulMiddleware:
+    """Answer 422 to a URL whose path or query holds a NUL character, which PostgreSQL text
+    cannot store, before any route sees it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").lower()
+            if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+                response = problem_response(
+                    Request(scope),
+                    status=422,
+                    code="validation-error",
+                    title="Invalid request",
+                    detail=f"The URL is invalid: {NUL_MESSAGE}.",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -3,12 +3,33 @@
 import base64
 import binascii
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
 
 from app.errors import InvalidField, UnprocessableError
+
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def check_timestamp_range(value: datetime) -> datetime:
+    """Accept instants from 1970 up to the year 9999, which PostgreSQL and Python both hold."""
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not EARLIEST_TIMESTAMP <= instant < LATEST_TIMESTAMP:
+        raise ValueError(
+            f"{value.isoformat()} is outside the accepted range, "
+            "1970-01-01T00:00:00Z up to 9999-01-01T00:00:00Z"
+        )
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(check_timestamp_range)]
 
 
 class WriteModel(BaseModel):
@@ -54,7 +75,8 @@ def decode_cursor(cursor: str, kind: type[CursorT]) -> CursorT:
     except (binascii.Error, ValueError):
         position = None
     after = position.get("after") if isinstance(position, dict) else None
-    if type(after) is not kind:
+    out_of_range = isinstance(after, int) and not 0 <= after < 2**63
+    if type(after) is not kind or out_of_range:
         raise UnprocessableError(
             f"Invalid cursor {cursor[:40]!r}; pass the `next_cursor` value of the previous page.",
             errors=[InvalidField(location="query.cursor", message="not a cursor of this list")],

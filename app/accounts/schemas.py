@@ -2,10 +2,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
 from app.money import validate_amount, validate_currency
-from app.schemas import ReadModel, WriteModel
+from app.schemas import ReadModel, Timestamp, WriteModel
 
 ExternalId = Field(min_length=1, max_length=200, description="The account's id in your CRM.")
 AMOUNT_DESCRIPTION = (
@@ -17,7 +17,7 @@ AMOUNT_DESCRIPTION = (
 class _Money(WriteModel):
     amount: Decimal = Field(description=AMOUNT_DESCRIPTION, examples=["250000.00"])
     currency: str = Field(description="ISO 4217 code; must be the reporting currency.")
-    effective_at: AwareDatetime = Field(description="When this amount takes effect, with offset.")
+    effective_at: Timestamp = Field(description="When this amount takes effect, with offset.")
 
     @model_validator(mode="after")
     def check_amount(self) -> "_Money":

@@ -2,9 +2,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import Field, ValidationInfo, WithJsonSchema, field_validator
 
-from app.schemas import ReadModel, WriteModel
+from app.schemas import ReadModel, Timestamp, WriteModel
 
 SCORE_RULE = (
     "a whole number from 0 to 10, as a JSON integer, a number with a zero fraction such "
@@ -79,10 +79,17 @@ class ResponseIn(WriteModel):
     email: str | None = Field(default=None, max_length=320)
     score: Score = None
     comment: str | None = Field(default=None, max_length=262_144)
-    submitted_at: AwareDatetime
-    updated_at: AwareDatetime | None = Field(
+    submitted_at: Timestamp
+    updated_at: Timestamp | None = Field(
         default=None, description="The source's version time; a later one replaces this one."
     )
+
+    @field_validator("source", "response_id", "account_external_id", "email", "comment")
+    @classmethod
+    def reject_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("the NUL character (U+0000) is not accepted in text")
+        return value
 
     @field_validator("score", mode="before")
     @classmethod
