@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import problem_response
+from app.schemas import NUL_MESSAGE, text_problem
 
 # Per-request cap in bytes, set by the app (and lowered by routes such as webhooks).
 MAX_BODY_SCOPE_KEY = "revcov.max_body_bytes"
@@ -24,24 +25,21 @@ def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a valid JSON number", name, 0)
 
 
-NUL_MESSAGE = "the NUL character (U+0000) is not accepted in text; remove it"
-
-
-def _reject_nul_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _check_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, _ in pairs:
-        if "\x00" in key:
-            raise json.JSONDecodeError(NUL_MESSAGE, key, 0)
+        if problem := text_problem(key):
+            raise json.JSONDecodeError(problem, key, 0)
     return dict(pairs)
 
 
-def _reject_nul_strings(value: Any, document: bytes) -> None:
-    """Raise JSONDecodeError for a string holding NUL, which PostgreSQL text cannot store."""
+def _check_strings(value: Any, document: bytes) -> None:
+    """Raise JSONDecodeError for a string that PostgreSQL text cannot store."""
     pending = [value]
     while pending:
         item = pending.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                raise json.JSONDecodeError(NUL_MESSAGE, document.decode(errors="replace"), 0)
+            if problem := text_problem(item):
+                raise json.JSONDecodeError(problem, document.decode(errors="replace"), 0)
         elif isinstance(item, dict):
             pending.extend(item.values())
         elif isinstance(item, list):
@@ -61,9 +59,9 @@ class ServiceRequest(Request):
                 body,
                 parse_float=Decimal,
                 parse_constant=_reject_constant,
-                object_pairs_hook=_reject_nul_keys,
+                object_pairs_hook=_check_keys,
             )
-            _reject_nul_strings(self._json, body)
+            _check_strings(self._json, body)
         return self._json
 
 
@@ -93,7 +91,7 @@ def _too_large(size: int, cap: int) -> HTTPException:
     return HTTPException(
         status_code=413,
         detail=f"The request body is larger than the limit of {cap} bytes "
-        f"(at least {size} bytes were sent); split it into smaller requests.",
+        f"(at least {size} bytes were sent).",
     )
 
 
@@ -102,11 +100,29 @@ class ServiceRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        takes_json = self.body_field is not None
 
         async def handle(request: Request) -> Response:
+            if takes_json:
+                _require_json_content_type(request)
             return await handler(ServiceRequest(request.scope, request.receive))
 
         return handle
+
+
+def _require_json_content_type(request: Request) -> None:
+    """Answer 415 to a body sent as anything but JSON to a route that reads JSON."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return  # FastAPI reports the missing or empty body itself.
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return
+    raise HTTPException(
+        status_code=415,
+        detail=f"Content-Type {media_type or content_type!r} is not supported; "
+        "send the body as application/json.",
+    )
 
 
 class RejectNulMiddleware:

@@ -4,12 +4,28 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict
 
 from app.errors import InvalidField, UnprocessableError
+
+NUL_MESSAGE = "the NUL character (U+0000) is not accepted in text; remove it"
+SURROGATE_MESSAGE = "a lone UTF-16 surrogate (\\ud800-\\udfff) is not valid text"
+
+
+def text_problem(text: str) -> str | None:
+    """Return why PostgreSQL cannot store `text` (a NUL or a lone surrogate), else None."""
+    if "\x00" in text:
+        return NUL_MESSAGE
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_MESSAGE
+    return None
+
 
 EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIMESTAMP = datetime(9999, 1, 1, tzinfo=UTC)
@@ -29,7 +45,20 @@ def check_timestamp_range(value: datetime) -> datetime:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, AfterValidator(check_timestamp_range)]
+def _require_text_timestamp(value: Any) -> Any:
+    # A bare number is ambiguous (seconds or milliseconds), so only ISO 8601 text is read.
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        raise ValueError("a timestamp must be an ISO 8601 string with a UTC offset")
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        raise ValueError("a timestamp must be an ISO 8601 string with a UTC offset")
+    return value
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_require_text_timestamp),
+    AfterValidator(check_timestamp_range),
+]
 
 
 class WriteModel(BaseModel):

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, WithJsonSchema, field_validator
 
-from app.schemas import ReadModel, Timestamp, WriteModel
+from app.schemas import ReadModel, Timestamp, WriteModel, text_problem
 
 SCORE_RULE = (
     "a whole number from 0 to 10, as a JSON integer, a number with a zero fraction such "
@@ -86,9 +86,10 @@ class ResponseIn(WriteModel):
 
     @field_validator("source", "response_id", "account_external_id", "email", "comment")
     @classmethod
-    def reject_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("the NUL character (U+0000) is not accepted in text")
+    def check_text(cls, value: str | None) -> str | None:
+        problem = None if value is None else text_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("score", mode="before")

@@ -38,7 +38,9 @@ def _merge_repeats(responses: Sequence[ResponseIn]) -> list[ResponseIn]:
 async def write_responses(
     session: AsyncSession, tenant_id: uuid.UUID, responses: Sequence[ResponseIn]
 ) -> ResponseWriteResult:
-    merged = _merge_repeats(responses)
+    # Rows are written in key order, so concurrent batches lock them in the same order
+    # instead of deadlocking.
+    merged = sorted(_merge_repeats(responses), key=lambda item: (item.source, item.response_id))
     created, updated = await repository.upsert_responses(session, tenant_id, merged)
     result = ResponseWriteResult(
         created=created, updated=updated, unchanged=len(merged) - created - updated

@@ -15,9 +15,13 @@ def validate_timezone(name: str) -> str:
     return name
 
 
+# Zone names whose meaning depends on the host, or that are placeholders.
+_EXCLUDED_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
 @lru_cache
 def _timezones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _EXCLUDED_ZONES
 
 
 class TenantRead(ReadModel):
