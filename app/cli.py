@@ -5,13 +5,17 @@ import json
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.db.embedded import open_database
+from app import demo as demo_loader
+from app.db.embedded import embedded_database_exists, open_database
 from app.db.migrations import upgrade_to_head
 from app.db.session import create_engine, create_sessionmaker, session_scope
 from app.logging import configure_logging
@@ -28,14 +32,61 @@ tenants_cli = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 cli.add_typer(tenants_cli, name="tenants")
 
 
+# PATCH /v1/tenant accepts names of 1-200 characters.
+MAX_TENANT_NAME_LENGTH = 200
+
+
 def _settings() -> Settings:
-    settings = get_settings()
+    """Load the settings and configure logging, or exit with code 2 when a setting is invalid."""
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        for line in _invalid_setting_messages(error):
+            typer.echo(f"revcov: {line}", err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
 def _database_url(settings: Settings) -> str | None:
     return settings.database_url.get_secret_value() if settings.database_url else None
+
+
+def _invalid_setting_messages(error: ValidationError) -> list[str]:
+    """Describe each invalid setting by its variable name, without the value.
+
+    The value is left out because it may contain a secret, such as the password in
+    REVCOV_DATABASE_URL.
+    """
+    prefix = Settings.model_config.get("env_prefix", "")
+    messages = []
+    for detail in error.errors(include_url=False, include_input=False):
+        message = detail["msg"]
+        if detail["type"] == "value_error":
+            # A validator's own message, without pydantic's "Value error, " prefix.
+            message = str(detail.get("ctx", {}).get("error", message))
+        if detail["loc"]:
+            name = f"{prefix}{detail['loc'][0]}".upper()
+            messages.append(f"invalid setting {name}: {message}")
+        else:
+            messages.append(f"invalid settings: {message}")
+    return messages
+
+
+def _creates_embedded_database(settings: Settings) -> bool:
+    """Tell whether opening the database will create a new embedded one under REVCOV_DATA_DIR."""
+    return settings.database_url is None and not embedded_database_exists(settings.data_dir)
+
+
+def _print_new_database_note(data_dir: Path, use: str) -> None:
+    """Print on stderr where the new embedded database is, because a `serve` started with
+    another REVCOV_DATA_DIR, or from another directory, uses another database."""
+    typer.echo(
+        f"revcov: note: created a new embedded database under {data_dir.expanduser().resolve()}. "
+        f"Run `revcov serve` with the same REVCOV_DATA_DIR (or from the same directory) "
+        f"to use {use}.",
+        err=True,
+    )
 
 
 class _Stopped(Exception):
@@ -90,9 +141,12 @@ def serve(
 def migrate() -> None:
     """Apply all pending database migrations, then exit."""
     settings = _settings()
+    creates_database = _creates_embedded_database(settings)
     with open_database(_database_url(settings), settings.data_dir) as url:
         upgrade_to_head(url)
     typer.echo("Database migrated to the newest revision.")
+    if creates_database:
+        _print_new_database_note(settings.data_dir, "this database")
 
 
 async def _create_tenant(url: str, settings: Settings, name: str) -> dict[str, str]:
@@ -105,15 +159,91 @@ async def _create_tenant(url: str, settings: Settings, name: str) -> dict[str, s
     return {"tenant_id": str(tenant.id), "api_key": key}
 
 
+def _check_tenant_name(name: str) -> str:
+    if not name.strip():
+        raise typer.BadParameter(
+            "the tenant name is empty or only whitespace. Pass a name such as acme."
+        )
+    if len(name) > MAX_TENANT_NAME_LENGTH:
+        raise typer.BadParameter(
+            f"the tenant name has {len(name)} characters, "
+            f"but at most {MAX_TENANT_NAME_LENGTH} are allowed."
+        )
+    return name
+
+
 @tenants_cli.command("create")
-def create_tenant(name: Annotated[str, typer.Argument(help="The tenant's display name.")]) -> None:
-    """Create a tenant and print its id and API key as JSON; the key is shown only once."""
+def create_tenant(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help=f"The tenant's display name, 1-{MAX_TENANT_NAME_LENGTH} characters.",
+            callback=_check_tenant_name,
+        ),
+    ],
+) -> None:
+    """Create a tenant and print its id and API key as JSON; the key is shown only once.
+
+    Without REVCOV_DATABASE_URL the tenant goes into the embedded database under
+    REVCOV_DATA_DIR, which is created when it does not exist yet.
+    """
     settings = _settings()
+    creates_database = _creates_embedded_database(settings)
     with open_database(_database_url(settings), settings.data_dir) as url:
         if settings.database_url is None:
             upgrade_to_head(url)
         created = asyncio.run(_create_tenant(url, settings, name))
     typer.echo(json.dumps(created))
+    if creates_database:
+        _print_new_database_note(settings.data_dir, "this tenant")
+
+
+@cli.command()
+def demo(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of the running service; default http://REVCOV_HOST:REVCOV_PORT."
+        ),
+    ] = None,
+    accounts: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Number of accounts to generate.")
+    ] = demo_loader.DEFAULT_ACCOUNTS,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the random generator, to repeat a run; default: a random seed."),
+    ] = None,
+) -> None:
+    """Create tenant `demo` in a running service and load generated data into it.
+
+    The data are accounts, their revenue history and signed Typeform responses. The command
+    prints the tenant's API key and the coverage of the current quarter.
+    """
+    settings = _settings()
+    base_url = demo_loader.service_url(settings, url)
+    try:
+        demo_loader.check_service(base_url)
+        if settings.database_url is None:
+            demo_loader.check_embedded_database(settings.data_dir)
+        try:
+            with open_database(_database_url(settings), settings.data_dir) as database_url:
+                created = asyncio.run(_create_tenant(database_url, settings, "demo"))
+        except (SQLAlchemyError, OSError) as error:
+            raise demo_loader.DemoError(
+                f"Creating tenant demo in the database failed: {str(error).splitlines()[0]}. "
+                "Check that REVCOV_DATABASE_URL or REVCOV_DATA_DIR is the same as for "
+                "`revcov serve`."
+            ) from None
+        demo_loader.run_demo(
+            base_url,
+            tenant_id=created["tenant_id"],
+            api_key=created["api_key"],
+            accounts=accounts,
+            seed=seed,
+        )
+    except demo_loader.DemoError as error:
+        typer.echo(f"revcov demo: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

@@ -13,7 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = structlog.get_logger()
 
@@ -206,41 +208,99 @@ async def _render_http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.method} {request.url.path}; see /docs for the API."
-    elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}; see /docs for the API."
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = (
+            f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}."
+        )
     return problem_response(
         request,
         status=exc.status_code,
         code=code,
         title=title,
         detail=detail,
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """List the methods some route accepts on this path. Starlette's own `Allow` header
+    names only the first matching route's, but GET and PUT of one path are two routes."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+
+
+# SQLSTATEs of transactions that PostgreSQL aborted because of a concurrent one.
+_CONFLICT_SQLSTATES = {"40P01", "40001"}
+
+
 async def _render_database_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("database.unavailable", error=type(exc).__name__, exc_info=exc)
+    """Turn database failures into 503 (retry), 422 (a value PostgreSQL rejected) or 500."""
+    if isinstance(exc, DBAPIError):
+        state = _sqlstate(exc)
+        if state.startswith("22"):
+            # Class 22, data exception: a value that validation let through.
+            log.warning("request.invalid_value", error=type(exc.orig).__name__, sqlstate=state)
+            return problem_response(
+                request,
+                status=422,
+                code="validation-error",
+                title="Invalid request",
+                detail="A value in the request is out of range or not storable as text; "
+                "check numbers, timestamps and text for unusual characters.",
+            )
+        if state in _CONFLICT_SQLSTATES:
+            log.warning("database.conflict", error=type(exc.orig).__name__, sqlstate=state)
+            return problem_response(
+                request,
+                status=503,
+                code="concurrent-update",
+                title="Service unavailable",
+                detail="The request conflicted with a concurrent one and nothing was written; "
+                "retry it.",
+                headers={"Retry-After": "1"},
+            )
+        if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+            raise exc
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        log.warning("database.pool_exhausted")
+        detail = "All database connections are busy; retry after a few seconds."
+    else:
+        log.error("database.unavailable", error=type(exc).__name__, exc_info=exc)
+        detail = "The database is unavailable; retry after a few seconds."
     return problem_response(
         request,
         status=503,
         code="service-unavailable",
         title="Service unavailable",
-        detail="The database is unavailable; retry after a few seconds.",
+        detail=detail,
         headers={"Retry-After": "5"},
     )
 
 
-async def _render_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        # The connection broke mid-request (the server restarted); the client should retry.
-        return await _render_database_error(request, exc)
-    log.error("request.crashed", error=type(exc).__name__, exc_info=exc)
+def internal_error_response(request: Request) -> JSONResponse:
     return problem_response(
         request,
         status=500,
         code="internal-error",
         title="Internal server error",
-        detail="The server failed to handle the request; the error is logged with its request id.",
+        detail="The server failed to handle the request; the error is logged with the "
+        "request id in the X-Request-ID header.",
     )
 
 
@@ -257,6 +317,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem_content("Missing, invalid or revoked API key."),
     404: _problem_content("Not found, or it belongs to another tenant."),
     422: _problem_content("Invalid request; `errors` lists each invalid field."),
+    413: _problem_content("The body is larger than the limit."),
     503: _problem_content("The database is unavailable; retry after `Retry-After` seconds."),
 }
 
@@ -265,7 +326,8 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _render_app_error)
     app.add_exception_handler(RequestValidationError, _render_validation_error)
     app.add_exception_handler(StarletteHTTPException, _render_http_error)
-    app.add_exception_handler(OperationalError, _render_database_error)
+    app.add_exception_handler(DBAPIError, _render_database_error)
+    app.add_exception_handler(SQLAlchemyTimeoutError, _render_database_error)
     app.add_exception_handler(OSError, _render_database_error)
-    app.add_exception_handler(DBAPIError, _render_unexpected_error)
-    app.add_exception_handler(Exception, _render_unexpected_error)
+    # Any other exception is logged and answered with 500 by RequestIdMiddleware, which
+    # still knows the request id.

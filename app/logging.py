@@ -6,7 +6,10 @@ import time
 import uuid
 
 import structlog
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import internal_error_response
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -79,11 +82,13 @@ class RequestIdMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        status_sent = False
 
         async def send_with_header(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                status_sent = True
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
                 message["headers"] = headers
@@ -91,6 +96,15 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_header)
+        except ClientDisconnect:
+            _log.info("request.client_disconnected", method=scope["method"], path=scope["path"])
+        except Exception as error:
+            # Unhandled errors end here rather than in Starlette's outer error middleware,
+            # so the log line and the 500 still carry the request id.
+            _log.error("request.crashed", error=type(error).__name__, exc_info=error)
+            if status_sent:
+                raise
+            await internal_error_response(Request(scope))(scope, receive, send_with_header)
         finally:
             _log.info(
                 "request.completed",

@@ -17,7 +17,7 @@ from app.logging import RequestIdMiddleware
 from app.privacy.router import router as privacy_router
 from app.reports.router import router as reports_router
 from app.responses.router import router as responses_router
-from app.routing import MAX_BODY_SCOPE_KEY
+from app.routing import MAX_BODY_SCOPE_KEY, RejectNulMiddleware
 from app.settings import Settings, get_settings
 from app.tenancy import service as tenant_service
 from app.tenancy.router import router as tenancy_router
@@ -111,5 +111,6 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -6,15 +6,16 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from app.errors import InvalidField, UnprocessableError
+from app.schemas import check_timestamp_range
 
 ACCEPTED_FORMS = (
     "a quarter `2026-Q1`, a month `2026-03`, a year `2026`, "
     "or `from` and `to` as ISO 8601 dates or timestamps"
 )
 
-_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-_YEAR = re.compile(r"^(\d{4})$")
+_QUARTER = re.compile(r"^([0-9]{4})-Q([1-4])$")
+_MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
+_YEAR = re.compile(r"^([0-9]{4})$")
 MIN_YEAR = 1970
 
 
@@ -44,21 +45,18 @@ def _invalid(location: str, value: str, reason: str) -> UnprocessableError:
 
 def _calendar_period(label: str, zone: ZoneInfo, timezone: str) -> Period:
     if match := _QUARTER.match(label):
-        year, quarter = int(match[1]), int(match[2])
-        first = date(year, 3 * quarter - 2, 1)
-        months = 3
+        first_month, months = 3 * int(match[2]) - 2, 3
     elif match := _MONTH.match(label):
-        year = int(match[1])
-        first = date(year, int(match[2]), 1)
-        months = 1
+        first_month, months = int(match[2]), 1
     elif match := _YEAR.match(label):
-        year = int(match[1])
-        first = date(year, 1, 1)
-        months = 12
+        first_month, months = 1, 12
     else:
         raise _invalid("query.period", label, f"expected {ACCEPTED_FORMS}")
+    year = int(match[1])
     if year < MIN_YEAR or year > 9998:
         raise _invalid("query.period", label, f"the year must be from {MIN_YEAR} to 9998")
+
+    first = date(year, first_month, 1)
     last = _add_months(first.year, first.month, months)
     return Period(label, _local_midnight(first, zone), _local_midnight(last, zone), timezone)
 
@@ -74,7 +72,11 @@ def _parse_bound(value: str, zone: ZoneInfo, location: str) -> datetime:
         raise _invalid(
             location, value, "expected an ISO 8601 date or timestamp such as 2026-01-01"
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    try:
+        return check_timestamp_range(moment)
+    except ValueError as error:
+        raise _invalid(location, value, str(error)) from None
 
 
 def current_quarter_label(now: datetime) -> str:

@@ -11,6 +11,10 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import problem_response
+from app.schemas import NUL_MESSAGE, text_problem
 
 # Per-request cap in bytes, set by the app (and lowered by routes such as webhooks).
 MAX_BODY_SCOPE_KEY = "revcov.max_body_bytes"
@@ -19,6 +23,27 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a valid JSON number", name, 0)
+
+
+def _check_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    for key, _ in pairs:
+        if problem := text_problem(key):
+            raise json.JSONDecodeError(problem, key, 0)
+    return dict(pairs)
+
+
+def _check_strings(value: Any, document: bytes) -> None:
+    """Raise JSONDecodeError for a string that PostgreSQL text cannot store."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if problem := text_problem(item):
+                raise json.JSONDecodeError(problem, document.decode(errors="replace"), 0)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 class ServiceRequest(Request):
@@ -30,7 +55,13 @@ class ServiceRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            self._json = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+            self._json = json.loads(
+                body,
+                parse_float=Decimal,
+                parse_constant=_reject_constant,
+                object_pairs_hook=_check_keys,
+            )
+            _check_strings(self._json, body)
         return self._json
 
 
@@ -60,7 +91,7 @@ def _too_large(size: int, cap: int) -> HTTPException:
     return HTTPException(
         status_code=413,
         detail=f"The request body is larger than the limit of {cap} bytes "
-        f"(at least {size} bytes were sent); split it into smaller requests.",
+        f"(at least {size} bytes were sent).",
     )
 
 
@@ -69,8 +100,49 @@ class ServiceRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        takes_json = self.body_field is not None
 
         async def handle(request: Request) -> Response:
+            if takes_json:
+                _require_json_content_type(request)
             return await handler(ServiceRequest(request.scope, request.receive))
 
         return handle
+
+
+def _require_json_content_type(request: Request) -> None:
+    """Answer 415 to a body sent as anything but JSON to a route that reads JSON."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return  # FastAPI reports the missing or empty body itself.
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return
+    raise HTTPException(
+        status_code=415,
+        detail=f"Content-Type {media_type or content_type!r} is not supported; "
+        "send the body as application/json.",
+    )
+
+
+class RejectNulMiddleware:
+    """Answer 422 to a URL whose path or query holds a NUL character, which PostgreSQL text
+    cannot store, before any route sees it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").lower()
+            if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+                response = problem_response(
+                    Request(scope),
+                    status=422,
+                    code="validation-error",
+                    title="Invalid request",
+                    detail=f"The URL is invalid: {NUL_MESSAGE}.",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -3,10 +3,19 @@
 import base64
 import binascii
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
 
 from app.errors import InvalidField, UnprocessableError
 
@@ -41,6 +50,54 @@ EmailAddress = Annotated[
     str,
     Field(max_length=MAX_EMAIL_LENGTH, examples=["jane@acme.com"]),
     AfterValidator(validate_email),
+]
+
+NUL_MESSAGE = "the NUL character (U+0000) is not accepted in text; remove it"
+SURROGATE_MESSAGE = "a lone UTF-16 surrogate (\\ud800-\\udfff) is not valid text"
+
+
+def text_problem(text: str) -> str | None:
+    """Return why PostgreSQL cannot store `text` (a NUL or a lone surrogate), else None."""
+    if "\x00" in text:
+        return NUL_MESSAGE
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_MESSAGE
+    return None
+
+
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def check_timestamp_range(value: datetime) -> datetime:
+    """Accept instants from 1970 up to the year 9999, which PostgreSQL and Python both hold."""
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not EARLIEST_TIMESTAMP <= instant < LATEST_TIMESTAMP:
+        raise ValueError(
+            f"{value.isoformat()} is outside the accepted range, "
+            "1970-01-01T00:00:00Z up to 9999-01-01T00:00:00Z"
+        )
+    return value
+
+
+def _require_text_timestamp(value: Any) -> Any:
+    # A bare number is ambiguous (seconds or milliseconds), so only ISO 8601 text is read.
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        raise ValueError("a timestamp must be an ISO 8601 string with a UTC offset")
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        raise ValueError("a timestamp must be an ISO 8601 string with a UTC offset")
+    return value
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_require_text_timestamp),
+    AfterValidator(check_timestamp_range),
 ]
 
 
@@ -87,7 +144,8 @@ def decode_cursor(cursor: str, kind: type[CursorT]) -> CursorT:
     except (binascii.Error, ValueError):
         position = None
     after = position.get("after") if isinstance(position, dict) else None
-    if type(after) is not kind:
+    out_of_range = isinstance(after, int) and not 0 <= after < 2**63
+    if type(after) is not kind or out_of_range:
         raise UnprocessableError(
             f"Invalid cursor {cursor[:40]!r}; pass the `next_cursor` value of the previous page.",
             errors=[InvalidField(location="query.cursor", message="not a cursor of this list")],

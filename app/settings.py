@@ -56,16 +56,28 @@ class Settings(BaseSettings):
         description="Pending deliveries claimed and fetched concurrently in one transaction.",
     )
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def lower_case_log_level(cls, value: object) -> object:
+        """Accept the level in any case, such as DEBUG as well as debug."""
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("database_url", mode="after")
     @classmethod
     def normalise_driver(cls, value: SecretStr | None) -> SecretStr | None:
-        """Accept plain `postgresql://` and `postgres://` URLs and use the asyncpg driver."""
+        """Accept `postgres://`, `postgresql://` and psycopg URLs and use the asyncpg driver."""
         if value is None:
             return None
         url = value.get_secret_value().strip()
         if not url:
             return None
-        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://"):
+        prefixes = (
+            "postgres://",
+            "postgresql://",
+            "postgresql+psycopg://",
+            "postgresql+psycopg2://",
+        )
+        for prefix in prefixes:
             if url.startswith(prefix):
                 url = "postgresql+asyncpg://" + url[len(prefix) :]
                 break

@@ -7,6 +7,7 @@ Every test gets a fresh tenant, so tests share the database without seeing each 
 
 import asyncio
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,6 +46,7 @@ async def run_admin_statement(dsn: str, statement: str) -> None:
 def database_url() -> Iterator[str]:
     external = os.environ.get("REVCOV_TEST_DATABASE_URL")
     embedded = None
+    data_dir: Path | None = None
     if external:
         server_url = Settings(database_url=external).database_url
         assert server_url is not None
@@ -65,6 +67,9 @@ def database_url() -> Iterator[str]:
         asyncio.run(run_admin_statement(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if embedded is not None:
             embedded.stop()
+        if data_dir is not None:
+            # delete_on_stop removes only data_dir/pgdata.
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Account, AccountDomain, RevenueRecord
 from app.db.base import INSERTED
+from app.tenancy.models import Tenant
 
 
 def _current_revenue(tenant_id: uuid.UUID, at: datetime) -> Any:
@@ -153,7 +154,7 @@ async def ensure_accounts(
 ) -> tuple[dict[str, int], int]:
     """Create the accounts that do not exist yet; return every id by external id, and how
     many were created. A name is set only on accounts created here."""
-    external_ids = list(names)
+    external_ids = sorted(names)  # Key order, so concurrent batches cannot deadlock.
     rows = (
         func.unnest(
             cast(external_ids, ARRAY(Text)),
@@ -191,6 +192,7 @@ async def upsert_revenue(
     A record whose amount and currency are already stored is left alone. Returns the
     number of records created and updated; the rest were unchanged.
     """
+    records = sorted(records, key=lambda record: (record[0], record[1]))  # Lock order.
     rows = (
         func.unnest(
             cast([record[0] for record in records], ARRAY(BigInteger)),
@@ -228,6 +230,15 @@ async def upsert_revenue(
     flags = (await session.execute(statement)).scalars().all()
     created = sum(1 for inserted in flags if inserted)
     return created, len(flags) - created
+
+
+async def lock_reporting_currency(session: AsyncSession, tenant_id: uuid.UUID) -> str:
+    """Return the tenant's reporting currency, holding a share lock on the tenant row until
+    the transaction ends, so the currency cannot change while revenue is being written."""
+    statement = (
+        select(Tenant.reporting_currency).where(Tenant.id == tenant_id).with_for_update(read=True)
+    )
+    return (await session.execute(statement)).scalar_one()
 
 
 async def currencies_in_use(session: AsyncSession, tenant_id: uuid.UUID) -> set[str]:

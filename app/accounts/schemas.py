@@ -1,14 +1,52 @@
+import math
 import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from app.money import validate_amount, validate_currency
-from app.schemas import ReadModel, WriteModel
+from app.schemas import ReadModel, Timestamp, WriteModel
 
-ExternalId = Field(min_length=1, max_length=200, description="The account's id in your CRM.")
+ExternalId = Field(
+    min_length=1,
+    max_length=200,
+    pattern=r"^[^/]+$",
+    description="The account's id in your CRM; any text without '/', which URLs cannot carry.",
+)
+MAX_ATTRIBUTE_DEPTH = 32
+
+
+def check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    """Accept JSON whose numbers a JSONB column keeps exactly and that nests at most 32 levels.
+
+    JSONB stores numbers as PostgreSQL numerics, but they pass through Python floats on the
+    way, so a number a double cannot hold exactly is rejected rather than silently changed.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_ATTRIBUTE_DEPTH:
+            raise ValueError(f"attributes nest deeper than {MAX_ATTRIBUTE_DEPTH} levels")
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, Decimal) and not _fits_double(item):
+            raise ValueError(
+                f"the number {item} in attributes cannot be stored exactly; send it as a string"
+            )
+    return value
+
+
+def _fits_double(number: Decimal) -> bool:
+    if number.is_finite() and number.adjusted() < 100 and number == number.to_integral_value():
+        return True  # Stored as an exact integer.
+    converted = float(number)
+    return math.isfinite(converted) and Decimal(repr(converted)) == number
+
+
 MAX_DOMAINS = 100
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -45,7 +83,7 @@ AMOUNT_DESCRIPTION = (
 class _Money(WriteModel):
     amount: Decimal = Field(description=AMOUNT_DESCRIPTION, examples=["250000.00"])
     currency: str = Field(description="ISO 4217 code; must be the reporting currency.")
-    effective_at: AwareDatetime = Field(description="When this amount takes effect, with offset.")
+    effective_at: Timestamp = Field(description="When this amount takes effect, with offset.")
 
     @model_validator(mode="after")
     def check_amount(self) -> "_Money":
@@ -72,7 +110,10 @@ class AccountPut(WriteModel):
     region: str | None = Field(default=None, max_length=200)
     industry: str | None = Field(default=None, max_length=200)
     owner: str | None = Field(default=None, max_length=200)
-    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form fields.")
+    attributes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free-form fields; numbers must fit a double, nesting at most 32 levels.",
+    )
     domains: list[Domain] = Field(
         default_factory=list,
         max_length=MAX_DOMAINS,
@@ -83,6 +124,11 @@ class AccountPut(WriteModel):
         examples=[["acme.com"]],
     )
     revenue: RevenueInput | None = None
+
+    @field_validator("attributes")
+    @classmethod
+    def validate_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_attributes(value)
 
     @field_validator("domains")
     @classmethod

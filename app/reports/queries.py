@@ -37,9 +37,10 @@ def coverage_statement(
 
     - Revenue base: each account's record with the latest `effective_at` before `end`,
       kept when its amount is above 0. Records arriving out of order do not matter.
-    - Bucket: the account's latest scored response with `submitted_at` in the period,
-      by `submitted_at`, then the greater `response_id`: 0-6 `at_risk`, 7-8 `passive`,
-      9-10 `safe`. Base accounts without one are `unaccounted`. Null scores never count.
+    - Bucket: the account's latest scored response with `submitted_at` in the period
+      (ties go to the greater `response_id`, then the greater `source`): 0-6 `at_risk`,
+      7-8 `passive`, 9-10 `safe`. Base accounts without one are `unaccounted`. Null
+      scores never count.
     - Respondents: each email (case-insensitive, blank as none) counts once with its latest
       scored response in the period, matched to an account or not; a response without an
       email is a respondent of its own.
@@ -58,6 +59,7 @@ def coverage_statement(
             SurveyResponse.score,
             SurveyResponse.submitted_at,
             SurveyResponse.response_id,
+            SurveyResponse.source,
             func.nullif(func.lower(func.btrim(SurveyResponse.email)), "").label("respondent"),
         )
         .where(
@@ -72,7 +74,12 @@ def coverage_statement(
         select(scored.c.account_id, scored.c.score)
         .where(scored.c.account_id.is_not(None))
         .ext(distinct_on(scored.c.account_id))
-        .order_by(scored.c.account_id, scored.c.submitted_at.desc(), scored.c.response_id.desc())
+        .order_by(
+            scored.c.account_id,
+            scored.c.submitted_at.desc(),
+            scored.c.response_id.desc(),
+            scored.c.source.desc(),
+        )
         .cte("latest_by_account")
     )
     bucket = case(
@@ -101,6 +108,7 @@ def coverage_statement(
             own_respondent,
             scored.c.submitted_at.desc(),
             scored.c.response_id.desc(),
+            scored.c.source.desc(),
         )
         .cte("latest_by_respondent")
     )

@@ -134,6 +134,9 @@ async def upsert_responses(
         ],
         set_={
             **{name: new[name] for name in _CONTENT},
+            # A version without `updated_at` keeps the newest version time seen, so an
+            # older versioned copy arriving later still changes nothing.
+            "source_updated_at": func.coalesce(new.source_updated_at, stored.source_updated_at),
             "received_at": func.now(),
             "erased_at": None,
         },

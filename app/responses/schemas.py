@@ -3,10 +3,10 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import Field, ValidationInfo, WithJsonSchema, field_validator
 
 from app.responses.models import MatchRule
-from app.schemas import ReadModel, WriteModel
+from app.schemas import ReadModel, Timestamp, WriteModel, text_problem
 
 SCORE_RULE = (
     "a whole number from 0 to 10, as a JSON integer, a number with a zero fraction such "
@@ -81,10 +81,18 @@ class ResponseIn(WriteModel):
     email: str | None = Field(default=None, max_length=320)
     score: Score = None
     comment: str | None = Field(default=None, max_length=262_144)
-    submitted_at: AwareDatetime
-    updated_at: AwareDatetime | None = Field(
+    submitted_at: Timestamp
+    updated_at: Timestamp | None = Field(
         default=None, description="The source's version time; a later one replaces this one."
     )
+
+    @field_validator("source", "response_id", "account_external_id", "email", "comment")
+    @classmethod
+    def check_text(cls, value: str | None) -> str | None:
+        problem = None if value is None else text_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("score", mode="before")
     @classmethod

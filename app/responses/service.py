@@ -50,7 +50,9 @@ def _merge_repeats(responses: Sequence[ResponseIn]) -> list[ResponseIn]:
 async def write_responses(
     session: AsyncSession, tenant_id: uuid.UUID, responses: Sequence[ResponseIn]
 ) -> ResponseWriteResult:
-    merged = _merge_repeats(responses)
+    # Rows are written in key order, so concurrent batches lock them in the same order
+    # instead of deadlocking.
+    merged = sorted(_merge_repeats(responses), key=lambda item: (item.source, item.response_id))
     # Locked before the upsert takes row locks: a change of accounts or contacts that holds
     # the lock exclusively may be waiting to update these rows.
     await repository.lock_resolution(session, tenant_id, exclusive=False)

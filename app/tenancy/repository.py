@@ -11,6 +11,17 @@ async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | No
     return await session.get(Tenant, tenant_id)
 
 
+async def lock_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
+    """Load the tenant row locked for update until the transaction ends."""
+    statement = (
+        select(Tenant)
+        .where(Tenant.id == tenant_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one()
+
+
 async def any_tenant_exists(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(exists().select_from(Tenant))))
 

@@ -15,9 +15,13 @@ def validate_timezone(name: str) -> str:
     return name
 
 
+# Zone names whose meaning depends on the host, or that are placeholders.
+_EXCLUDED_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
 @lru_cache
 def _timezones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _EXCLUDED_ZONES
 
 
 class TenantRead(ReadModel):
@@ -33,7 +37,11 @@ class TenantUpdate(WriteModel):
     timezone: str | None = Field(default=None, examples=["Europe/Berlin"])
     reporting_currency: str | None = Field(default=None, examples=["EUR"])
     coverage_target: Decimal | None = Field(
-        default=None, gt=0, le=1, description="Fraction of revenue, above 0 and at most 1."
+        default=None,
+        gt=0,
+        le=1,
+        decimal_places=4,
+        description="Fraction of revenue, above 0 and at most 1, with up to 4 decimal places.",
     )
 
     @field_validator("timezone")

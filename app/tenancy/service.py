@@ -98,6 +98,10 @@ async def authenticate(session: AsyncSession, key: str) -> Tenant:
 async def update_settings(session: AsyncSession, tenant: Tenant, changes: TenantUpdate) -> Tenant:
     values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude_none=True)
     currency = values.get("reporting_currency")
+    if currency is not None:
+        # Revenue writes hold a share lock on this row, so no revenue can arrive in the
+        # old currency between this check and the update.
+        tenant = await repository.lock_tenant(session, tenant.id)
     if currency is not None and currency != tenant.reporting_currency:
         in_use = await account_service.currencies_in_use(session, tenant.id)
         if in_use - {currency}:

@@ -1,0 +1,38 @@
+"""Small HTTP helpers shared by the test modules."""
+
+from typing import Any
+
+import httpx
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Assert an RFC 9457 problem document with `status`, and return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+async def add_account(api: httpx.AsyncClient, external_id: str, amount: str = "1000.00") -> None:
+    """Create an account with `amount` of revenue in force from 2025-12-01."""
+    response = await api.put(
+        f"/v1/accounts/{external_id}",
+        json={
+            "revenue": {
+                "amount": amount,
+                "currency": "USD",
+                "effective_at": "2025-12-01T00:00:00Z",
+            }
+        },
+    )
+    assert response.status_code == 201, response.text
+
+
+async def coverage_q1(api: httpx.AsyncClient) -> dict[str, Any]:
+    response = await api.get("/v1/coverage", params={"period": "2026-Q1"})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

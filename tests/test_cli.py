@@ -1,0 +1,230 @@
+"""The `revcov` command: settings errors, tenant names, and the embedded database's life cycle.
+
+Tests that start the embedded server run `revcov` in a subprocess, with REVCOV_DATA_DIR in
+a temporary directory, so each command starts, attaches to and stops the server as a user's
+command does.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.db.embedded import HANDLE_PIDS_FILE, remove_exited_handles
+from app.settings import Settings, get_settings
+
+SERVER_STOP_TIMEOUT_SECONDS = 30
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Clear REVCOV_* variables and the cached settings, so each test sets its own."""
+    for name in list(os.environ):
+        if name.startswith("REVCOV_") and name != "REVCOV_TEST_DATABASE_URL":
+            monkeypatch.delenv(name)
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+
+
+def revcov_env() -> dict[str, str]:
+    """Return this process's environment without REVCOV_* settings, with JSON logs."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("REVCOV_")}
+    env["REVCOV_LOG_FORMAT"] = "json"
+    return env
+
+
+def run_revcov(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def exited_pid() -> int:
+    """Return the PID of a process that has exited and been reaped."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def pgdata(tmp_path: Path) -> Iterator[Path]:
+    """The PGDATA path under `tmp_path/.revcov`. Teardown stops a server left running there."""
+    path = tmp_path / ".revcov" / "pgdata"
+    yield path
+    postmaster = path / "postmaster.pid"
+    if postmaster.exists():
+        pid = int(postmaster.read_text().split()[0])
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + SERVER_STOP_TIMEOUT_SECONDS
+        while process_exists(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+# --- Settings ---------------------------------------------------------------------------
+
+
+def test_invalid_database_url_hides_value(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("REVCOV_DATABASE_URL", "pg://app:S3cret@db:5432/revcov")
+
+    result = CliRunner().invoke(cli, ["migrate"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("revcov: invalid setting REVCOV_DATABASE_URL: ")
+    assert "PostgreSQL URL" in result.stderr
+    assert "S3cret" not in result.output
+    assert "pg://" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_invalid_settings_one_line_each(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("REVCOV_PORT", "0")
+    settings_env.setenv("REVCOV_LOG_FORMAT", "xml")
+
+    result = CliRunner().invoke(cli, ["tenants", "create", "acme"])
+
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 2
+    assert len(lines) == 2
+    assert lines[0].startswith("revcov: invalid setting REVCOV_PORT: ")
+    assert lines[1].startswith("revcov: invalid setting REVCOV_LOG_FORMAT: ")
+    assert "xml" not in result.stderr
+
+
+def test_production_without_database_url(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("REVCOV_ENVIRONMENT", "production")
+
+    result = CliRunner().invoke(cli, ["migrate"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("revcov: invalid settings: REVCOV_DATABASE_URL is required")
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "Info", "warning"])
+def test_log_level_any_case(level: str) -> None:
+    assert Settings(log_level=level).log_level == level.lower()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://app:pw@db:5432/revcov",
+        "postgresql://app:pw@db:5432/revcov",
+        "postgresql+psycopg://app:pw@db:5432/revcov",
+        "postgresql+psycopg2://app:pw@db:5432/revcov",
+        "postgresql+asyncpg://app:pw@db:5432/revcov",
+    ],
+)
+def test_database_url_uses_asyncpg(url: str) -> None:
+    database_url = Settings(database_url=url).database_url
+
+    assert database_url is not None
+    assert database_url.get_secret_value() == "postgresql+asyncpg://app:pw@db:5432/revcov"
+
+
+# --- tenants create ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t"])
+def test_tenant_name_blank_rejected(
+    name: str, settings_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings_env.setenv("REVCOV_DATA_DIR", str(tmp_path / "data"))
+
+    result = CliRunner().invoke(cli, ["tenants", "create", name])
+
+    assert result.exit_code == 2
+    assert "tenant name is empty" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_tenant_name_too_long_rejected(settings_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings_env.setenv("REVCOV_DATA_DIR", str(tmp_path / "data"))
+
+    result = CliRunner().invoke(cli, ["tenants", "create", "x" * 201])
+
+    assert result.exit_code == 2
+    assert "201 characters" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_tenants_create_notes_new_database(tmp_path: Path, pgdata: Path) -> None:
+    env = revcov_env()  # REVCOV_DATA_DIR unset: ./.revcov in the working directory
+
+    first = run_revcov("tenants", "create", "acme", cwd=tmp_path, env=env)
+    second = run_revcov("tenants", "create", "globex", cwd=tmp_path, env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["api_key"].startswith("rcv_")
+    assert f"created a new embedded database under {tmp_path.resolve() / '.revcov'}." in (
+        first.stderr
+    )
+    assert "`revcov serve` with the same REVCOV_DATA_DIR" in first.stderr
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["api_key"].startswith("rcv_")
+    assert "new embedded database" not in second.stderr
+    assert not (pgdata / "postmaster.pid").exists()
+
+
+# --- The embedded server's handle list --------------------------------------------------
+
+
+def test_exited_handles_removed(tmp_path: Path) -> None:
+    handles = tmp_path / HANDLE_PIDS_FILE
+    dead = exited_pid()
+    handles.write_text(json.dumps([dead, os.getpid()]))
+
+    removed = remove_exited_handles(tmp_path)
+
+    assert removed == [dead]
+    assert json.loads(handles.read_text()) == [os.getpid()]
+
+
+def test_truncated_handle_list_reset(tmp_path: Path) -> None:
+    handles = tmp_path / HANDLE_PIDS_FILE
+    handles.write_text("[123")
+
+    removed = remove_exited_handles(tmp_path)
+
+    assert removed == []
+    assert json.loads(handles.read_text()) == []
+
+
+def test_server_stops_after_killed_process(tmp_path: Path, pgdata: Path) -> None:
+    env = revcov_env()
+    created = run_revcov("migrate", cwd=tmp_path, env=env)
+    assert created.returncode == 0, created.stderr
+    assert "created a new embedded database" in created.stderr
+    assert not (pgdata / "postmaster.pid").exists()
+    # What a revcov process killed with SIGKILL while attached leaves behind.
+    dead = exited_pid()
+    (pgdata / HANDLE_PIDS_FILE).write_text(json.dumps([dead]))
+
+    result = run_revcov("migrate", cwd=tmp_path, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "new embedded database" not in result.stderr
+    assert dead not in json.loads((pgdata / HANDLE_PIDS_FILE).read_text())
+    assert not (pgdata / "postmaster.pid").exists()

@@ -1,0 +1,412 @@
+"""Every client error is an RFC 9457 problem document that names what was wrong."""
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import PROBLEM_JSON, assert_problem
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+GENERAL_BODY_LIMIT = 10 * 1024 * 1024
+
+# Every write endpoint that takes a JSON body from API clients.
+WRITE_ROUTES = [
+    ("PATCH", "/v1/tenant"),
+    ("PUT", "/v1/accounts/ACME-001"),
+    ("POST", "/v1/revenue-updates"),
+    ("POST", "/v1/responses"),
+    ("POST", "/v1/webhook-endpoints"),
+]
+
+VALID_UPDATE = {
+    "account_external_id": "ACME-001",
+    "amount": "10.00",
+    "currency": "USD",
+    "effective_at": "2026-01-01T00:00:00Z",
+}
+VALID_RESPONSE = {
+    "source": "native",
+    "response_id": "r1",
+    "score": 9,
+    "submitted_at": "2026-02-01T12:00:00Z",
+}
+
+
+def error_locations(problem: dict[str, Any]) -> list[str]:
+    return [error["location"] for error in problem["errors"]]
+
+
+class TestProblemDocuments:
+    async def test_unauthorized(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/v1/tenant")
+
+        assert_problem(response, 401)
+
+    @pytest.mark.parametrize("path", ["/v1/nope", "/nope", "/v1/accounts/A/extra", "/v1/tenant/"])
+    async def test_unknown_route(self, api: httpx.AsyncClient, path: str) -> None:
+        response = await api.get(path)
+
+        problem = assert_problem(response, 404)
+        assert path in problem["detail"]
+
+    async def test_unknown_account(self, api: httpx.AsyncClient) -> None:
+        response = await api.get("/v1/accounts/NOPE")
+
+        assert_problem(response, 404)
+
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("DELETE", "/v1/tenant"),
+            ("POST", "/v1/tenant"),
+            ("GET", "/v1/revenue-updates"),
+            ("DELETE", "/v1/accounts/ACME-001"),
+            ("PUT", "/v1/webhooks/wh_x"),
+        ],
+    )
+    async def test_wrong_method(self, api: httpx.AsyncClient, method: str, path: str) -> None:
+        response = await api.request(method, path)
+
+        problem = assert_problem(response, 405)
+        assert method in problem["detail"]
+
+    # RFC 9110 section 15.5.6 requires a 405 to list every supported method in `Allow`.
+    @pytest.mark.parametrize(
+        ("path", "allowed"),
+        [
+            ("/v1/tenant", {"GET", "PATCH"}),
+            ("/v1/revenue-updates", {"POST"}),
+            ("/v1/accounts/ACME-001", {"GET", "PUT"}),
+        ],
+    )
+    async def test_allow_lists_every_method(
+        self, api: httpx.AsyncClient, path: str, allowed: set[str]
+    ) -> None:
+        response = await api.delete(path)
+
+        assert response.status_code == 405, response.text
+        allow = {part.strip() for part in response.headers["allow"].split(",")}
+        assert allowed <= allow
+
+    async def test_body_over_general_limit(self, api: httpx.AsyncClient) -> None:
+        padding = "x" * GENERAL_BODY_LIMIT
+        body = '{"updates": [], "padding": "' + padding + '"}'
+
+        response = await api.post("/v1/revenue-updates", content=body, headers=JSON_HEADERS)
+
+        assert_problem(response, 413)
+
+
+class TestMalformedBody:
+    @pytest.mark.parametrize(("method", "path"), WRITE_ROUTES)
+    @pytest.mark.parametrize(
+        "body", ['{"updates": [', "not json", '{"a": 1,}', "{'a': 1}", '{"a": NaN}']
+    )
+    async def test_invalid_json(
+        self, api: httpx.AsyncClient, method: str, path: str, body: str
+    ) -> None:
+        response = await api.request(method, path, content=body, headers=JSON_HEADERS)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["body"]
+        assert "JSON" in problem["detail"]
+
+    @pytest.mark.parametrize(("method", "path"), WRITE_ROUTES)
+    @pytest.mark.parametrize("body", ["[]", "null", '"text"', "42", ""])
+    async def test_not_an_object(
+        self, api: httpx.AsyncClient, method: str, path: str, body: str
+    ) -> None:
+        response = await api.request(method, path, content=body, headers=JSON_HEADERS)
+
+        assert_problem(response, 422)
+
+    async def test_not_json_content_type(self, api: httpx.AsyncClient) -> None:
+        body = '{"updates": []}'
+
+        response = await api.post(
+            "/v1/revenue-updates", content=body, headers={"Content-Type": "text/plain"}
+        )
+
+        assert response.status_code in (415, 422), response.text
+        assert response.headers["content-type"] == PROBLEM_JSON
+
+
+class TestWrongTypes:
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "location"),
+        [
+            ("PATCH", "/v1/tenant", {"timezone": 5}, "body.timezone"),
+            ("PATCH", "/v1/tenant", {"coverage_target": "most"}, "body.coverage_target"),
+            ("PUT", "/v1/accounts/ACME-001", {"name": 5}, "body.name"),
+            ("PUT", "/v1/accounts/ACME-001", {"attributes": []}, "body.attributes"),
+            ("PUT", "/v1/accounts/ACME-001", {"revenue": "100"}, "body.revenue"),
+            ("POST", "/v1/revenue-updates", {"updates": "all"}, "body.updates"),
+            ("POST", "/v1/revenue-updates", {"updates": [1]}, "body.updates[0]"),
+            (
+                "POST",
+                "/v1/revenue-updates",
+                {"updates": [{**VALID_UPDATE, "effective_at": "yesterday"}]},
+                "body.updates[0].effective_at",
+            ),
+            ("POST", "/v1/responses", {"responses": {}}, "body.responses"),
+            (
+                "POST",
+                "/v1/responses",
+                {"responses": [{**VALID_RESPONSE, "submitted_at": "2026-02-30T12:00:00Z"}]},
+                "body.responses[0].submitted_at",
+            ),
+            (
+                "POST",
+                "/v1/responses",
+                {"responses": [{**VALID_RESPONSE, "response_id": 17}]},
+                "body.responses[0].response_id",
+            ),
+            ("POST", "/v1/webhook-endpoints", {"source": ["typeform"]}, "body.source"),
+        ],
+    )
+    async def test_wrong_type_named(
+        self,
+        api: httpx.AsyncClient,
+        method: str,
+        path: str,
+        body: dict[str, Any],
+        location: str,
+    ) -> None:
+        response = await api.request(method, path, json=body)
+
+        problem = assert_problem(response, 422)
+        assert location in error_locations(problem)
+
+    @pytest.mark.parametrize(
+        ("path", "body", "location"),
+        [
+            ("/v1/revenue-updates", {}, "body.updates"),
+            ("/v1/responses", {}, "body.responses"),
+            ("/v1/webhook-endpoints", {}, "body.source"),
+        ],
+    )
+    async def test_missing_field_named(
+        self, api: httpx.AsyncClient, path: str, body: dict[str, Any], location: str
+    ) -> None:
+        response = await api.post(path, json=body)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == [location]
+
+
+class TestUnknownFields:
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "location"),
+        [
+            ("PATCH", "/v1/tenant", {"time_zone": "UTC"}, "body.time_zone"),
+            ("PUT", "/v1/accounts/ACME-001", {"nmae": "Acme"}, "body.nmae"),
+            (
+                "PUT",
+                "/v1/accounts/ACME-001",
+                {
+                    "revenue": {
+                        "amount": "1.00",
+                        "currency": "USD",
+                        "effective_at": "2026-01-01T00:00:00Z",
+                        "note": "x",
+                    }
+                },
+                "body.revenue.note",
+            ),
+            (
+                "POST",
+                "/v1/revenue-updates",
+                {"updates": [VALID_UPDATE], "dry_run": True},
+                "body.dry_run",
+            ),
+            (
+                "POST",
+                "/v1/revenue-updates",
+                {"updates": [{**VALID_UPDATE, "ammount": "1.00"}]},
+                "body.updates[0].ammount",
+            ),
+            (
+                "POST",
+                "/v1/responses",
+                {"responses": [{**VALID_RESPONSE, "nps": 9}]},
+                "body.responses[0].nps",
+            ),
+            (
+                "POST",
+                "/v1/webhook-endpoints",
+                {"source": "typeform", "form_id": "abc"},
+                "body.form_id",
+            ),
+        ],
+    )
+    async def test_unknown_field_named(
+        self,
+        api: httpx.AsyncClient,
+        method: str,
+        path: str,
+        body: dict[str, Any],
+        location: str,
+    ) -> None:
+        response = await api.request(method, path, json=body)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == [location]
+
+    async def test_unknown_field_writes_nothing(self, api: httpx.AsyncClient) -> None:
+        body = {"updates": [VALID_UPDATE, {**VALID_UPDATE, "account_external_id": "B", "x": 1}]}
+
+        response = await api.post("/v1/revenue-updates", json=body)
+
+        assert_problem(response, 422)
+        assert_problem(await api.get("/v1/accounts/ACME-001"), 404)
+
+
+class TestBadPeriod:
+    @pytest.mark.parametrize(
+        "period", ["2026-Q5", "2026-Q0", "2026-13", "2026-00", "26-Q1", "Q1-2026", "2026-3", "soon"]
+    )
+    async def test_bad_label_named(self, api: httpx.AsyncClient, period: str) -> None:
+        response = await api.get("/v1/coverage", params={"period": period})
+
+        problem = assert_problem(response, 422)
+        assert period in problem["detail"]
+        assert error_locations(problem) == ["query.period"]
+        assert "2026-Q1" in problem["detail"]
+
+    async def test_from_without_to(self, api: httpx.AsyncClient) -> None:
+        response = await api.get("/v1/coverage", params={"from": "2026-01-01"})
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["query.to"]
+
+    async def test_to_without_from(self, api: httpx.AsyncClient) -> None:
+        response = await api.get("/v1/coverage", params={"to": "2026-04-01"})
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["query.from"]
+
+    @pytest.mark.parametrize(
+        ("start", "end"),
+        [("2026-04-01", "2026-01-01"), ("2026-01-01", "2026-01-01")],
+    )
+    async def test_to_not_after_from(self, api: httpx.AsyncClient, start: str, end: str) -> None:
+        response = await api.get("/v1/coverage", params={"from": start, "to": end})
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["query.to"]
+        assert end in problem["detail"]
+
+    @pytest.mark.parametrize("bound", ["2026-02-30", "tomorrow", "2026/01/01"])
+    async def test_bad_timestamp_named(self, api: httpx.AsyncClient, bound: str) -> None:
+        response = await api.get("/v1/coverage", params={"from": bound, "to": "2026-12-31"})
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["query.from"]
+        assert bound in problem["detail"]
+
+    async def test_period_and_range_conflict(self, api: httpx.AsyncClient) -> None:
+        response = await api.get(
+            "/v1/coverage",
+            params={"period": "2026-Q1", "from": "2026-01-01", "to": "2026-04-01"},
+        )
+
+        assert_problem(response, 422)
+
+
+def cursor_after(position: object) -> str:
+    """A cursor in the service's own encoding, positioned after `position`."""
+    raw = json.dumps({"after": position}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+# PostgreSQL text and jsonb columns cannot hold U+0000, and asyncpg cannot send timestamps
+# before year 1 in UTC. Such input needs a 4xx (or a 2xx), never a 500.
+class TestNeverServerError:
+    @pytest.mark.parametrize(
+        ("method", "path", "body"),
+        [
+            ("PUT", "/v1/accounts/NUL-1", {"name": "Acme\u0000"}),
+            ("PUT", "/v1/accounts/NUL-2", {"attributes": {"note": "a\u0000b"}}),
+            ("PUT", "/v1/accounts/NUL-3", {"attributes": {"a\u0000b": 1}}),
+            (
+                "POST",
+                "/v1/revenue-updates",
+                {"updates": [{**VALID_UPDATE, "account_external_id": "A\u0000"}]},
+            ),
+            (
+                "POST",
+                "/v1/responses",
+                {"responses": [{**VALID_RESPONSE, "response_id": "r\u0000"}]},
+            ),
+            ("POST", "/v1/responses", {"responses": [{**VALID_RESPONSE, "comment": "x\u0000y"}]}),
+            ("POST", "/v1/webhook-endpoints", {"source": "typeform", "score_field": "n\u0000"}),
+        ],
+    )
+    async def test_nul_character_in_body(
+        self, api: httpx.AsyncClient, method: str, path: str, body: dict[str, Any]
+    ) -> None:
+        response = await api.request(method, path, json=body)
+
+        assert response.status_code < 500, response.text
+
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("PUT", "/v1/accounts/A%00B"),
+            ("GET", "/v1/accounts/A%00B"),
+            ("GET", "/v1/responses/native/r%00"),
+            ("GET", "/v1/responses?source=native%00"),
+            ("GET", "/v1/responses?account=A%00B"),
+        ],
+    )
+    async def test_nul_character_in_url(
+        self, api: httpx.AsyncClient, method: str, path: str
+    ) -> None:
+        response = await api.request(method, path, json={} if method == "PUT" else None)
+
+        assert response.status_code < 500, response.text
+
+    @pytest.mark.parametrize(
+        ("path", "position"),
+        [
+            ("/v1/responses", 10**30),
+            ("/v1/accounts", "A\u0000"),
+            ("/v1/webhook-endpoints", "wh\u0000"),
+        ],
+    )
+    async def test_out_of_range_cursor(
+        self, api: httpx.AsyncClient, path: str, position: object
+    ) -> None:
+        response = await api.get(path, params={"cursor": cursor_after(position)})
+
+        assert response.status_code < 500, response.text
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            (
+                "/v1/revenue-updates",
+                {"updates": [{**VALID_UPDATE, "effective_at": "0001-01-01T00:00:00+14:00"}]},
+            ),
+            (
+                "/v1/responses",
+                {"responses": [{**VALID_RESPONSE, "submitted_at": "0001-01-01T00:00:00+14:00"}]},
+            ),
+        ],
+    )
+    async def test_timestamp_before_year_1_utc(
+        self, api: httpx.AsyncClient, path: str, body: dict[str, Any]
+    ) -> None:
+        response = await api.post(path, json=body)
+
+        assert response.status_code < 500, response.text
+
+    async def test_period_before_year_1_utc(self, api: httpx.AsyncClient) -> None:
+        response = await api.get(
+            "/v1/coverage", params={"from": "0001-01-01T00:00:00+14:00", "to": "2026-01-01"}
+        )
+
+        assert response.status_code < 500, response.text
