@@ -304,7 +304,7 @@ def internal_error_response(request: Request) -> JSONResponse:
     )
 
 
-def _problem_content(description: str) -> dict[str, Any]:
+def problem_content(description: str) -> dict[str, Any]:
     return {
         "description": description,
         "model": Problem,
@@ -314,11 +314,11 @@ def _problem_content(description: str) -> dict[str, Any]:
 
 # OpenAPI entries for the problem documents routes can return.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _problem_content("Missing, invalid or revoked API key."),
-    404: _problem_content("Not found, or it belongs to another tenant."),
-    422: _problem_content("Invalid request; `errors` lists each invalid field."),
-    413: _problem_content("The body is larger than the limit."),
-    503: _problem_content("The database is unavailable; retry after `Retry-After` seconds."),
+    401: problem_content("Missing, invalid or revoked API key."),
+    404: problem_content("Not found, or it belongs to another tenant."),
+    422: problem_content("Invalid request; `errors` lists each invalid field."),
+    413: problem_content("The body is larger than the limit."),
+    503: problem_content("The database is unavailable; retry after `Retry-After` seconds."),
 }
 
 

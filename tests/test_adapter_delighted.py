@@ -19,9 +19,6 @@ EXPECTED = SAMPLE.expected
 RESPONSE_ID = EXPECTED["response_id"]
 ACCOUNT = EXPECTED["account_external_id"]
 SAMPLE_UPDATED_AT = json.loads(SAMPLE.body)["event_data"]["updated_at"]
-# TODO: drop this filter once app/reports/queries.py uses postgresql.distinct_on, because
-# SQLAlchemy 2.1 deprecates DISTINCT ON through select().distinct(expression).
-COVERAGE_WARNING = "ignore:Passing expression to ``distinct``:sqlalchemy.exc.SADeprecationWarning"
 
 
 def event(event_type: str = "survey_response.updated", **event_data: Any) -> dict[str, Any]:
@@ -64,7 +61,6 @@ async def deliveries(api: httpx.AsyncClient, status: str | None = None) -> list[
     return items
 
 
-@pytest.mark.filterwarnings(COVERAGE_WARNING)
 async def test_sample_stored_and_counted(api: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
     endpoint_id = await new_endpoint(api)
 

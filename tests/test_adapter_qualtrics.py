@@ -42,9 +42,6 @@ API_PATH = (
 )
 API_TOKEN = "qualtrics-test-api-token"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-# TODO: drop this filter once app/reports/queries.py uses postgresql.distinct_on, because
-# SQLAlchemy 2.1 deprecates DISTINCT ON through select().distinct(expression).
-COVERAGE_WARNING = "ignore:Passing expression to ``distinct``:sqlalchemy.exc.SADeprecationWarning"
 
 
 @pytest.fixture
@@ -151,7 +148,6 @@ def test_completed_date_read_in_endpoint_zone() -> None:
     assert mapped.fetch["completed_at"] == "2026-03-16T11:05:42-05:00"
 
 
-@pytest.mark.filterwarnings(COVERAGE_WARNING)
 async def test_sample_pending_then_fetched(
     app: FastAPI,
     api: httpx.AsyncClient,

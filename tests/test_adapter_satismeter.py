@@ -19,9 +19,6 @@ QUERY = f"token={TOKEN}"
 EXPECTED = SAMPLE.expected
 RESPONSE_ID = EXPECTED["response_id"]
 ACCOUNT = EXPECTED["account_external_id"]
-# TODO: drop this filter once app/reports/queries.py uses postgresql.distinct_on, because
-# SQLAlchemy 2.1 deprecates DISTINCT ON through select().distinct(expression).
-COVERAGE_WARNING = "ignore:Passing expression to ``distinct``:sqlalchemy.exc.SADeprecationWarning"
 
 
 def completed(**fields: Any) -> dict[str, Any]:
@@ -53,7 +50,6 @@ async def deliveries(api: httpx.AsyncClient, status: str | None = None) -> list[
     return items
 
 
-@pytest.mark.filterwarnings(COVERAGE_WARNING)
 async def test_sample_stored_and_counted(api: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
     endpoint_id = await new_endpoint(api, token=TOKEN)
 

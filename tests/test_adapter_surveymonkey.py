@@ -40,9 +40,6 @@ NPS_QUESTION_ID = "301882001"
 COMMENT_QUESTION_ID = "301882002"
 CHOICE_MAP = {key: value for key, value in API_META["choice_map_needed"].items() if key[0] != "_"}
 API_TOKEN = "surveymonkey-test-access-token"
-# TODO: drop this filter once app/reports/queries.py uses postgresql.distinct_on, because
-# SQLAlchemy 2.1 deprecates DISTINCT ON through select().distinct(expression).
-COVERAGE_WARNING = "ignore:Passing expression to ``distinct``:sqlalchemy.exc.SADeprecationWarning"
 
 
 def survey_details(
@@ -166,7 +163,6 @@ def test_sidecars_agree_on_final_response() -> None:
     }
 
 
-@pytest.mark.filterwarnings(COVERAGE_WARNING)
 async def test_sample_pending_then_fetched(
     app: FastAPI,
     api: httpx.AsyncClient,

@@ -125,3 +125,67 @@ async def test_generated_secret_fits_scheme(api: httpx.AsyncClient) -> None:
     assert standard["secret"].startswith("whsec_")
     assert base64.b64decode(standard["secret"].removeprefix("whsec_"))
     assert not typeform["secret"].startswith("whsec_")
+
+
+def _signed(payload: dict[str, object] | str) -> tuple[bytes, dict[str, str]]:
+    body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+    return body, {
+        "Content-Type": "application/json",
+        "Typeform-Signature": _typeform_signature(body),
+    }
+
+
+async def test_unstorable_text_fails_not_500(
+    api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+    variants = []
+    for field, value in (("event_id", "evt\u0000"), ("event_type", "form_\u0000response")):
+        payload = json.loads(TYPEFORM.body)
+        payload[field] = value
+        variants.append(payload)
+    for path, value in (
+        (("token",), "tok\u0000en"),
+        (("token",), "\udfff"),
+        (("hidden", "account_id"), "A\u0000"),
+    ):
+        payload = json.loads(TYPEFORM.body)
+        payload["event_id"] = f"evt-{len(variants)}"
+        target = payload["form_response"]
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        variants.append(payload)
+
+    statuses = []
+    for payload in variants:
+        body, headers = _signed(payload)
+        statuses.append((await post_delivery(client, endpoint["id"], body, headers)).status_code)
+
+    assert statuses == [200] * len(variants)
+
+
+async def test_deep_nesting_fails_not_500(
+    api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+    body, headers = _signed('{"event_id": "deep", "x": ' + "[" * 5000 + "]" * 5000 + "}")
+
+    ack = await post_delivery(client, endpoint["id"], body, headers)
+
+    assert ack.status_code == 200
+    assert ack.json()["status"] == "failed"
+
+
+async def test_erased_delivery_not_replayed(
+    api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+    ack = await post_delivery(client, endpoint["id"], TYPEFORM.body, TYPEFORM.headers)
+    erased = await api.post("/v1/privacy/erase", json={"email": TYPEFORM.expected["email"]})
+
+    replay = await api.post(f"/v1/webhook-deliveries/{ack.json()['delivery_id']}/replay")
+
+    assert erased.status_code == 200, erased.text
+    assert replay.status_code == 409
+    assert "erased" in replay.json()["detail"]

@@ -1,4 +1,4 @@
-from app.errors import NotFoundError, UnauthorizedError, UnprocessableError
+from app.errors import ConflictError, NotFoundError, UnauthorizedError, UnprocessableError
 
 
 class EndpointNotFoundError(NotFoundError):
@@ -7,6 +7,10 @@ class EndpointNotFoundError(NotFoundError):
 
 class DeliveryNotFoundError(NotFoundError):
     code = "webhook-delivery-not-found"
+
+
+class DeliveryErasedError(ConflictError):
+    code = "webhook-delivery-erased"
 
 
 class InvalidSignatureError(UnauthorizedError):

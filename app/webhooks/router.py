@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from app.db.session import SessionDep
+from app.errors import problem_content
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import CurrentTenant
@@ -110,6 +111,10 @@ async def patch_webhook_endpoint(
         "mapped (status `failed`, listed under /v1/webhook-deliveries); 401 means the "
         "signature failed and nothing was stored."
     ),
+    responses={
+        401: problem_content("The signature or token is missing or wrong; nothing was stored."),
+        413: problem_content("The body is over the webhook limit (256 KiB by default)."),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -130,11 +135,17 @@ async def receive_webhook(
     return await webhook_service.receive(session, endpoint, delivery)
 
 
-@router.api_route(
+@router.head(
     "/v1/webhooks/{endpoint_id}",
-    methods=["GET", "HEAD"],
-    summary="Answer a platform's check that the webhook URL exists",
-    description="SurveyMonkey checks a new URL with HEAD and Qualtrics with GET; both get 200.",
+    operation_id="probe_webhook_head",
+    summary="Answer SurveyMonkey's check that the webhook URL exists",
+    response_class=Response,
+    responses={200: {"description": "The endpoint exists."}},
+)
+@router.get(
+    "/v1/webhooks/{endpoint_id}",
+    operation_id="probe_webhook_get",
+    summary="Answer Qualtrics' check that the webhook URL exists",
     response_class=Response,
     responses={200: {"description": "The endpoint exists."}},
 )

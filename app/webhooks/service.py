@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidField
 from app.responses import service as response_service
-from app.schemas import decode_cursor, encode_cursor
+from app.schemas import decode_cursor, encode_cursor, text_problem
 from app.tenancy.models import Tenant
 from app.webhooks import repository
 from app.webhooks.adapters import ADAPTERS, get_adapter
 from app.webhooks.adapters.base import Adapter, EndpointConfig, InboundDelivery
 from app.webhooks.errors import (
+    DeliveryErasedError,
     DeliveryNotFoundError,
     EndpointNotFoundError,
     MappingError,
@@ -37,6 +38,33 @@ log = structlog.get_logger()
 ENDPOINT_ID_SCHEME = "wh"
 # Headers never stored with a delivery.
 _PRIVATE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-revcov-token"})
+
+
+# Longest delivery key stored as sent; a longer one is replaced by the body's digest.
+MAX_DELIVERY_KEY_LENGTH = 500
+
+
+def _storable(text: str) -> str:
+    """Make text from a payload storable in PostgreSQL: NUL and lone surrogates become
+    U+FFFD. Used for what is recorded about a delivery, never for response content."""
+    if text_problem(text) is None:
+        return text
+    return "".join(
+        "\ufffd" if character == "\x00" or "\ud800" <= character <= "\udfff" else character
+        for character in text
+    )
+
+
+def _delivery_key(adapter: Adapter, delivery: InboundDelivery) -> str:
+    """The adapter's delivery key, or the body's digest when the key cannot be read or
+    stored (a body nested too deeply, NUL characters, an over-long id)."""
+    try:
+        key = adapter.delivery_key(delivery)
+    except (RecursionError, ValueError):
+        key = None
+    if key is None or len(key) > MAX_DELIVERY_KEY_LENGTH or text_problem(key) is not None:
+        return f"sha256:{delivery.body_digest}"
+    return key
 
 
 def new_endpoint_id(tenant_id: uuid.UUID) -> str:
@@ -186,7 +214,7 @@ async def receive(
     config = endpoint_config(endpoint)
     adapter.verify(delivery, config)
 
-    key = adapter.delivery_key(delivery)
+    key = _delivery_key(adapter, delivery)
     stored = await repository.insert_delivery(
         session,
         {
@@ -231,7 +259,13 @@ async def _process(
     }
     try:
         mapped = adapter.map(delivery, endpoint_config(endpoint))
-    except MappingError as error:
+    except RecursionError:
+        mapped = None
+        error = MappingError("the body nests too deeply to be read")
+    except MappingError as mapping_error:
+        mapped = None
+        error = mapping_error
+    if mapped is None:
         await repository.set_delivery_outcome(
             session,
             endpoint.tenant_id,
@@ -239,7 +273,7 @@ async def _process(
             status="failed",
             event_type=None,
             response_id=None,
-            error=error.reason,
+            error=_storable(error.reason),
         )
         log.warning("webhook.mapping_failed", reason=error.reason, **fields)
         return WebhookAck(status="failed", delivery_id=stored.id, detail=error.reason)
@@ -255,18 +289,20 @@ async def _process(
     else:
         status = "ignored"
     response_id = mapped.response.response_id if mapped.response else None
+    event_type = None if mapped.event_type is None else _storable(mapped.event_type)
+    fetch = {key: _storable(value) for key, value in mapped.fetch.items()} if mapped.fetch else None
     await repository.set_delivery_outcome(
         session,
         endpoint.tenant_id,
         stored.id,
         status=status,
-        event_type=mapped.event_type,
+        event_type=event_type,
         response_id=response_id,
         error=None,
-        fetch=mapped.fetch,
+        fetch=fetch,
         next_attempt_at=next_attempt_at,
     )
-    log.info("webhook.received", status=status, event_type=mapped.event_type, **fields)
+    log.info("webhook.received", status=status, event_type=event_type, **fields)
     return WebhookAck(status=status, delivery_id=stored.id)
 
 
@@ -303,6 +339,11 @@ async def replay_delivery(session: AsyncSession, tenant: Tenant, delivery_id: in
     stored = await repository.get_delivery(session, tenant.id, delivery_id, for_update=True)
     if stored is None:
         raise DeliveryNotFoundError(f"No webhook delivery {delivery_id}.")
+    if stored.erased_at is not None:
+        raise DeliveryErasedError(
+            f"Webhook delivery {delivery_id} cannot be replayed: its payload was erased "
+            "by a privacy request."
+        )
     endpoint = await get_endpoint(session, tenant, stored.endpoint_id)
     delivery = InboundDelivery(
         body=stored.body, headers=stored.headers, received_at=stored.received_at
