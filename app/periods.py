@@ -1,30 +1,46 @@
-"""Reporting periods: half-open intervals `[start, end)` between local midnights of a time zone."""
+"""Reporting periods: half-open intervals `[start, end)` in a time zone.
+
+Calendar and fiscal periods run between local midnights. A rolling window `last-<N>d` ends
+at the report's `as_of` instant and starts N days earlier at the same local wall-clock time.
+"""
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from app.errors import InvalidField, UnprocessableError
 from app.schemas import check_timestamp_range
 
 ACCEPTED_FORMS = (
-    "a quarter `2026-Q1`, a month `2026-03`, a year `2026`, "
+    "a quarter `2026-Q1`, a month `2026-03`, a year `2026`, a fiscal quarter `FY2026-Q1`, "
+    "a fiscal year `FY2026`, a rolling window of N days `last-90d`, "
     "or `from` and `to` as ISO 8601 dates or timestamps"
 )
 
 _QUARTER = re.compile(r"^([0-9]{4})-Q([1-4])$")
 _MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 _YEAR = re.compile(r"^([0-9]{4})$")
+_FISCAL_QUARTER = re.compile(r"^FY([0-9]{4})-Q([1-4])$")
+_FISCAL_YEAR = re.compile(r"^FY([0-9]{4})$")
+_ROLLING = re.compile(r"^last-([0-9]{1,5})d$")
 MIN_YEAR = 1970
+MAX_ROLLING_DAYS = 3660
 
 
 @dataclass(frozen=True)
 class Period:
+    """A report period `[start, end)` and the instant `as_of` at which the report is made.
+
+    Revenue is read at the last instant before `end`, or at `as_of` when that is earlier,
+    so a period not yet over uses the revenue in force now.
+    """
+
     label: str
     start: datetime
     end: datetime
     timezone: str
+    as_of: datetime
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -43,22 +59,61 @@ def _invalid(location: str, value: str, reason: str) -> UnprocessableError:
     )
 
 
-def _calendar_period(label: str, zone: ZoneInfo, timezone: str) -> Period:
-    if match := _QUARTER.match(label):
-        first_month, months = 3 * int(match[2]) - 2, 3
-    elif match := _MONTH.match(label):
-        first_month, months = int(match[2]), 1
-    elif match := _YEAR.match(label):
-        first_month, months = 1, 12
-    else:
-        raise _invalid("query.period", label, f"expected {ACCEPTED_FORMS}")
-    year = int(match[1])
+def _year(label: str, digits: str) -> int:
+    year = int(digits)
     if year < MIN_YEAR or year > 9998:
         raise _invalid("query.period", label, f"the year must be from {MIN_YEAR} to 9998")
+    return year
 
-    first = date(year, first_month, 1)
+
+def _first_month(label: str, fiscal_year_start_month: int) -> tuple[date, int] | None:
+    """Return the first day and the length in months of a calendar or fiscal period label.
+
+    A fiscal year is named by the calendar year in which it ends: with a fiscal year
+    starting in April, FY2027 runs from April 2026 to March 2027.
+    """
+    if match := _QUARTER.match(label):
+        return date(_year(label, match[1]), 3 * int(match[2]) - 2, 1), 3
+    if match := _MONTH.match(label):
+        return date(_year(label, match[1]), int(match[2]), 1), 1
+    if match := _YEAR.match(label):
+        return date(_year(label, match[1]), 1, 1), 12
+    fiscal_shift = 0 if fiscal_year_start_month == 1 else -12
+    if match := _FISCAL_QUARTER.match(label):
+        months = fiscal_shift + 3 * (int(match[2]) - 1)
+        return _add_months(_year(label, match[1]), fiscal_year_start_month, months), 3
+    if match := _FISCAL_YEAR.match(label):
+        return _add_months(_year(label, match[1]), fiscal_year_start_month, fiscal_shift), 12
+    return None
+
+
+def _labelled_period(
+    label: str, zone: ZoneInfo, timezone: str, fiscal_year_start_month: int, as_of: datetime
+) -> Period:
+    if match := _ROLLING.match(label):
+        return _rolling_period(label, int(match[1]), zone, timezone, as_of)
+    found = _first_month(label, fiscal_year_start_month)
+    if found is None:
+        raise _invalid("query.period", label, f"expected {ACCEPTED_FORMS}")
+
+    first, months = found
     last = _add_months(first.year, first.month, months)
-    return Period(label, _local_midnight(first, zone), _local_midnight(last, zone), timezone)
+    start, end = _local_midnight(first, zone), _local_midnight(last, zone)
+    return Period(label, start, end, timezone, as_of)
+
+
+def _rolling_period(
+    label: str, days: int, zone: ZoneInfo, timezone: str, as_of: datetime
+) -> Period:
+    if days < 1 or days > MAX_ROLLING_DAYS:
+        raise _invalid(
+            "query.period", label, f"a rolling window is 1 to {MAX_ROLLING_DAYS} days long"
+        )
+    end = as_of.astimezone(zone)
+    # Python subtracts a timedelta from an aware datetime in wall-clock time, so the window
+    # keeps its local time of day across a daylight saving change.
+    start = end - timedelta(days=days)
+    return Period(label, start, end, timezone, as_of)
 
 
 def _parse_bound(value: str, zone: ZoneInfo, location: str) -> datetime:
@@ -83,6 +138,11 @@ def current_quarter_label(now: datetime) -> str:
     return f"{now.year}-Q{(now.month - 1) // 3 + 1}"
 
 
+def parse_as_of(value: str, timezone: str) -> datetime:
+    """Parse the `as_of` query parameter; a timestamp without an offset is local time."""
+    return _parse_bound(value, ZoneInfo(timezone), "query.as_of")
+
+
 def resolve_period(
     period: str | None,
     start: str | None,
@@ -90,9 +150,12 @@ def resolve_period(
     *,
     timezone: str,
     now: datetime,
+    fiscal_year_start_month: int = 1,
 ) -> Period:
     """Build the period a report asks for; with no parameters, the current quarter.
 
+    `now` is the report's `as_of` instant: rolling windows end there, the current quarter
+    is the one containing it, and revenue is read at it when the period ends later.
     Raises UnprocessableError naming the bad parameter and the accepted forms.
     """
     zone = ZoneInfo(timezone)
@@ -103,7 +166,7 @@ def resolve_period(
         )
     if start is None and end is None:
         label = period if period is not None else current_quarter_label(now.astimezone(zone))
-        return _calendar_period(label.strip(), zone, timezone)
+        return _labelled_period(label.strip(), zone, timezone, fiscal_year_start_month, now)
     if start is None or end is None:
         missing = "from" if start is None else "to"
         raise UnprocessableError(
@@ -115,4 +178,4 @@ def resolve_period(
     finish = _parse_bound(end, zone, "query.to")
     if finish <= begin:
         raise _invalid("query.to", end, f"`to` must be later than `from` ({start})")
-    return Period(f"{start.strip()}/{end.strip()}", begin, finish, timezone)
+    return Period(f"{start.strip()}/{end.strip()}", begin, finish, timezone, now)

@@ -1,6 +1,17 @@
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
+
+
+class Rollup(StrEnum):
+    """Rule that turns an account's responses in a period into its bucket."""
+
+    LATEST = "latest"
+    AVERAGE = "average"
+    LOWEST = "lowest"
+    ACCOUNT_NPS = "account_nps"
+    DECISION_MAKER = "decision_maker"
 
 
 class PeriodRead(BaseModel):
@@ -58,3 +69,38 @@ class CoverageReport(BaseModel):
     accounts: AccountCountsRead
     responses: ResponseCountsRead
     nps: NpsRead
+
+
+class ClassifiedResponseRead(BaseModel):
+    source: str
+    response_id: str
+    email: str | None
+    role: str | None = Field(description="The respondent's contact role at the account, if any.")
+    score: int | None = Field(description="Null when the NPS question was skipped.")
+    submitted_at: datetime
+    counted: bool = Field(description="Whether the roll-up rule used this response.")
+
+
+class ClassificationRead(BaseModel):
+    """One account's bucket in a period under a roll-up rule, with the responses behind it."""
+
+    account_external_id: str
+    period: PeriodRead
+    rollup: Rollup
+    currency: str
+    revenue: str | None = Field(
+        description="Revenue in force at the period end (or at `as_of` when earlier); "
+        "null when the account has no revenue record by then."
+    )
+    bucket: str = Field(
+        description="`at_risk`, `passive`, `safe`, `unaccounted` (in the revenue base "
+        "without a counted response), or `not_in_base` (no revenue above 0)."
+    )
+    value: float | None = Field(
+        description="The rule's figure, 2 decimal places: the deciding score under "
+        "`latest`, `lowest` and `decision_maker`, the mean score under `average`, the "
+        "account NPS under `account_nps`; null when no response counts."
+    )
+    responses: list[ClassifiedResponseRead] = Field(
+        description="The account's responses submitted in the period, oldest first."
+    )

@@ -1,4 +1,4 @@
-from app.errors import ConflictError, UnauthorizedError
+from app.errors import ConflictError, UnauthorizedError, UnprocessableError
 
 
 class InvalidApiKeyError(UnauthorizedError):
@@ -7,3 +7,7 @@ class InvalidApiKeyError(UnauthorizedError):
 
 class CurrencyInUseError(ConflictError):
     code = "currency-in-use"
+
+
+class InvalidThresholdsError(UnprocessableError):
+    code = "invalid-account-nps-thresholds"

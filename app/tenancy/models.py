@@ -8,6 +8,7 @@ from sqlalchemy import (
     ForeignKey,
     LargeBinary,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -28,11 +29,26 @@ class Tenant(Base):
     timezone: Mapped[str] = mapped_column(Text, server_default="UTC")
     reporting_currency: Mapped[str] = mapped_column(String(3), server_default="USD")
     coverage_target: Mapped[Decimal] = mapped_column(Numeric(5, 4), server_default="0.8")
+    default_rollup: Mapped[str] = mapped_column(Text, server_default="latest")
+    fiscal_year_start_month: Mapped[int] = mapped_column(SmallInteger, server_default="1")
+    account_nps_safe_above: Mapped[int] = mapped_column(SmallInteger, server_default="30")
+    account_nps_at_risk_below: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
         CheckConstraint("coverage_target > 0 AND coverage_target <= 1", name="coverage_target"),
+        CheckConstraint(
+            "default_rollup IN ('latest', 'average', 'lowest', 'account_nps', 'decision_maker')",
+            name="default_rollup",
+        ),
+        CheckConstraint("fiscal_year_start_month BETWEEN 1 AND 12", name="fiscal_year_start_month"),
+        CheckConstraint(
+            "account_nps_at_risk_below BETWEEN -100 AND 100 "
+            "AND account_nps_safe_above BETWEEN -100 AND 100 "
+            "AND account_nps_at_risk_below <= account_nps_safe_above",
+            name="account_nps_thresholds",
+        ),
     )
 
 

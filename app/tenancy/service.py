@@ -14,8 +14,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import service as account_service
+from app.errors import InvalidField
 from app.tenancy import repository
-from app.tenancy.errors import CurrencyInUseError, InvalidApiKeyError
+from app.tenancy.errors import CurrencyInUseError, InvalidApiKeyError, InvalidThresholdsError
 from app.tenancy.models import ApiKey, Tenant
 from app.tenancy.schemas import TenantUpdate
 
@@ -111,6 +112,22 @@ async def update_settings(session: AsyncSession, tenant: Tenant, changes: Tenant
             )
     if not values:
         return tenant
+    _check_account_nps_thresholds(tenant, values)
     updated = await repository.update_tenant(session, tenant, values)
     log.info("tenant.updated", tenant_id=str(tenant.id), fields=sorted(values))
     return updated
+
+
+def _check_account_nps_thresholds(tenant: Tenant, values: dict[str, Any]) -> None:
+    safe_above = values.get("account_nps_safe_above", tenant.account_nps_safe_above)
+    at_risk_below = values.get("account_nps_at_risk_below", tenant.account_nps_at_risk_below)
+    if at_risk_below <= safe_above:
+        return
+    message = (
+        f"account_nps_at_risk_below ({at_risk_below}) must not exceed "
+        f"account_nps_safe_above ({safe_above})"
+    )
+    raise InvalidThresholdsError(
+        f"Invalid thresholds: {message}.",
+        errors=[InvalidField(location="body.account_nps_at_risk_below", message=message)],
+    )
