@@ -121,13 +121,14 @@ def require_signature(
     *,
     header: str,
     platform: str,
+    mismatch: str = "does not match the body",
 ) -> None:
     """Raise InvalidSignatureError unless `sent` equals one of the `expected` signatures."""
     if not matches_any(sent, expected):
-        state = "missing" if not sent else "does not match the body"
+        problem = "is missing" if not sent else mismatch
         raise InvalidSignatureError(
-            f"The {header} signature is {state}; check that the secret configured in "
-            f"{platform} equals one of this endpoint's secrets."
+            f"The {header} {problem}; check that the secret configured in {platform} "
+            "equals one of this endpoint's secrets."
         )
 
 
@@ -145,7 +146,9 @@ def require_token(delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
     if endpoint.token is None:
         return
     sent = delivery.query.get("token") or delivery.headers.get("x-revcov-token")
-    require_signature(sent, [endpoint.token], header="token", platform=endpoint.source)
+    require_signature(
+        sent, [endpoint.token], header="token", platform=endpoint.source, mismatch="is wrong"
+    )
 
 
 # Payload helpers -----------------------------------------------------------------------
