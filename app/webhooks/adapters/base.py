@@ -169,6 +169,19 @@ def json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
+def json_field_key(delivery: InboundDelivery, field: str) -> str:
+    """Return a top-level field of a JSON body as the delivery key, or the body's digest
+    when the body is not JSON or lacks the field. Numbers keep their exact text."""
+    try:
+        payload = json.loads(delivery.body, parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        payload = None
+    value = payload.get(field) if isinstance(payload, dict) else None
+    if value is None or value == "" or isinstance(value, (dict, list)):
+        return f"sha256:{delivery.body_digest}"
+    return str(value)
+
+
 def text_or_none(value: Any) -> str | None:
     """Return a stripped string, or None for null and blank values."""
     if value is None:
