@@ -1,7 +1,7 @@
 """The application error base and the RFC 9457 `application/problem+json` renderer.
 
 Every 4xx and 5xx response body of the service is a problem document with `type`, `title`,
-`status` and `detail`; a 422 also lists the invalid fields under `errors`.
+`status` and `detail`. A 422 also lists the invalid fields under `errors`.
 """
 
 from collections.abc import Sequence
@@ -329,5 +329,5 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _render_database_error)
     app.add_exception_handler(SQLAlchemyTimeoutError, _render_database_error)
     app.add_exception_handler(OSError, _render_database_error)
-    # Any other exception is logged and answered with 500 by RequestIdMiddleware, which
-    # still knows the request id.
+    # RequestIdMiddleware logs any other exception and returns a 500, because it still
+    # knows the request id.

@@ -63,7 +63,7 @@ def _drop_color_message(
 
 class RequestIdMiddleware:
     """Bind a request id to every log line of a request, return it as `X-Request-ID`, and
-    log each request once it is answered.
+    log each request once its response is sent.
 
     A client-supplied id is kept when it is short and printable, so that a caller can
     follow one request through its own logs and ours.

@@ -66,7 +66,7 @@ class ServiceRequest(Request):
 
 
 async def read_body_capped(request: Request, limit: int | None) -> bytes:
-    """Read the whole body, answering 413 as soon as it exceeds `limit` bytes.
+    """Read the whole body, raising a 413 as soon as it exceeds `limit` bytes.
 
     A declared `Content-Length` over the limit is rejected before any byte is read.
     """
@@ -111,7 +111,7 @@ class ServiceRoute(APIRoute):
 
 
 def _require_json_content_type(request: Request) -> None:
-    """Answer 415 to a body sent as anything but JSON to a route that reads JSON."""
+    """Reject with 415 a body sent as anything but JSON to a route that reads JSON."""
     content_type = request.headers.get("content-type")
     if content_type is None:
         return  # FastAPI reports the missing or empty body itself.
@@ -126,8 +126,8 @@ def _require_json_content_type(request: Request) -> None:
 
 
 class RejectNulMiddleware:
-    """Answer 422 to a URL whose path or query holds a NUL character, which PostgreSQL text
-    cannot store, before any route sees it."""
+    """Reject with 422 a URL whose path or query holds a NUL character, which PostgreSQL
+    text cannot store, before any route sees it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -3,7 +3,7 @@
 All of it happens in the request's transaction, so the 2xx that follows the commit means
 the delivery and its effects are stored. A verified delivery that cannot be mapped is kept
 as `failed` with the reason and still acknowledged, because the platform would only retry
-the same bytes; it can be replayed once the endpoint's mapping is fixed. A thin payload
+the same bytes. It can be replayed once the endpoint's mapping is fixed. A thin payload
 is kept as `pending` until its response is fetched from the platform's API.
 """
 
@@ -40,7 +40,7 @@ ENDPOINT_ID_SCHEME = "wh"
 _PRIVATE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-revcov-token"})
 
 
-# Longest delivery key stored as sent; a longer one is replaced by the body's digest.
+# Maximum length of a delivery key stored as sent; a longer one is replaced by the digest.
 MAX_DELIVERY_KEY_LENGTH = 500
 
 
@@ -56,8 +56,8 @@ def _storable(text: str) -> str:
 
 
 def _delivery_key(adapter: Adapter, delivery: InboundDelivery) -> str:
-    """The adapter's delivery key, or the body's digest when the key cannot be read or
-    stored (a body nested too deeply, NUL characters, an over-long id)."""
+    """Return the adapter's delivery key, or the body's digest when the key cannot be read
+    or stored (a body nested too deeply, NUL characters, an over-long id)."""
     try:
         key = adapter.delivery_key(delivery)
     except (RecursionError, ValueError):
@@ -97,7 +97,7 @@ def adapter_for(source: str) -> Adapter:
 
 
 def _generate_secret(adapter: Adapter) -> str:
-    """A new signing secret in the adapter's format (`generate_secret`), else a random one."""
+    """Generate a signing secret in the adapter's format (`generate_secret`), else a random one."""
     generate = getattr(adapter, "generate_secret", None)
     if callable(generate):
         return str(generate())

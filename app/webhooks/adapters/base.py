@@ -121,13 +121,14 @@ def require_signature(
     *,
     header: str,
     platform: str,
+    mismatch: str = "does not match the body",
 ) -> None:
     """Raise InvalidSignatureError unless `sent` equals one of the `expected` signatures."""
     if not matches_any(sent, expected):
-        state = "missing" if not sent else "does not match the body"
+        problem = "is missing" if not sent else mismatch
         raise InvalidSignatureError(
-            f"The {header} signature is {state}; check that the secret configured in "
-            f"{platform} equals one of this endpoint's secrets."
+            f"The {header} {problem}; check that the secret configured in {platform} "
+            "equals one of this endpoint's secrets."
         )
 
 
@@ -145,7 +146,9 @@ def require_token(delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
     if endpoint.token is None:
         return
     sent = delivery.query.get("token") or delivery.headers.get("x-revcov-token")
-    require_signature(sent, [endpoint.token], header="token", platform=endpoint.source)
+    require_signature(
+        sent, [endpoint.token], header="token", platform=endpoint.source, mismatch="is wrong"
+    )
 
 
 # Payload helpers -----------------------------------------------------------------------
@@ -164,6 +167,19 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise MappingError("the body is not a JSON object")
     return payload
+
+
+def json_field_key(delivery: InboundDelivery, field: str) -> str:
+    """Return a top-level field of a JSON body as the delivery key, or the body's digest
+    when the body is not JSON or lacks the field. Numbers keep their exact text."""
+    try:
+        payload = json.loads(delivery.body, parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        payload = None
+    value = payload.get(field) if isinstance(payload, dict) else None
+    if value is None or value == "" or isinstance(value, (dict, list)):
+        return f"sha256:{delivery.body_digest}"
+    return str(value)
 
 
 def text_or_none(value: Any) -> str | None:

@@ -12,7 +12,6 @@ event is versioned one microsecond earlier, because `updated_at` has whole secon
 """
 
 import hashlib
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from app.webhooks.adapters.base import (
     MappedDelivery,
     build_response,
     hex_hmac,
+    json_field_key,
     json_object,
     parse_timestamp,
     require_signature,
@@ -56,11 +56,7 @@ class DelightedAdapter:
         )
 
     def delivery_key(self, delivery: InboundDelivery) -> str:
-        try:
-            event_id = json.loads(delivery.body).get("event_id")
-        except (UnicodeDecodeError, ValueError, AttributeError):
-            event_id = None
-        return str(event_id) if event_id else f"sha256:{delivery.body_digest}"
+        return json_field_key(delivery, "event_id")
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery.body)

@@ -30,6 +30,7 @@ from app.webhooks.adapters.base import (
     MappedDelivery,
     base64_hmac,
     build_response,
+    json_field_key,
     json_object,
     parse_timestamp,
     require_signature,
@@ -157,11 +158,7 @@ class SurveyMonkeyAdapter:
         )
 
     def delivery_key(self, delivery: InboundDelivery) -> str:
-        try:
-            event_id = json.loads(delivery.body).get("event_id")
-        except (UnicodeDecodeError, ValueError, AttributeError):
-            event_id = None
-        return str(event_id) if event_id else f"sha256:{delivery.body_digest}"
+        return json_field_key(delivery, "event_id")
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery.body)

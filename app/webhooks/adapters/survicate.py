@@ -15,7 +15,6 @@ an earlier answer to the NPS question, retried late, does not replace a later on
 """
 
 import hashlib
-import json
 from typing import Any
 
 from app.webhooks.adapters.base import (
@@ -24,6 +23,7 @@ from app.webhooks.adapters.base import (
     MappedDelivery,
     build_response,
     hex_hmac,
+    json_field_key,
     json_object,
     parse_timestamp,
     require_signature,
@@ -55,11 +55,7 @@ class SurvicateAdapter:
         )
 
     def delivery_key(self, delivery: InboundDelivery) -> str:
-        try:
-            message_id = json.loads(delivery.body).get("messageId")
-        except (UnicodeDecodeError, ValueError, AttributeError):
-            message_id = None
-        return str(message_id) if message_id else f"sha256:{delivery.body_digest}"
+        return json_field_key(delivery, "messageId")
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery.body)

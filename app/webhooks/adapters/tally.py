@@ -15,7 +15,6 @@ for the same `responseId` changes nothing.
 """
 
 import hashlib
-import json
 from typing import Any
 
 from app.responses.schemas import parse_score
@@ -25,6 +24,7 @@ from app.webhooks.adapters.base import (
     MappedDelivery,
     base64_hmac,
     build_response,
+    json_field_key,
     json_object,
     parse_timestamp,
     require_signature,
@@ -90,11 +90,7 @@ class TallyAdapter:
         )
 
     def delivery_key(self, delivery: InboundDelivery) -> str:
-        try:
-            event_id = json.loads(delivery.body).get("eventId")
-        except (UnicodeDecodeError, ValueError, AttributeError):
-            event_id = None
-        return str(event_id) if event_id else f"sha256:{delivery.body_digest}"
+        return json_field_key(delivery, "eventId")
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery.body)

@@ -12,7 +12,6 @@ partial retried after the full one changes nothing.
 """
 
 import hashlib
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from app.webhooks.adapters.base import (
     MappedDelivery,
     base64_hmac,
     build_response,
+    json_field_key,
     json_object,
     parse_timestamp,
     require_signature,
@@ -64,11 +64,7 @@ class TypeformAdapter:
         )
 
     def delivery_key(self, delivery: InboundDelivery) -> str:
-        try:
-            event_id = json.loads(delivery.body).get("event_id")
-        except (UnicodeDecodeError, ValueError, AttributeError):
-            event_id = None
-        return str(event_id) if event_id else f"sha256:{delivery.body_digest}"
+        return json_field_key(delivery, "event_id")
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery.body)
