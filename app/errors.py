@@ -136,10 +136,15 @@ def _describe_input(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# Fields whose values are never quoted back in error messages, which are also logged.
+SECRET_FIELDS = frozenset({"secret", "secrets", "token", "api_token", "api_key", "password"})
+
+
 def validation_fields(errors: Sequence[Any]) -> list[InvalidField]:
     fields = []
     for error in errors:
         location = format_location(error.get("loc", ()))
+        secret = any(part in SECRET_FIELDS for part in error.get("loc", ()))
         message = str(error.get("msg", "invalid value"))
         if error.get("type") == "value_error":
             # Our validators name the value themselves; drop pydantic's "Value error, ".
@@ -152,7 +157,7 @@ def validation_fields(errors: Sequence[Any]) -> list[InvalidField]:
             reason = error.get("ctx", {}).get("error", "malformed JSON")
             location = "body"
             message = f"invalid JSON: {reason}"
-        elif "input" in error:
+        elif "input" in error and not secret:
             message = f"{message} (got {_describe_input(error['input'])})"
         fields.append(InvalidField(location=location, message=message))
     return fields

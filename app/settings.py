@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Fetch attempts per delivery before it is marked failed. Retries back off "
         "exponentially from 30 seconds to at most 1 hour.",
     )
+    webhook_fetch_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Total seconds one API fetch may take, retried later when exceeded.",
+    )
     webhook_fetch_batch_size: int = Field(
         default=20,
         ge=1,

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -401,3 +401,57 @@ async def test_get_probe_answers_200(
     probe = await client.get(f"/v1/webhooks/{endpoint_id}")
 
     assert probe.status_code == 200
+
+
+async def test_erasure_before_fetch_holds(
+    app: FastAPI, api: httpx.AsyncClient, client: httpx.AsyncClient, server: ReplayServer
+) -> None:
+    # Received and erased on the real clock, because the erasure is timed by the database.
+    endpoint_id = await new_endpoint(api, server)
+    await post_delivery(client, endpoint_id, SAMPLE.body, SAMPLE.headers)
+
+    erased = await api.post("/v1/privacy/erase", json={"email": EXPECTED["email"].upper()})
+    await run_pass(app, datetime.now(UTC) + timedelta(seconds=1))
+    stored = await stored_response(api, "qualtrics", RESPONSE_ID)
+
+    assert erased.status_code == 200, erased.text
+    assert stored["email"] is None
+    assert stored["comment"] is None
+    assert stored["score"] == EXPECTED["score"]
+
+
+async def test_slow_api_times_out(
+    app: FastAPI,
+    api: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    server: ReplayServer,
+    moment: datetime,
+) -> None:
+    endpoint_id = await new_endpoint(api, server)
+    await post_delivery(client, endpoint_id, SAMPLE.body, SAMPLE.headers)
+    server.delay = 1.5
+
+    await run_pass(app, moment, webhook_fetch_timeout_seconds=0.3)
+    pending = await deliveries(api, "pending")
+
+    assert len(pending) == 1
+    assert pending[0]["attempts"] == 1
+    assert "did not answer within 0.3 seconds" in pending[0]["error"]
+
+
+@pytest.mark.parametrize("token", ["token\n", "tok en", "tökën"])
+async def test_api_token_header_safe(
+    api: httpx.AsyncClient, server: ReplayServer, token: str
+) -> None:
+    created = await api.post(
+        "/v1/webhook-endpoints",
+        json={
+            "source": "qualtrics",
+            "secret": SECRET,
+            "api_base_url": server.url,
+            "api_token": token,
+        },
+    )
+
+    assert created.status_code == 422
+    assert token not in created.text

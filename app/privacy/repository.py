@@ -1,11 +1,13 @@
 import re
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from urllib.parse import quote, quote_plus
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import exists, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.privacy.models import AuditEvent
+from app.privacy.models import AuditAction, AuditEvent
 from app.webhooks.models import WebhookDelivery
 
 
@@ -31,10 +33,23 @@ async def list_audit_events(
 
 
 def _mention_pattern(email: str) -> str:
-    """Build a PostgreSQL regular expression that finds the lower-cased email in a body, as
-    is or with the @ percent-encoded, and not as part of a longer address."""
-    forms = "|".join(re.escape(form) for form in (email, email.replace("@", "%40")))
-    return rf"(?<![a-z0-9._%+-])(?:{forms})(?![a-z0-9_-]|\.[a-z0-9])"
+    """Build a PostgreSQL regular expression that finds the lower-cased email in a body.
+
+    The plain form must not be part of a longer address. Encoded forms (percent-encoded as
+    in form bodies and URLs, or with a JSON-escaped @) are matched wherever they occur,
+    because the character before them can be part of an escape; such a search may also
+    erase a delivery that names a longer address ending in this one.
+    """
+    plain = rf"(?<![a-z0-9._%+-]){re.escape(email)}(?![a-z0-9_-]|\.[a-z0-9])"
+    encoded = {
+        email.replace("@", "%40"),
+        quote_plus(email).lower(),
+        quote(email, safe="").lower(),
+        # A JSON-escaped @; the escape encoding of the body doubles its backslash.
+        email.replace("@", "\\\\u0040"),
+    }
+    alternatives = "|".join(re.escape(form) for form in sorted(encoded))
+    return rf"{plain}|(?:{alternatives})(?![a-z0-9_-]|\.[a-z0-9])"
 
 
 async def erase_deliveries(
@@ -67,3 +82,18 @@ async def erase_deliveries(
     )
     result = await session.execute(statement)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def erased_since(
+    session: AsyncSession, tenant_id: uuid.UUID, subject_hash: bytes, since: datetime
+) -> bool:
+    """Whether the person with this email digest was erased at or after `since`."""
+    statement = select(
+        exists().where(
+            AuditEvent.tenant_id == tenant_id,
+            AuditEvent.action == AuditAction.PERSON_ERASED,
+            AuditEvent.subject_hash == subject_hash,
+            AuditEvent.created_at >= since,
+        )
+    )
+    return bool(await session.scalar(statement))

@@ -6,6 +6,7 @@ lower-cased email, and a deletion with the response's source and id.
 
 import hashlib
 import uuid
+from datetime import datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,7 @@ from app.privacy import repository
 from app.privacy.models import AuditAction, AuditEvent
 from app.privacy.schemas import AuditEventRead, ErasureResult
 from app.responses import service as response_service
+from app.responses.schemas import ResponseIn
 from app.schemas import Page, decode_cursor, encode_cursor
 
 log = structlog.get_logger()
@@ -95,3 +97,21 @@ async def list_audit_events(
     ]
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return Page[AuditEventRead](items=items, next_cursor=next_cursor)
+
+
+async def without_erased_data(
+    session: AsyncSession, tenant_id: uuid.UUID, response: ResponseIn, received_at: datetime
+) -> ResponseIn:
+    """Drop the email and comment of a response received before its respondent was erased.
+
+    A thin payload's response is fetched after the delivery arrived. When the person asked
+    for erasure in between, the fetched copy must not bring their data back.
+    """
+    if response.email is None:
+        return response
+    if not await repository.erased_since(
+        session, tenant_id, email_digest(response.email), received_at
+    ):
+        return response
+    log.info("person.erased_data_dropped", tenant_id=str(tenant_id))
+    return response.model_copy(update={"email": None, "comment": None})

@@ -51,7 +51,9 @@ class _EndpointSettings(WriteModel):
         default=None,
         min_length=1,
         max_length=2000,
-        description="API token for fetching responses of thin payloads (never shown again).",
+        pattern=r"^[!-~]+$",
+        description="API token for fetching responses of thin payloads (never shown again): "
+        "printable ASCII without spaces, as it is sent in an HTTP header.",
     )
 
     @field_validator("timezone")

@@ -265,6 +265,15 @@ async def _process(
     except MappingError as mapping_error:
         mapped = None
         error = mapping_error
+    except Exception as adapter_error:
+        # An adapter bug must not lose a verified delivery: it is kept as failed, and can
+        # be replayed once a fixed release is deployed.
+        log.exception("webhook.adapter_crashed", **fields)
+        mapped = None
+        error = MappingError(
+            f"the {endpoint.source} adapter could not read this payload "
+            f"({type(adapter_error).__name__}); replay it after upgrading revcov"
+        )
     if mapped is None:
         await repository.set_delivery_outcome(
             session,

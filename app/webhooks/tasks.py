@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import __version__
 from app.db.session import session_scope
+from app.privacy import service as privacy_service
 from app.responses import service as response_service
 from app.responses.schemas import ResponseIn
 from app.settings import Settings
@@ -134,8 +135,18 @@ async def fetch_delivery(
     if endpoint is None or adapter is None or delivery.fetch is None:
         return FetchOutcome("failed", error=f"source {delivery.source!r} has nothing to fetch")
 
+    timeout = context.settings.webhook_fetch_timeout_seconds
     try:
-        response = await adapter.fetch(context.client, delivery.fetch, endpoint_config(endpoint))
+        # A total limit: the client's own timeout applies to each read, so a server that
+        # trickles bytes would otherwise hold the batch, and every tenant's fetches, forever.
+        async with asyncio.timeout(timeout):
+            response = await adapter.fetch(
+                context.client, delivery.fetch, endpoint_config(endpoint)
+            )
+    except TimeoutError:
+        return FetchOutcome(
+            "retry", error=f"the {delivery.source} API did not answer within {timeout:g} seconds"
+        )
     except MappingError as error:
         return FetchOutcome("failed", error=error.reason)
     except httpx.HTTPStatusError as error:
@@ -155,13 +166,14 @@ async def fetch_delivery(
     except httpx.HTTPError as error:
         return FetchOutcome(
             "retry",
-            error=f"the {delivery.source} API request failed: {type(error).__name__}: {error}",
+            # The error's text is left out: it can quote request headers, the API token too.
+            error=f"the {delivery.source} API request failed: {type(error).__name__}",
         )
     except Exception as error:
         # An adapter bug must not stop the other fetches of the batch. The delivery is
         # retried like a transient error, so a fixed release picks it up.
         log.exception("webhook.fetch_error", **_log_fields(delivery))
-        return FetchOutcome("retry", error=f"unexpected {type(error).__name__}: {error}")
+        return FetchOutcome("retry", error=f"unexpected {type(error).__name__}")
 
     if response is None:
         return FetchOutcome("ignored")
@@ -178,8 +190,11 @@ async def _record(
     if outcome.status in ("processed", "ignored"):
         response_id = None
         if outcome.response is not None:
-            await response_service.write_responses(session, delivery.tenant_id, [outcome.response])
-            response_id = outcome.response.response_id
+            response = await privacy_service.without_erased_data(
+                session, delivery.tenant_id, outcome.response, delivery.received_at
+            )
+            await response_service.write_responses(session, delivery.tenant_id, [response])
+            response_id = response.response_id
         await repository.set_fetch_outcome(
             session,
             delivery.tenant_id,

@@ -22,6 +22,7 @@ import email.parser
 import email.policy
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 from app.webhooks.adapters.base import (
@@ -78,8 +79,8 @@ def _answers_by_field(parts: dict[str, bytes]) -> dict[str, Any]:
     if raw is None:
         raise MappingError("the rawRequest part (the answers) is missing")
     try:
-        request = json.loads(raw)
-    except ValueError as error:
+        request = json.loads(raw, parse_float=Decimal)
+    except (ValueError, RecursionError) as error:
         raise MappingError(f"rawRequest is not valid JSON: {error}") from None
     if not isinstance(request, dict):
         raise MappingError("rawRequest is not a JSON object")

@@ -70,8 +70,12 @@ def _answer(field: dict[str, Any]) -> Any:
     if not isinstance(value, list):
         return value
     options = field.get("options") or []
-    texts = {option.get("id"): option.get("text") for option in options if isinstance(option, dict)}
-    chosen = [texts.get(item, item) for item in value]
+    texts = {
+        option.get("id"): option.get("text")
+        for option in options
+        if isinstance(option, dict) and isinstance(option.get("id"), str)
+    }
+    chosen = [texts.get(item, item) if isinstance(item, str) else item for item in value]
     if len(chosen) == 1:
         return chosen[0]
     return ", ".join(str(item) for item in chosen) or None
@@ -109,7 +113,7 @@ class TallyAdapter:
         hidden = {
             field.get("label"): field.get("value")
             for field in fields
-            if field.get("type") == HIDDEN_FIELD_TYPE
+            if field.get("type") == HIDDEN_FIELD_TYPE and isinstance(field.get("label"), str)
         }
         submitted_at = parse_timestamp(
             data.get("createdAt"), zone=endpoint.timezone, name="data.createdAt"
