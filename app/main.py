@@ -8,10 +8,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
+from app.account_lists.router import router as account_lists_router
 from app.accounts.router import router as accounts_router
 from app.contacts.router import router as contacts_router
 from app.db.session import create_engine, create_sessionmaker, session_scope
 from app.errors import PROBLEM_RESPONSES, register_error_handlers
+from app.flow.router import router as flow_router
 from app.health import router as health_router
 from app.logging import RequestIdMiddleware
 from app.privacy.router import router as privacy_router
@@ -108,6 +110,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         privacy_router,
         webhooks_router,
         reports_router,
+        account_lists_router,
+        flow_router,
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -1,0 +1,249 @@
+"""Account list statements: the at-risk list and the survey-next plan, one statement each.
+
+Both reuse the coverage report's CTE builders from `app.reports.queries`, so a list
+names exactly the accounts that the coverage report of the same period counts. The
+builders `_revenue_at_end`, `_scored`, `_counted` and `_account_buckets` are private to
+that module and imported here on purpose, so the rules live in one place.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Numeric,
+    Select,
+    Subquery,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy import true as sql_true
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, distinct_on
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.models import Account
+from app.contacts.models import Contact
+from app.reports.queries import (
+    ROLE_RANKS,
+    ReportWindow,
+    RollupRule,
+    _account_buckets,
+    _counted,
+    _revenue_at_end,
+    _scored,
+)
+from app.responses.models import SurveyResponse
+
+
+@dataclass(frozen=True)
+class ListOrder:
+    """The sort column of a list and the keyset position after which a page starts.
+
+    Rows with equal sort values are ordered by `account_external_id` ascending, which is
+    unique in a tenant, so the order is total and pages never skip or repeat a row.
+    """
+
+    column: str
+    descending: bool
+    after_value: Any = None
+    after_external_id: str | None = None
+
+
+def _page(rows: Subquery, order: ListOrder, limit: int | None) -> Select[tuple[Any, ...]]:
+    """Select the rows after the keyset position in the list order, at most `limit`."""
+    key = rows.c[order.column]
+    tie = rows.c.account_external_id
+    statement = select(rows).order_by(key.desc() if order.descending else key.asc(), tie.asc())
+    if order.after_external_id is not None:
+        beyond = key < order.after_value if order.descending else key > order.after_value
+        statement = statement.where(
+            or_(beyond, and_(key == order.after_value, tie > order.after_external_id))
+        )
+    if limit is not None:
+        statement = statement.limit(limit)
+    return statement
+
+
+def _account_names(window: ReportWindow) -> Any:
+    return select(Account.id, Account.external_id, Account.name).where(
+        Account.tenant_id == window.tenant_id
+    )
+
+
+def at_risk_statement(
+    window: ReportWindow, rule: RollupRule, order: ListOrder, limit: int | None
+) -> Select[tuple[Any, ...]]:
+    """Build the statement for the at-risk accounts of the period, one row per account.
+
+    An account is listed when its revenue in force at the period end is above 0 and the
+    roll-up rule puts it in `at_risk`, exactly as in the coverage report. Its deciding
+    response is the counted response with the lowest score, ties going to the newest
+    (then the greater `response_id` and `source`). Under `latest` and `decision_maker`
+    the rule counts one response, so that is the one. Revenue is in the tenant's
+    reporting currency.
+    """
+    revenue_at_end = _revenue_at_end(window)
+    scored = _scored(window)
+    counted = _counted(scored, rule.rollup)
+    account_buckets = _account_buckets(counted, rule)
+    deciding = (
+        select(
+            counted.c.account_id,
+            SurveyResponse.score,
+            SurveyResponse.comment,
+            SurveyResponse.email,
+            SurveyResponse.submitted_at,
+        )
+        .select_from(
+            counted.join(
+                SurveyResponse,
+                and_(
+                    SurveyResponse.tenant_id == window.tenant_id,
+                    SurveyResponse.id == counted.c.id,
+                ),
+            )
+        )
+        .ext(distinct_on(counted.c.account_id))
+        .order_by(
+            counted.c.account_id,
+            counted.c.score.asc(),
+            SurveyResponse.submitted_at.desc(),
+            SurveyResponse.response_id.desc(),
+            SurveyResponse.source.desc(),
+        )
+        .cte("deciding")
+    )
+    accounts = _account_names(window).cte("account_names")
+    rows = (
+        select(
+            accounts.c.external_id.label("account_external_id"),
+            accounts.c.name,
+            revenue_at_end.c.amount.label("revenue"),
+            deciding.c.score,
+            deciding.c.comment,
+            deciding.c.email,
+            deciding.c.submitted_at,
+        )
+        .select_from(
+            revenue_at_end.join(
+                account_buckets, account_buckets.c.account_id == revenue_at_end.c.account_id
+            )
+            .join(deciding, deciding.c.account_id == revenue_at_end.c.account_id)
+            .join(accounts, accounts.c.id == revenue_at_end.c.account_id)
+        )
+        .where(revenue_at_end.c.amount > 0, account_buckets.c.bucket == "at_risk")
+        .subquery("at_risk")
+    )
+    return _page(rows, order, limit)
+
+
+def _contacts_by_seniority(account_id: Any, window: ReportWindow) -> Any:
+    """Build a scalar subquery: the account's contacts as a JSON array, most senior first.
+
+    Seniority is `decision_maker`, `influencer`, `user`, then contacts without a role;
+    contacts of one rank are ordered by email. It is null when the account has none.
+    """
+    rank = case(
+        *((Contact.role == role.value, value) for role, value in ROLE_RANKS.items()),
+        else_=0,
+    )
+    contact = func.jsonb_build_object("email", Contact.email, "role", Contact.role)
+    aggregate = func.jsonb_agg(aggregate_order_by(contact, rank.desc(), Contact.email), type_=JSONB)
+    return (
+        select(aggregate)
+        .where(Contact.tenant_id == window.tenant_id, Contact.account_id == account_id)
+        .scalar_subquery()
+    )
+
+
+def survey_next_statement(
+    window: ReportWindow, target: Decimal, order: ListOrder, limit: int | None
+) -> Select[tuple[Any, ...]]:
+    """Build the statement for the survey-next plan: unaccounted base accounts.
+
+    The revenue base and `unaccounted` are those of the coverage report: revenue in force
+    at the period end above 0, and no scored response matched to the account submitted in
+    the period. Which accounts are covered does not depend on the roll-up rule.
+
+    The plan order is revenue descending, ties by `account_external_id` ascending.
+    `reached_revenue` is the covered revenue plus the revenue of this account and every
+    account before it in the plan order (a window sum), so `reached_revenue /
+    total_revenue` is the coverage once they all answer. `reaches_target` compares
+    `reached_revenue >= target x total_revenue` exactly, as the coverage report's
+    `meets_target` does. The page order (`order`) does not change these figures.
+    `last_response_at` is the account's latest scored response submitted at or before
+    `as_of`, in any period, or null. Money is in the tenant's reporting currency.
+    """
+    revenue_at_end = _revenue_at_end(window)
+    scored = _scored(window)
+    covered = (
+        select(scored.c.account_id)
+        .where(scored.c.account_id.is_not(None))
+        .group_by(scored.c.account_id)
+        .cte("covered")
+    )
+    base = (
+        select(
+            revenue_at_end.c.account_id,
+            revenue_at_end.c.amount,
+            covered.c.account_id.is_not(None).label("covered"),
+        )
+        .select_from(
+            revenue_at_end.outerjoin(covered, covered.c.account_id == revenue_at_end.c.account_id)
+        )
+        .where(revenue_at_end.c.amount > 0)
+        .cte("base")
+    )
+    totals = select(
+        func.sum(base.c.amount).label("total_revenue"),
+        func.coalesce(func.sum(base.c.amount).filter(base.c.covered), 0).label("covered_revenue"),
+    ).cte("totals")
+    accounts = _account_names(window).cte("account_names")
+
+    running = func.sum(base.c.amount).over(
+        order_by=(base.c.amount.desc(), accounts.c.external_id.asc()), rows=(None, 0)
+    )
+    reached = totals.c.covered_revenue + running
+    target_revenue = literal(target, Numeric) * totals.c.total_revenue
+    plan = (
+        select(
+            accounts.c.external_id.label("account_external_id"),
+            accounts.c.name,
+            base.c.account_id,
+            base.c.amount.label("revenue"),
+            totals.c.total_revenue,
+            reached.label("reached_revenue"),
+            (reached >= target_revenue).label("reaches_target"),
+        )
+        .select_from(
+            base.join(accounts, accounts.c.id == base.c.account_id).join(totals, sql_true())
+        )
+        .where(base.c.covered.is_(False))
+        .subquery("plan")
+    )
+    last_response_at = (
+        select(func.max(SurveyResponse.submitted_at))
+        .where(
+            SurveyResponse.tenant_id == window.tenant_id,
+            SurveyResponse.account_id == plan.c.account_id,
+            SurveyResponse.score.is_not(None),
+            SurveyResponse.submitted_at <= literal(window.as_of, DateTime(timezone=True)),
+        )
+        .scalar_subquery()
+    )
+    # The correlated subqueries sit in the select list, so PostgreSQL runs them only for
+    # the rows that the LIMIT keeps.
+    return _page(plan, order, limit).add_columns(
+        last_response_at.label("last_response_at"),
+        _contacts_by_seniority(plan.c.account_id, window).label("contacts"),
+    )
+
+
+async def fetch_rows(session: AsyncSession, statement: Select[tuple[Any, ...]]) -> list[Any]:
+    """Run a list statement and return its rows as mappings."""
+    return list((await session.execute(statement)).mappings().all())

@@ -1,0 +1,274 @@
+"""The at-risk list and the survey-next plan, as pages or as one CSV document.
+
+Lists use keyset pagination: a cursor stores the sort name, the sort value and the
+external id of a page's last row, and the next page starts after that position. A
+cursor fits only the list, sort and period parameters it came from.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.account_lists import queries
+from app.account_lists.schemas import (
+    AtRiskItem,
+    AtRiskSort,
+    ContactItem,
+    SurveyNextItem,
+    SurveyNextSort,
+)
+from app.errors import InvalidField, UnprocessableError
+from app.money import format_amount
+from app.periods import Period
+from app.reports.schemas import Rollup
+
+# Private helpers of the coverage report, imported so that the lists read the period and
+# the roll-up rule exactly as `/v1/coverage` does.
+from app.reports.service import _rule, _window
+from app.schemas import Page, decode_cursor, encode_cursor
+from app.tenancy.models import Tenant
+
+AT_RISK_COLUMNS = (
+    "account_external_id",
+    "name",
+    "revenue",
+    "score",
+    "comment",
+    "email",
+    "submitted_at",
+)
+SURVEY_NEXT_COLUMNS = (
+    "account_external_id",
+    "name",
+    "revenue",
+    "cumulative_coverage",
+    "reaches_target",
+    "days_since_last_response",
+    "contacts",
+)
+
+
+def _invalid_cursor(cursor: str) -> UnprocessableError:
+    return UnprocessableError(
+        f"Invalid cursor {cursor[:40]!r}; pass the `next_cursor` value of the previous page "
+        "with the same `sort` and period parameters.",
+        errors=[InvalidField(location="query.cursor", message="not a cursor of this list")],
+    )
+
+
+def _parse_sort_value(column: str, text: str) -> Any:
+    """Turn a cursor's sort value back into the column's type; raise ValueError if invalid."""
+    if column == "revenue":
+        value = Decimal(text)
+        if not value.is_finite():
+            raise ValueError(text)
+        return value
+    if column == "score":
+        return int(text)
+    return datetime.fromisoformat(text)
+
+
+def _list_order(sort: str, cursor: str | None) -> queries.ListOrder:
+    column = sort.removeprefix("-")
+    descending = sort.startswith("-")
+    if cursor is None:
+        return queries.ListOrder(column=column, descending=descending)
+
+    position: Any = None
+    try:
+        position = json.loads(decode_cursor(cursor, str))
+    except ValueError:
+        raise _invalid_cursor(cursor) from None
+    if (
+        not isinstance(position, list)
+        or len(position) != 3
+        or position[0] != sort
+        or not all(isinstance(part, str) for part in position)
+    ):
+        raise _invalid_cursor(cursor)
+    try:
+        after_value = _parse_sort_value(column, position[1])
+    except (ValueError, InvalidOperation):
+        raise _invalid_cursor(cursor) from None
+    return queries.ListOrder(
+        column=column,
+        descending=descending,
+        after_value=after_value,
+        after_external_id=position[2],
+    )
+
+
+def _cursor_after(row: Any, sort: str) -> str:
+    value = row[sort.removeprefix("-")]
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return encode_cursor(json.dumps([sort, text, row["account_external_id"]]))
+
+
+def _split_page(rows: Sequence[Any], limit: int, sort: str) -> tuple[Sequence[Any], str | None]:
+    """Cut the `limit + 1` fetched rows to a page; the extra row shows that more follow."""
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], _cursor_after(rows[limit - 1], sort)
+
+
+def _at_risk_item(row: Any, currency: str) -> AtRiskItem:
+    return AtRiskItem(
+        account_external_id=row["account_external_id"],
+        name=row["name"],
+        revenue=format_amount(row["revenue"], currency),
+        score=row["score"],
+        comment=row["comment"],
+        email=row["email"],
+        submitted_at=row["submitted_at"],
+    )
+
+
+def _coverage(reached: Decimal, total: Decimal) -> float:
+    # `total` is above 0, because every listed account is in the revenue base.
+    return float((reached / total).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+
+
+def _survey_next_item(row: Any, currency: str, as_of: datetime) -> SurveyNextItem:
+    last_response_at = row["last_response_at"]
+    days = None if last_response_at is None else (as_of - last_response_at) // timedelta(days=1)
+    return SurveyNextItem(
+        account_external_id=row["account_external_id"],
+        name=row["name"],
+        revenue=format_amount(row["revenue"], currency),
+        cumulative_coverage=_coverage(row["reached_revenue"], row["total_revenue"]),
+        reaches_target=row["reaches_target"],
+        days_since_last_response=days,
+        contacts=[ContactItem(**contact) for contact in row["contacts"] or []],
+    )
+
+
+def _csv_lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[str]:
+    """Render the header and rows as CSV lines (RFC 4180 quoting, CRLF line ends)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in (header, *rows):
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _text(value: object) -> object:
+    """Render a CSV cell: empty for null, `true`/`false` for booleans as in JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+async def at_risk_page(
+    session: AsyncSession,
+    tenant: Tenant,
+    period: Period,
+    *,
+    rollup: Rollup | None,
+    sort: AtRiskSort,
+    limit: int,
+    cursor: str | None,
+) -> Page[AtRiskItem]:
+    """List one page of the period's at-risk accounts under `rollup` (default: the tenant's)."""
+    order = _list_order(sort.value, cursor)
+    statement = queries.at_risk_statement(
+        _window(tenant, period), _rule(tenant, rollup), order, limit + 1
+    )
+    rows, next_cursor = _split_page(await queries.fetch_rows(session, statement), limit, sort)
+    currency = tenant.reporting_currency
+    return Page(items=[_at_risk_item(row, currency) for row in rows], next_cursor=next_cursor)
+
+
+async def at_risk_csv(
+    session: AsyncSession,
+    tenant: Tenant,
+    period: Period,
+    *,
+    rollup: Rollup | None,
+    sort: AtRiskSort,
+    cursor: str | None,
+) -> Iterator[str]:
+    """Render every at-risk account from the cursor's position on (all without one) as CSV."""
+    order = _list_order(sort.value, cursor)
+    statement = queries.at_risk_statement(
+        _window(tenant, period), _rule(tenant, rollup), order, None
+    )
+    # NOTE: the rows are fetched whole before streaming starts, because the session closes
+    # when the route returns. The list has at most one row per account of the tenant.
+    rows = await queries.fetch_rows(session, statement)
+    items = (_at_risk_item(row, tenant.reporting_currency) for row in rows)
+    return _csv_lines(
+        AT_RISK_COLUMNS,
+        ([_text(getattr(item, column)) for column in AT_RISK_COLUMNS] for item in items),
+    )
+
+
+async def survey_next_page(
+    session: AsyncSession,
+    tenant: Tenant,
+    period: Period,
+    *,
+    sort: SurveyNextSort,
+    limit: int,
+    cursor: str | None,
+) -> Page[SurveyNextItem]:
+    """List one page of the survey-next plan: the period's unaccounted base accounts."""
+    order = _list_order(sort.value, cursor)
+    statement = queries.survey_next_statement(
+        _window(tenant, period), Decimal(tenant.coverage_target), order, limit + 1
+    )
+    rows, next_cursor = _split_page(await queries.fetch_rows(session, statement), limit, sort)
+    currency = tenant.reporting_currency
+    return Page(
+        items=[_survey_next_item(row, currency, period.as_of) for row in rows],
+        next_cursor=next_cursor,
+    )
+
+
+def _contacts_cell(contacts: Sequence[ContactItem]) -> str:
+    """Render contacts as `email (role)` joined by `; `, a missing role as `none`."""
+    return "; ".join(f"{contact.email} ({contact.role or 'none'})" for contact in contacts)
+
+
+async def survey_next_csv(
+    session: AsyncSession,
+    tenant: Tenant,
+    period: Period,
+    *,
+    sort: SurveyNextSort,
+    cursor: str | None,
+) -> Iterator[str]:
+    """Render the survey-next plan from the cursor's position on (all without one) as CSV."""
+    order = _list_order(sort.value, cursor)
+    statement = queries.survey_next_statement(
+        _window(tenant, period), Decimal(tenant.coverage_target), order, None
+    )
+    # NOTE: fetched whole before streaming, as in `at_risk_csv`.
+    rows = await queries.fetch_rows(session, statement)
+    items = (_survey_next_item(row, tenant.reporting_currency, period.as_of) for row in rows)
+    return _csv_lines(
+        SURVEY_NEXT_COLUMNS,
+        (
+            [
+                item.account_external_id,
+                _text(item.name),
+                item.revenue,
+                f"{item.cumulative_coverage:.4f}",
+                _text(item.reaches_target),
+                _text(item.days_since_last_response),
+                _contacts_cell(item.contacts),
+            ]
+            for item in items
+        ),
+    )

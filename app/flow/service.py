@@ -1,0 +1,52 @@
+"""The bucket flow report between two periods (an ARR bridge of NPS buckets)."""
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.flow import queries
+from app.flow.schemas import FlowRead, FlowReport, FlowState
+from app.money import format_amount
+from app.periods import Period
+from app.reports.schemas import PeriodRead, Rollup
+
+# Private helpers of the coverage report, imported so that the flow reads periods and the
+# roll-up rule exactly as `/v1/coverage` does.
+from app.reports.service import _rule, _window
+from app.tenancy.models import Tenant
+
+
+def _period_read(period: Period) -> PeriodRead:
+    return PeriodRead(
+        label=period.label, start=period.start, end=period.end, timezone=period.timezone
+    )
+
+
+async def flow(
+    session: AsyncSession,
+    tenant: Tenant,
+    opening: Period,
+    closing: Period,
+    *,
+    rollup: Rollup | None = None,
+) -> FlowReport:
+    """Sum every account's move between its states in the two periods, by pair of states."""
+    rule = _rule(tenant, rollup)
+    rows = await queries.flow_rows(
+        session, _window(tenant, opening), _window(tenant, closing), rule
+    )
+    currency = tenant.reporting_currency
+    return FlowReport(
+        from_period=_period_read(opening),
+        to_period=_period_read(closing),
+        currency=currency,
+        rollup=rule.rollup,
+        flows=[
+            FlowRead(
+                from_state=FlowState(row.from_state),
+                to_state=FlowState(row.to_state),
+                accounts=row.accounts,
+                revenue_from=format_amount(row.revenue_from, currency),
+                revenue_to=format_amount(row.revenue_to, currency),
+            )
+            for row in rows
+        ],
+    )
