@@ -5,8 +5,8 @@ figures and webhook receivers. Each case has an input and the figures worked out
 A test loads one case's input into a fresh tenant and compares the coverage report with
 those figures: money as exact strings, and percentages exactly after rounding.
 
-Segment reports do not exist yet, so a segment's figures are checked on a tenant that holds
-only that segment's accounts and responses.
+Here a segment's figures are checked on a tenant that holds only that segment's accounts and
+responses. tests/test_segments.py checks the same figures through the segments report.
 """
 
 import asyncio

@@ -123,6 +123,7 @@ class TestShape:
             "accounts",
             "responses",
             "nps",
+            "accounts_for_half_revenue",
         }
         assert set(report["period"]) == {"label", "start", "end", "timezone"}
         assert set(report["buckets"]) == set(BUCKETS)
@@ -130,7 +131,7 @@ class TestShape:
             assert set(report["buckets"][name]) == {"revenue", "accounts", "share"}
         assert set(report["accounts"]) == {"total", "covered"}
         assert set(report["responses"]) == {"scored", "unmatched"}
-        assert set(report["nps"]) == {"respondent", "account", "revenue_weighted"}
+        assert set(report["nps"]) == {"respondent", "account", "revenue_weighted", "null_reasons"}
 
     async def test_spec_example(self, api: httpx.AsyncClient) -> None:
         await add_revenue(
@@ -611,7 +612,16 @@ class TestTotalsAndTarget:
         report = await coverage(api)
 
         assert report["coverage"] is None
-        assert report["nps"] == {"respondent": None, "account": None, "revenue_weighted": None}
+        assert report["nps"] == {
+            "respondent": None,
+            "account": None,
+            "revenue_weighted": None,
+            "null_reasons": {
+                "respondent": "no_data",
+                "account": "no_data",
+                "revenue_weighted": "no_data",
+            },
+        }
         assert report["responses"] == {"scored": 0, "unmatched": 0}
 
     async def test_no_respondent_nps_null(self, api: httpx.AsyncClient) -> None:
@@ -621,7 +631,16 @@ class TestTotalsAndTarget:
         report = await coverage(api)
 
         assert report["coverage"] == ratio(0.0)
-        assert report["nps"] == {"respondent": None, "account": None, "revenue_weighted": None}
+        assert report["nps"] == {
+            "respondent": None,
+            "account": None,
+            "revenue_weighted": None,
+            "null_reasons": {
+                "respondent": "no_data",
+                "account": "no_data",
+                "revenue_weighted": "no_data",
+            },
+        }
 
     @pytest.mark.parametrize(
         ("target", "covered", "meets"),

@@ -1,11 +1,12 @@
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Query
 
 from app.errors import InvalidField, UnprocessableError
-from app.periods import ACCEPTED_FORMS, Period, parse_as_of, resolve_period
-from app.reports.schemas import Rollup
+from app.periods import ACCEPTED_FORMS, MIN_YEAR, Period, parse_as_of, resolve_period
+from app.reports.schemas import Granularity, Rollup, SegmentBy, SegmentDimension
 from app.tenancy.dependencies import CurrentTenant
 from app.tenancy.schemas import validate_timezone
 
@@ -86,3 +87,143 @@ async def optional_period(
 
 ReportPeriod = Annotated[Period, Depends(report_period)]
 OptionalPeriod = Annotated[Period | None, Depends(optional_period)]
+
+
+# The latest year a period label may name, as in app.periods.
+MAX_YEAR = 9998
+SEGMENT_FORMS = "`tier`, `region`, `industry`, `owner` or `attribute:<name>`"
+MAX_ATTRIBUTE_NAME_LENGTH = 200
+
+
+async def segment_by(
+    by: Annotated[
+        str,
+        Query(
+            description=f"What splits accounts into segments: {SEGMENT_FORMS}.",
+            examples=["region", "attribute:plan"],
+        ),
+    ],
+) -> SegmentBy:
+    """Parse the `by` parameter of the segments report."""
+    text = by.strip()
+    dimension, separator, attribute = text.partition(":")
+    if not separator and dimension in {"tier", "region", "industry", "owner"}:
+        return SegmentBy(SegmentDimension(dimension))
+    if separator and dimension == "attribute" and 0 < len(attribute) <= MAX_ATTRIBUTE_NAME_LENGTH:
+        return SegmentBy(SegmentDimension.ATTRIBUTE, attribute)
+    reason = (
+        f"expected {SEGMENT_FORMS}, with an attribute name of 1 to "
+        f"{MAX_ATTRIBUTE_NAME_LENGTH} characters"
+    )
+    raise UnprocessableError(
+        f"Invalid by {by!r}: {reason}.",
+        errors=[InvalidField(location="query.by", message=f"{reason} (got {by!r})")],
+    )
+
+
+MAX_TREND_PERIODS = 120
+_QUARTER_LABEL = re.compile(r"^(FY)?([0-9]{4})-Q([1-4])$")
+_MONTH_LABEL = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
+_LABEL_FORMS = {
+    Granularity.QUARTER: "a quarter such as 2025-Q1, or a fiscal quarter such as FY2026-Q1",
+    Granularity.MONTH: "a month such as 2025-01",
+}
+
+
+def _invalid_query(location: str, value: str, reason: str) -> UnprocessableError:
+    name = location.split(".")[-1]
+    return UnprocessableError(
+        f"Invalid {name} {value!r}: {reason}.",
+        errors=[InvalidField(location=location, message=f"{reason} (got {value!r})")],
+    )
+
+
+def _ordinal(label: str, granularity: Granularity, location: str) -> tuple[str, int]:
+    """Return a label's fiscal prefix (`FY` or empty) and its count of periods since year 0."""
+    pattern = _QUARTER_LABEL if granularity is Granularity.QUARTER else _MONTH_LABEL
+    match = pattern.match(label)
+    if match is None:
+        reason = f"expected {_LABEL_FORMS[granularity]} for granularity {granularity.value}"
+        raise _invalid_query(location, label, reason)
+    if granularity is Granularity.QUARTER:
+        prefix, year, ordinal = match[1] or "", int(match[2]), int(match[3]) - 1
+        periods_per_year = 4
+    else:
+        prefix, year, ordinal = "", int(match[1]), int(match[2]) - 1
+        periods_per_year = 12
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise _invalid_query(location, label, f"the year must be from {MIN_YEAR} to {MAX_YEAR}")
+    return prefix, year * periods_per_year + ordinal
+
+
+def _label(prefix: str, ordinal: int, granularity: Granularity) -> str:
+    if granularity is Granularity.QUARTER:
+        return f"{prefix}{ordinal // 4}-Q{ordinal % 4 + 1}"
+    return f"{ordinal // 12}-{ordinal % 12 + 1:02d}"
+
+
+def trend_labels(first: str, last: str, granularity: Granularity) -> list[str]:
+    """List the period labels from `first` to `last`, both included.
+
+    Raises UnprocessableError for a label of another form, `to` before `from`, calendar
+    and fiscal labels mixed, or more than MAX_TREND_PERIODS periods.
+    """
+    prefix, start = _ordinal(first.strip(), granularity, "query.from")
+    last_prefix, stop = _ordinal(last.strip(), granularity, "query.to")
+    if prefix != last_prefix:
+        raise _invalid_query(
+            "query.to", last, f"`from` and `to` must both be calendar or both fiscal ({first})"
+        )
+    if stop < start:
+        raise _invalid_query("query.to", last, f"`to` must not be before `from` ({first})")
+    count = stop - start + 1
+    if count > MAX_TREND_PERIODS:
+        raise _invalid_query(
+            "query.to",
+            last,
+            f"a trend has at most {MAX_TREND_PERIODS} periods, and {first} to {last} "
+            f"has {count}; narrow the range",
+        )
+    return [_label(prefix, ordinal, granularity) for ordinal in range(start, stop + 1)]
+
+
+async def trend_periods(
+    tenant: CurrentTenant,
+    first: Annotated[
+        str,
+        Query(
+            alias="from",
+            description="First period of the trend, included: "
+            f"{_LABEL_FORMS[Granularity.QUARTER]} (quarters), "
+            f"or {_LABEL_FORMS[Granularity.MONTH]}.",
+            examples=["2025-Q1"],
+        ),
+    ],
+    last: Annotated[
+        str,
+        Query(alias="to", description="Last period of the trend, included.", examples=["2026-Q4"]),
+    ],
+    granularity: Annotated[
+        Granularity, Query(description="Length of each period.")
+    ] = Granularity.QUARTER,
+    timezone: TimezoneQuery = None,
+    as_of: AsOfQuery = None,
+) -> list[Period]:
+    """The periods of a trend, each exactly as `/v1/coverage?period=<label>` would resolve it."""
+    zone = _zone(tenant.timezone, timezone)
+    moment = datetime.now(UTC) if as_of is None else parse_as_of(as_of, zone)
+    return [
+        resolve_period(
+            label,
+            None,
+            None,
+            timezone=zone,
+            now=moment,
+            fiscal_year_start_month=tenant.fiscal_year_start_month,
+        )
+        for label in trend_labels(first, last, granularity)
+    ]
+
+
+SegmentByQuery = Annotated[SegmentBy, Depends(segment_by)]
+TrendPeriods = Annotated[list[Period], Depends(trend_periods)]

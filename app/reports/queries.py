@@ -7,17 +7,37 @@ and counts as integers and never rounds before comparing.
 """
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CTE, ColumnElement, Numeric, Select, and_, case, cast, func, literal, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    DateTime,
+    Integer,
+    Numeric,
+    Select,
+    Text,
+    and_,
+    case,
+    cast,
+    column,
+    func,
+    literal,
+    null,
+    select,
+    union,
+    values,
+)
 from sqlalchemy import true as sql_true
 from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.models import RevenueRecord
+from app.accounts.models import Account, RevenueRecord
 from app.contacts.models import Contact, ContactRole
 from app.reports.schemas import Rollup
 from app.responses.models import SurveyResponse
@@ -65,6 +85,9 @@ class CoverageTotals:
     respondents: int
     scored_responses: int
     unmatched_responses: int
+    # Per bucket, the fewest accounts (largest first) whose revenue reaches half of the
+    # bucket's revenue. A bucket without accounts has 0.
+    accounts_for_half_revenue: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,13 +130,21 @@ def _revenue_at_end(window: ReportWindow, account_id: int | None = None) -> CTE:
     return statement.cte("revenue_at_end")
 
 
-def _scored(window: ReportWindow, account_id: int | None = None) -> CTE:
-    """Select the scored responses submitted in the period, with respondent key and role rank."""
-    respondent = func.nullif(func.lower(func.btrim(SurveyResponse.email)), "")
-    role_rank = case(
+def _respondent_key() -> ColumnElement[Any]:
+    return func.nullif(func.lower(func.btrim(SurveyResponse.email)), "")
+
+
+def _role_rank() -> ColumnElement[Any]:
+    return case(
         *((Contact.role == role.value, rank) for role, rank in ROLE_RANKS.items()),
         else_=0,
     )
+
+
+def _scored(window: ReportWindow, account_id: int | None = None) -> CTE:
+    """Select the scored responses submitted in the period, with respondent key and role rank."""
+    respondent = _respondent_key()
+    role_rank = _role_rank()
     statement = (
         select(
             SurveyResponse.id,
@@ -158,33 +189,36 @@ def _newest_first(scored: CTE) -> list[ColumnElement[Any]]:
     return [scored.c.submitted_at.desc(), scored.c.response_id.desc(), scored.c.source.desc()]
 
 
-def _counted(scored: CTE, rollup: Rollup) -> CTE:
+def _counted(scored: CTE, rollup: Rollup, keys: Sequence[str] = ()) -> CTE:
     """Select the matched responses that the rule counts, one or more per account.
 
     - `latest`: the account's latest response.
     - `decision_maker`: the latest response of the most senior role that answered.
     - `average`, `lowest`, `account_nps`: each respondent's latest response.
+
+    `keys` names further columns of `scored`, such as a period index, that split the
+    responses into groups ranked on their own; the result carries them.
     """
-    statement = select(scored.c.id, scored.c.account_id, scored.c.score).where(
+    key_columns = [scored.c[key] for key in keys]
+    account = [*key_columns, scored.c.account_id]
+    statement = select(*key_columns, scored.c.id, scored.c.account_id, scored.c.score).where(
         scored.c.account_id.is_not(None)
     )
     if rollup is Rollup.LATEST:
-        statement = statement.ext(distinct_on(scored.c.account_id)).order_by(
-            scored.c.account_id, *_newest_first(scored)
-        )
+        statement = statement.ext(distinct_on(*account)).order_by(*account, *_newest_first(scored))
     elif rollup is Rollup.DECISION_MAKER:
-        statement = statement.ext(distinct_on(scored.c.account_id)).order_by(
-            scored.c.account_id, scored.c.role_rank.desc(), *_newest_first(scored)
+        statement = statement.ext(distinct_on(*account)).order_by(
+            *account, scored.c.role_rank.desc(), *_newest_first(scored)
         )
     else:
         own_respondent = _own_respondent(scored)
         statement = statement.ext(
-            distinct_on(scored.c.account_id, scored.c.respondent, own_respondent)
-        ).order_by(scored.c.account_id, scored.c.respondent, own_respondent, *_newest_first(scored))
+            distinct_on(*account, scored.c.respondent, own_respondent)
+        ).order_by(*account, scored.c.respondent, own_respondent, *_newest_first(scored))
     return statement.cte("counted")
 
 
-def _account_buckets(counted: CTE, rule: RollupRule) -> CTE:
+def _account_buckets(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()) -> CTE:
     """Aggregate the counted responses into each covered account's bucket and the rule's figure.
 
     - `latest`, `lowest`, `decision_maker`: the lowest counted score (the only one, except
@@ -194,7 +228,10 @@ def _account_buckets(counted: CTE, rule: RollupRule) -> CTE:
     - `account_nps`: 100 x (promoters - detractors) / respondents: above the safe
       threshold `safe`, below the at-risk threshold `at_risk`, else `passive`, compared as
       100 x (promoters - detractors) against threshold x respondents.
+
+    `keys` names further grouping columns of `counted`, as in `_counted`.
     """
+    account = [*(counted.c[key] for key in keys), counted.c.account_id]
     responses = func.count()
     total = func.sum(counted.c.score)
     lowest = func.min(counted.c.score)
@@ -225,8 +262,8 @@ def _account_buckets(counted: CTE, rule: RollupRule) -> CTE:
         )
         value = cast(lowest, Numeric)
     return (
-        select(counted.c.account_id, bucket.label("bucket"), value.label("value"))
-        .group_by(counted.c.account_id)
+        select(*account, bucket.label("bucket"), value.label("value"))
+        .group_by(*account)
         .cte("account_buckets")
     )
 
@@ -250,6 +287,7 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
     account_buckets = _account_buckets(_counted(scored, rule.rollup), rule)
     classified = (
         select(
+            revenue_at_end.c.account_id,
             revenue_at_end.c.amount,
             func.coalesce(account_buckets.c.bucket, literal("unaccounted")).label("bucket"),
         )
@@ -269,20 +307,7 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
         .cte("latest_by_respondent")
     )
 
-    account_totals = select(
-        func.coalesce(func.sum(classified.c.amount), 0).label("total_revenue"),
-        func.count().label("total_accounts"),
-        *(
-            func.coalesce(
-                func.sum(classified.c.amount).filter(classified.c.bucket == name), 0
-            ).label(f"{name}_revenue")
-            for name in BUCKETS
-        ),
-        *(
-            func.count().filter(classified.c.bucket == name).label(f"{name}_accounts")
-            for name in BUCKETS
-        ),
-    ).subquery("account_totals")
+    account_totals = select(*_account_aggregates(_ranked(classified))).subquery("account_totals")
     respondent_totals = select(
         func.count().filter(latest_by_respondent.c.score >= 9).label("promoters"),
         func.count().filter(latest_by_respondent.c.score <= 6).label("detractors"),
@@ -298,10 +323,56 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
     )
 
 
-async def coverage_totals(
-    session: AsyncSession, window: ReportWindow, rule: RollupRule
-) -> CoverageTotals:
-    row = (await session.execute(coverage_statement(window, rule))).mappings().one()
+def _ranked(classified: CTE, keys: Sequence[str] = ()) -> CTE:
+    """Add to each base account the revenue of the larger accounts in its bucket and group.
+
+    Accounts rank by revenue descending, ties by account id. Equal amounts may rank in
+    any order without changing how many accounts reach half of the bucket's revenue.
+    """
+    partition = [*(classified.c[key] for key in keys), classified.c.bucket]
+    revenue_before = func.sum(classified.c.amount).over(
+        partition_by=partition,
+        order_by=[classified.c.amount.desc(), classified.c.account_id],
+        rows=(None, -1),
+    )
+    bucket_revenue = func.sum(classified.c.amount).over(partition_by=partition)
+    return select(
+        classified,
+        func.coalesce(revenue_before, 0).label("revenue_before"),
+        bucket_revenue.label("bucket_revenue"),
+    ).cte("ranked")
+
+
+def _account_aggregates(ranked: CTE) -> list[ColumnElement[Any]]:
+    """Aggregate base accounts into total and per-bucket revenue and account counts.
+
+    `<bucket>_half_accounts` counts the accounts that, taken largest first, are needed to
+    reach half of the bucket's revenue: those whose larger peers hold less than half.
+    """
+    in_first_half = 2 * ranked.c.revenue_before < ranked.c.bucket_revenue
+    return [
+        func.coalesce(func.sum(ranked.c.amount), 0).label("total_revenue"),
+        func.count().label("total_accounts"),
+        *(
+            func.coalesce(func.sum(ranked.c.amount).filter(ranked.c.bucket == name), 0).label(
+                f"{name}_revenue"
+            )
+            for name in BUCKETS
+        ),
+        *(
+            func.count().filter(ranked.c.bucket == name).label(f"{name}_accounts")
+            for name in BUCKETS
+        ),
+        *(
+            func.count()
+            .filter(ranked.c.bucket == name, in_first_half)
+            .label(f"{name}_half_accounts")
+            for name in BUCKETS
+        ),
+    ]
+
+
+def _totals_from_row(row: RowMapping) -> CoverageTotals:
     return CoverageTotals(
         total_revenue=Decimal(row["total_revenue"]),
         total_accounts=row["total_accounts"],
@@ -312,7 +383,15 @@ async def coverage_totals(
         respondents=row["respondents"],
         scored_responses=row["scored_responses"],
         unmatched_responses=row["unmatched_responses"],
+        accounts_for_half_revenue={name: row[f"{name}_half_accounts"] for name in BUCKETS},
     )
+
+
+async def coverage_totals(
+    session: AsyncSession, window: ReportWindow, rule: RollupRule
+) -> CoverageTotals:
+    row = (await session.execute(coverage_statement(window, rule))).mappings().one()
+    return _totals_from_row(row)
 
 
 def classification_statement(
@@ -406,3 +485,301 @@ async def account_classification(
             if row["response_id"] is not None
         ],
     )
+
+
+@dataclass(frozen=True)
+class TierBand:
+    """A revenue tier: revenue from `min_revenue` (inclusive) up to the next tier's."""
+
+    label: str
+    min_revenue: Decimal
+
+
+@dataclass(frozen=True)
+class SegmentKey:
+    """What splits accounts into segments.
+
+    `dimension` is `tier`, `region`, `industry`, `owner` or `attribute`. `attribute` names
+    the key in the accounts' attributes, and `tiers` lists the revenue tiers, lowest first.
+    """
+
+    dimension: str
+    attribute: str | None = None
+    tiers: tuple[TierBand, ...] = ()
+
+
+@dataclass(frozen=True)
+class SegmentTotals:
+    """One segment's aggregates, with `segment` None for accounts without a value."""
+
+    segment: str | None
+    totals: CoverageTotals
+
+
+def _blank_as_null(value: Any) -> ColumnElement[Any]:
+    return func.nullif(func.btrim(value), "")
+
+
+def _account_segments(key: SegmentKey, tenant_id: uuid.UUID, revenue_at_end: CTE) -> CTE:
+    """Select every account of the tenant with its segment value, null when it has none.
+
+    A tier comes from the revenue in force at the report's revenue instant, so an account
+    without revenue above 0 there has no tier. Other values are the account's field or
+    attribute as text, with blank text as no value.
+    """
+    source: Any = Account.__table__
+    segment: ColumnElement[Any]
+    if key.dimension == "tier":
+        amount = revenue_at_end.c.amount
+        highest_first = sorted(key.tiers, key=lambda tier: tier.min_revenue, reverse=True)
+        segment = case(
+            *(
+                (amount >= literal(tier.min_revenue, Numeric), literal(tier.label, Text))
+                for tier in highest_first[:-1]
+            ),
+            (amount > 0, literal(highest_first[-1].label, Text)),
+            else_=null(),
+        )
+        source = source.outerjoin(revenue_at_end, revenue_at_end.c.account_id == Account.id)
+    elif key.dimension == "attribute":
+        segment = _blank_as_null(Account.attributes[key.attribute].astext)
+    else:
+        fields = {"region": Account.region, "industry": Account.industry, "owner": Account.owner}
+        segment = _blank_as_null(fields[key.dimension])
+    return (
+        select(Account.id.label("account_id"), segment.label("segment"))
+        .select_from(source)
+        .where(Account.tenant_id == tenant_id)
+        .cte("account_segments")
+    )
+
+
+def _grouped_coverage(groups: CTE, key: str, classified: CTE, scored: CTE) -> Select[Any]:
+    """Aggregate coverage figures for each row of `groups`, matched on the column `key`.
+
+    `classified` contains base accounts (`key`, account_id, amount, bucket) and `scored`
+    the scored responses with their `key`. A group without rows gets zero totals. Keys match
+    with IS NOT DISTINCT FROM, so a null key is a group of its own.
+    """
+    ranked = _ranked(classified, (key,))
+    account_totals = (
+        select(ranked.c[key], *_account_aggregates(ranked))
+        .group_by(ranked.c[key])
+        .subquery("account_totals")
+    )
+    own_respondent = _own_respondent(scored)
+    latest_by_respondent = (
+        select(scored.c[key], scored.c.score)
+        .ext(distinct_on(scored.c[key], scored.c.respondent, own_respondent))
+        .order_by(scored.c[key], scored.c.respondent, own_respondent, *_newest_first(scored))
+        .cte("latest_by_respondent")
+    )
+    respondent_totals = (
+        select(
+            latest_by_respondent.c[key],
+            func.count().filter(latest_by_respondent.c.score >= 9).label("promoters"),
+            func.count().filter(latest_by_respondent.c.score <= 6).label("detractors"),
+            func.count().label("respondents"),
+        )
+        .group_by(latest_by_respondent.c[key])
+        .subquery("respondent_totals")
+    )
+    response_totals = (
+        select(
+            scored.c[key],
+            func.count().label("scored_responses"),
+            func.count().filter(scored.c.account_id.is_(None)).label("unmatched_responses"),
+        )
+        .group_by(scored.c[key])
+        .subquery("response_totals")
+    )
+
+    group = groups.c[key]
+    parts = (account_totals, respondent_totals, response_totals)
+    figures = [
+        func.coalesce(figure, 0).label(figure.name)
+        for part in parts
+        for figure in part.c
+        if figure.name != key
+    ]
+    source: Any = groups
+    for part in parts:
+        source = source.outerjoin(part, part.c[key].is_not_distinct_from(group))
+    return select(group, *figures).select_from(source)
+
+
+def segments_statement(
+    window: ReportWindow, rule: RollupRule, key: SegmentKey
+) -> Select[tuple[object, ...]]:
+    """Build one statement for the coverage of every segment in the period.
+
+    Each segment is figured like `coverage_statement` over its own accounts and their
+    responses: the same revenue base, buckets and respondent rule. A respondent counts
+    once per segment with the latest of its responses to that segment's accounts.
+    Unmatched responses belong to no segment. Rows come by total revenue descending,
+    ties by segment value, with accounts without a value (a null segment) last.
+    """
+    revenue_at_end = _revenue_at_end(window)
+    scored = _scored(window)
+    account_buckets = _account_buckets(_counted(scored, rule.rollup), rule)
+    account_segments = _account_segments(key, window.tenant_id, revenue_at_end)
+    classified = (
+        select(
+            account_segments.c.segment,
+            revenue_at_end.c.account_id,
+            revenue_at_end.c.amount,
+            func.coalesce(account_buckets.c.bucket, literal("unaccounted")).label("bucket"),
+        )
+        .select_from(
+            revenue_at_end.join(
+                account_segments, account_segments.c.account_id == revenue_at_end.c.account_id
+            ).outerjoin(
+                account_buckets, account_buckets.c.account_id == revenue_at_end.c.account_id
+            )
+        )
+        .where(revenue_at_end.c.amount > 0)
+        .cte("classified")
+    )
+    segment_scored = (
+        select(account_segments.c.segment, *scored.c)
+        .select_from(
+            scored.join(account_segments, account_segments.c.account_id == scored.c.account_id)
+        )
+        .cte("segment_scored")
+    )
+    # Every value any account holds, every configured tier, and null for no value.
+    groups = union(
+        select(account_segments.c.segment),
+        select(null().label("segment")),
+        *(select(literal(tier.label, Text).label("segment")) for tier in key.tiers),
+    ).cte("segments")
+
+    statement = _grouped_coverage(groups, "segment", classified, segment_scored)
+    return statement.order_by(
+        statement.selected_columns["total_revenue"].desc(),
+        groups.c.segment.is_(None),
+        groups.c.segment,
+    )
+
+
+async def segment_totals(
+    session: AsyncSession, window: ReportWindow, rule: RollupRule, key: SegmentKey
+) -> list[SegmentTotals]:
+    rows = (await session.execute(segments_statement(window, rule, key))).mappings().all()
+    return [SegmentTotals(segment=row["segment"], totals=_totals_from_row(row)) for row in rows]
+
+
+def _window_rows(windows: Sequence[ReportWindow]) -> CTE:
+    """List the periods as rows (period_index, period_start, period_end, as_of)."""
+    rows = values(
+        column("period_index", Integer),
+        column("period_start", DateTime(timezone=True)),
+        column("period_end", DateTime(timezone=True)),
+        column("as_of", DateTime(timezone=True)),
+        name="window_rows",
+    ).data([(index, w.start, w.end, w.as_of) for index, w in enumerate(windows)])
+    return select(rows).cte("windows")
+
+
+def _revenue_in_windows(tenant_id: uuid.UUID, windows: CTE) -> CTE:
+    """Select, for each period, each account's revenue record in force at its revenue instant."""
+    return (
+        select(windows.c.period_index, RevenueRecord.account_id, RevenueRecord.amount)
+        .select_from(windows)
+        .join(
+            RevenueRecord,
+            and_(
+                RevenueRecord.tenant_id == tenant_id,
+                RevenueRecord.effective_at < windows.c.period_end,
+                RevenueRecord.effective_at <= windows.c.as_of,
+            ),
+        )
+        .ext(distinct_on(windows.c.period_index, RevenueRecord.account_id))
+        .order_by(
+            windows.c.period_index, RevenueRecord.account_id, RevenueRecord.effective_at.desc()
+        )
+        .cte("revenue_at_end")
+    )
+
+
+def _scored_in_windows(tenant_id: uuid.UUID, windows: CTE) -> CTE:
+    """Select, for each period, the scored responses submitted in it, as `_scored` does."""
+    respondent = _respondent_key()
+    return (
+        select(
+            windows.c.period_index,
+            SurveyResponse.id,
+            SurveyResponse.account_id,
+            SurveyResponse.score,
+            SurveyResponse.submitted_at,
+            SurveyResponse.response_id,
+            SurveyResponse.source,
+            respondent.label("respondent"),
+            _role_rank().label("role_rank"),
+        )
+        .select_from(windows)
+        .join(
+            SurveyResponse,
+            and_(
+                SurveyResponse.tenant_id == tenant_id,
+                SurveyResponse.score.is_not(None),
+                SurveyResponse.submitted_at >= windows.c.period_start,
+                SurveyResponse.submitted_at < windows.c.period_end,
+            ),
+        )
+        .outerjoin(
+            Contact,
+            and_(
+                Contact.tenant_id == SurveyResponse.tenant_id,
+                Contact.account_id == SurveyResponse.account_id,
+                Contact.email == respondent,
+            ),
+        )
+        .cte("scored")
+    )
+
+
+def trend_statement(
+    tenant_id: uuid.UUID, windows: Sequence[ReportWindow], rule: RollupRule
+) -> Select[tuple[object, ...]]:
+    """Build one statement for the coverage of each period in `windows`, in their order.
+
+    Each period is figured exactly as `coverage_statement` figures it alone: responses
+    submitted in its `[start, end)`, revenue in force at its own revenue instant. Rows
+    carry `period_index`, the period's place in `windows`.
+    """
+    window_rows = _window_rows(windows)
+    revenue_at_end = _revenue_in_windows(tenant_id, window_rows)
+    scored = _scored_in_windows(tenant_id, window_rows)
+    keys = ("period_index",)
+    account_buckets = _account_buckets(_counted(scored, rule.rollup, keys), rule, keys)
+    classified = (
+        select(
+            revenue_at_end.c.period_index,
+            revenue_at_end.c.account_id,
+            revenue_at_end.c.amount,
+            func.coalesce(account_buckets.c.bucket, literal("unaccounted")).label("bucket"),
+        )
+        .select_from(
+            revenue_at_end.outerjoin(
+                account_buckets,
+                and_(
+                    account_buckets.c.period_index == revenue_at_end.c.period_index,
+                    account_buckets.c.account_id == revenue_at_end.c.account_id,
+                ),
+            )
+        )
+        .where(revenue_at_end.c.amount > 0)
+        .cte("classified")
+    )
+    statement = _grouped_coverage(window_rows, "period_index", classified, scored)
+    return statement.order_by(window_rows.c.period_index)
+
+
+async def trend_totals(
+    session: AsyncSession, tenant_id: uuid.UUID, windows: Sequence[ReportWindow], rule: RollupRule
+) -> list[CoverageTotals]:
+    """Return each period's aggregates in the order of `windows`."""
+    statement = trend_statement(tenant_id, windows, rule)
+    rows = (await session.execute(statement)).mappings().all()
+    return [_totals_from_row(row) for row in rows]

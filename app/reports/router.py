@@ -1,10 +1,24 @@
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from app.accounts.router import ExternalIdPath
 from app.db.session import SessionDep
 from app.reports import service as report_service
-from app.reports.dependencies import ReportPeriod, RollupQuery
-from app.reports.schemas import ClassificationRead, CoverageReport
+from app.reports.dependencies import (
+    MAX_TREND_PERIODS,
+    ReportPeriod,
+    RollupQuery,
+    SegmentByQuery,
+    TrendPeriods,
+)
+from app.reports.schemas import (
+    ClassificationRead,
+    CoverageReport,
+    Granularity,
+    SegmentsReport,
+    TrendReport,
+)
 from app.routing import ServiceRoute
 from app.tenancy.dependencies import CurrentTenant
 
@@ -39,3 +53,45 @@ async def get_classification(
     rollup: RollupQuery = None,
 ) -> ClassificationRead:
     return await report_service.classification(session, tenant, external_id, period, rollup=rollup)
+
+
+@router.get(
+    "/coverage/segments",
+    summary="Coverage per segment of accounts: revenue tier, region, industry, owner or attribute",
+    description=(
+        "Each segment's figures are those of `/v1/coverage` over the segment's accounts and "
+        "their responses. Every value any account holds makes a segment, as does every "
+        "revenue tier, and accounts without a value form the `unassigned` segment. Tiers use "
+        "the revenue in force at the period end. Segments come by total revenue, largest first."
+    ),
+)
+async def get_coverage_segments(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    period: ReportPeriod,
+    by: SegmentByQuery,
+    rollup: RollupQuery = None,
+) -> SegmentsReport:
+    return await report_service.segments(session, tenant, period, by, rollup=rollup)
+
+
+@router.get(
+    "/coverage/trend",
+    summary="Coverage for each quarter or month of a range, oldest first",
+    description=(
+        "Each period's figures equal those of `/v1/coverage?period=<label>`, with revenue in "
+        f"force at that period's end. At most {MAX_TREND_PERIODS} periods."
+    ),
+)
+async def get_coverage_trend(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    periods: TrendPeriods,
+    granularity: Annotated[Granularity, Query(description="Length of each period.")] = (
+        Granularity.QUARTER
+    ),
+    rollup: RollupQuery = None,
+) -> TrendReport:
+    return await report_service.trend(
+        session, tenant, periods, granularity=granularity, rollup=rollup
+    )

@@ -1,5 +1,7 @@
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -34,6 +36,17 @@ class BucketsRead(BaseModel):
     unaccounted: BucketRead = Field(description="No scored response in the period.")
 
 
+class HalfRevenueAccountsRead(BaseModel):
+    """Per bucket, the fewest accounts, largest first, whose revenue makes up at least half
+    of the bucket's revenue, or 0 for an empty bucket. A 1 or 2 beside a large bucket
+    means one or two accounts drive its figures."""
+
+    at_risk: int
+    passive: int
+    safe: int
+    unaccounted: int
+
+
 class AccountCountsRead(BaseModel):
     total: int = Field(description="Accounts with revenue above 0 at the period end.")
     covered: int = Field(description="Of those, accounts with a scored response in the period.")
@@ -44,6 +57,16 @@ class ResponseCountsRead(BaseModel):
     unmatched: int = Field(description="Of those, responses not matched to an account.")
 
 
+class NullReason(StrEnum):
+    """Why an NPS figure is null."""
+
+    NO_DATA = "no_data"
+    INSUFFICIENT_SAMPLE = "insufficient_sample"
+
+
+NpsFigure = Literal["respondent", "account", "revenue_weighted"]
+
+
 class NpsRead(BaseModel):
     respondent: float | None = Field(
         description="Standard NPS over each respondent's latest score, -100 to 100."
@@ -51,6 +74,14 @@ class NpsRead(BaseModel):
     account: float | None = Field(description="NPS over covered accounts' buckets.")
     revenue_weighted: float | None = Field(
         description="100 x (safe revenue - at-risk revenue) / covered revenue."
+    )
+    null_reasons: dict[NpsFigure, NullReason] = Field(
+        default_factory=dict,
+        description="Why each null figure is null. Figures with a value are absent. "
+        "`no_data`: the denominator is 0. `insufficient_sample`: fewer respondents "
+        "(respondent NPS) or covered accounts (account and revenue-weighted NPS) than the "
+        "tenant's `min_responses`.",
+        examples=[{"respondent": "insufficient_sample"}],
     )
 
 
@@ -69,6 +100,69 @@ class CoverageReport(BaseModel):
     accounts: AccountCountsRead
     responses: ResponseCountsRead
     nps: NpsRead
+    # The default lets `revcov demo` read reports of servers that predate this field.
+    accounts_for_half_revenue: HalfRevenueAccountsRead | None = None
+
+
+class SegmentDimension(StrEnum):
+    """Account field that splits accounts into segments."""
+
+    TIER = "tier"
+    REGION = "region"
+    INDUSTRY = "industry"
+    OWNER = "owner"
+    ATTRIBUTE = "attribute"
+
+
+@dataclass(frozen=True)
+class SegmentBy:
+    """A parsed `by` parameter, with `attribute` set only for the `attribute` dimension."""
+
+    dimension: SegmentDimension
+    attribute: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.attribute is None:
+            return self.dimension.value
+        return f"{self.dimension.value}:{self.attribute}"
+
+
+UNASSIGNED_SEGMENT = "unassigned"
+
+
+class SegmentCoverage(CoverageReport):
+    """One segment's coverage: the coverage report over the segment's accounts only."""
+
+    segment: str = Field(
+        description="The segment's value, or `unassigned` for accounts without one.",
+        examples=["EMEA"],
+    )
+    unassigned: bool = Field(
+        description="True for the segment of accounts without a value, which tells it "
+        "apart from a value that reads `unassigned`."
+    )
+
+
+class SegmentsReport(BaseModel):
+    """Coverage per segment, with segments by total revenue, largest first."""
+
+    by: str = Field(examples=["region", "attribute:plan"])
+    segments: list[SegmentCoverage]
+
+
+class Granularity(StrEnum):
+    """Length of each period of a trend."""
+
+    QUARTER = "quarter"
+    MONTH = "month"
+
+
+class TrendReport(BaseModel):
+    """Coverage for each period of a range, oldest first."""
+
+    granularity: Granularity
+    periods: list[CoverageReport]
 
 
 class ClassifiedResponseRead(BaseModel):

@@ -14,16 +14,26 @@ from app.money import format_amount
 from app.periods import Period
 from app.reports import queries
 from app.reports.schemas import (
+    UNASSIGNED_SEGMENT,
     AccountCountsRead,
     BucketRead,
     BucketsRead,
     ClassificationRead,
     ClassifiedResponseRead,
     CoverageReport,
+    Granularity,
+    HalfRevenueAccountsRead,
+    NpsFigure,
     NpsRead,
+    NullReason,
     PeriodRead,
     ResponseCountsRead,
     Rollup,
+    SegmentBy,
+    SegmentCoverage,
+    SegmentDimension,
+    SegmentsReport,
+    TrendReport,
 )
 from app.tenancy.models import Tenant
 
@@ -62,12 +72,55 @@ def _period_read(period: Period) -> PeriodRead:
     )
 
 
-async def coverage(
-    session: AsyncSession, tenant: Tenant, period: Period, *, rollup: Rollup | None = None
+def _nps_figure(
+    positive: Decimal | int,
+    negative: Decimal | int,
+    total: Decimal | int,
+    sample: int,
+    min_responses: int,
+) -> tuple[float | None, NullReason | None]:
+    """Return an NPS figure, or None with the reason when its denominator or sample is too small."""
+    if total == 0:
+        return None, NullReason.NO_DATA
+    if sample < min_responses:
+        return None, NullReason.INSUFFICIENT_SAMPLE
+    return _nps(positive, negative, total), None
+
+
+def _nps_read(totals: queries.CoverageTotals, min_responses: int) -> NpsRead:
+    """Build the three NPS figures, each of which needs `min_responses` respondents or
+    covered accounts."""
+    revenue = totals.bucket_revenue
+    accounts = totals.bucket_accounts
+    covered_revenue = totals.total_revenue - revenue["unaccounted"]
+    covered_accounts = totals.total_accounts - accounts["unaccounted"]
+    figures: dict[NpsFigure, tuple[float | None, NullReason | None]] = {
+        "respondent": _nps_figure(
+            totals.promoters,
+            totals.detractors,
+            totals.respondents,
+            totals.respondents,
+            min_responses,
+        ),
+        "account": _nps_figure(
+            accounts["safe"], accounts["at_risk"], covered_accounts, covered_accounts, min_responses
+        ),
+        "revenue_weighted": _nps_figure(
+            revenue["safe"], revenue["at_risk"], covered_revenue, covered_accounts, min_responses
+        ),
+    }
+    return NpsRead(
+        respondent=figures["respondent"][0],
+        account=figures["account"][0],
+        revenue_weighted=figures["revenue_weighted"][0],
+        null_reasons={name: reason for name, (_, reason) in figures.items() if reason is not None},
+    )
+
+
+def _coverage_report(
+    tenant: Tenant, period: Period, rule: queries.RollupRule, totals: queries.CoverageTotals
 ) -> CoverageReport:
-    """Build the coverage report under `rollup`, or the tenant's default rule when None."""
-    rule = _rule(tenant, rollup)
-    totals = await queries.coverage_totals(session, _window(tenant, period), rule)
+    """Turn one period's aggregates into the coverage report."""
     currency = tenant.reporting_currency
     revenue = totals.bucket_revenue
     accounts = totals.bucket_accounts
@@ -97,11 +150,78 @@ async def coverage(
         responses=ResponseCountsRead(
             scored=totals.scored_responses, unmatched=totals.unmatched_responses
         ),
-        nps=NpsRead(
-            respondent=_nps(totals.promoters, totals.detractors, totals.respondents),
-            account=_nps(accounts["safe"], accounts["at_risk"], covered_accounts),
-            revenue_weighted=_nps(revenue["safe"], revenue["at_risk"], covered_revenue),
-        ),
+        nps=_nps_read(totals, tenant.min_responses),
+        accounts_for_half_revenue=HalfRevenueAccountsRead(**totals.accounts_for_half_revenue),
+    )
+
+
+async def coverage(
+    session: AsyncSession, tenant: Tenant, period: Period, *, rollup: Rollup | None = None
+) -> CoverageReport:
+    """Build the coverage report under `rollup`, or the tenant's default rule when None."""
+    rule = _rule(tenant, rollup)
+    totals = await queries.coverage_totals(session, _window(tenant, period), rule)
+    return _coverage_report(tenant, period, rule, totals)
+
+
+def _segment_key(tenant: Tenant, by: SegmentBy) -> queries.SegmentKey:
+    tiers = tuple(
+        queries.TierBand(label=tier["label"], min_revenue=Decimal(tier["min_revenue"]))
+        for tier in tenant.revenue_tiers
+    )
+    return queries.SegmentKey(
+        dimension=by.dimension.value,
+        attribute=by.attribute,
+        tiers=tiers if by.dimension is SegmentDimension.TIER else (),
+    )
+
+
+async def segments(
+    session: AsyncSession,
+    tenant: Tenant,
+    period: Period,
+    by: SegmentBy,
+    *,
+    rollup: Rollup | None = None,
+) -> SegmentsReport:
+    """Build the coverage report of each segment of accounts, all from one statement.
+
+    Each segment's figures are those of `coverage` over the segment's accounts and their
+    responses, so a segment's NPS pools its own respondents and never averages others.
+    """
+    rule = _rule(tenant, rollup)
+    found = await queries.segment_totals(
+        session, _window(tenant, period), rule, _segment_key(tenant, by)
+    )
+    reports = [
+        SegmentCoverage(
+            segment=UNASSIGNED_SEGMENT if row.segment is None else row.segment,
+            unassigned=row.segment is None,
+            **dict(_coverage_report(tenant, period, rule, row.totals)),
+        )
+        for row in found
+    ]
+    return SegmentsReport(by=by.label, segments=reports)
+
+
+async def trend(
+    session: AsyncSession,
+    tenant: Tenant,
+    periods: list[Period],
+    *,
+    granularity: Granularity,
+    rollup: Rollup | None = None,
+) -> TrendReport:
+    """Build the coverage report of each period, in order, all from one statement."""
+    rule = _rule(tenant, rollup)
+    windows = [_window(tenant, period) for period in periods]
+    found = await queries.trend_totals(session, tenant.id, windows, rule)
+    return TrendReport(
+        granularity=granularity,
+        periods=[
+            _coverage_report(tenant, period, rule, totals)
+            for period, totals in zip(periods, found, strict=True)
+        ],
     )
 
 

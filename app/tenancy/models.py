@@ -1,11 +1,14 @@
+import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Integer,
     LargeBinary,
     Numeric,
     SmallInteger,
@@ -13,10 +16,20 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
+
+# Revenue tiers of a new tenant: each tier starts at `min_revenue` (inclusive, in the
+# reporting currency) and ends where the next one starts.
+DEFAULT_REVENUE_TIERS: list[dict[str, str]] = [
+    {"label": "under-25M", "min_revenue": "0"},
+    {"label": "25M-250M", "min_revenue": "25000000"},
+    {"label": "250M-and-over", "min_revenue": "250000000"},
+]
 
 
 class Tenant(Base):
@@ -33,6 +46,11 @@ class Tenant(Base):
     fiscal_year_start_month: Mapped[int] = mapped_column(SmallInteger, server_default="1")
     account_nps_safe_above: Mapped[int] = mapped_column(SmallInteger, server_default="30")
     account_nps_at_risk_below: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    revenue_tiers: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB,
+        server_default=text(f"'{json.dumps(DEFAULT_REVENUE_TIERS)}'::jsonb"),
+    )
+    min_responses: Mapped[int] = mapped_column(Integer, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -49,6 +67,7 @@ class Tenant(Base):
             "AND account_nps_at_risk_below <= account_nps_safe_above",
             name="account_nps_thresholds",
         ),
+        CheckConstraint("min_responses BETWEEN 1 AND 1000000", name="min_responses"),
     )
 
 

@@ -5,7 +5,7 @@ from zoneinfo import available_timezones
 
 from pydantic import Field, field_validator
 
-from app.money import validate_currency
+from app.money import MAX_AMOUNT, validate_currency
 from app.reports.schemas import Rollup
 from app.schemas import ReadModel, WriteModel
 
@@ -25,6 +25,44 @@ def _timezones() -> frozenset[str]:
     return frozenset(available_timezones()) - _EXCLUDED_ZONES
 
 
+MAX_REVENUE_TIERS = 20
+MAX_MIN_RESPONSES = 1_000_000
+
+
+class RevenueTier(WriteModel):
+    """A revenue band of the `tier` segments, from `min_revenue` up to the next tier's."""
+
+    label: str = Field(min_length=1, max_length=100, examples=["25M-250M"])
+    min_revenue: Decimal = Field(
+        ge=0,
+        lt=MAX_AMOUNT,
+        description="Inclusive lower bound in the reporting currency, as a decimal string.",
+        examples=["25000000"],
+    )
+
+
+class RevenueTierRead(ReadModel):
+    label: str
+    min_revenue: str = Field(description="Inclusive lower bound in the reporting currency.")
+
+
+def check_revenue_tiers(tiers: list[RevenueTier]) -> list[RevenueTier]:
+    """Raise ValueError unless the tiers start at 0, rise strictly and have distinct labels."""
+    if tiers[0].min_revenue != 0:
+        raise ValueError("the first tier must have min_revenue 0, so every revenue has a tier")
+    for lower, upper in zip(tiers, tiers[1:], strict=False):
+        if upper.min_revenue <= lower.min_revenue:
+            raise ValueError(
+                f"min_revenue must rise from tier to tier, but {upper.label!r} starts at "
+                f"{upper.min_revenue} after {lower.label!r} at {lower.min_revenue}"
+            )
+    labels = [tier.label for tier in tiers]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"tier labels must be distinct, but these repeat: {', '.join(duplicates)}")
+    return tiers
+
+
 class TenantRead(ReadModel):
     id: uuid.UUID
     name: str
@@ -38,6 +76,12 @@ class TenantRead(ReadModel):
     )
     account_nps_at_risk_below: int = Field(
         description="Under the `account_nps` rule, an account NPS below this is at risk."
+    )
+    revenue_tiers: list[RevenueTierRead] = Field(
+        description="Revenue bands of the `tier` segments, lowest first."
+    )
+    min_responses: int = Field(
+        description="An NPS figure built on fewer respondents or accounts than this is null."
     )
 
 
@@ -67,11 +111,30 @@ class TenantUpdate(WriteModel):
         le=100,
         description="At most `account_nps_safe_above`.",
     )
+    revenue_tiers: list[RevenueTier] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REVENUE_TIERS,
+        description="Revenue bands of the `tier` segments, lowest first: the first starts "
+        "at 0 and each ends where the next starts. Replaced as a whole.",
+    )
+    min_responses: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_MIN_RESPONSES,
+        description="Smallest sample behind an NPS figure: respondents for the respondent "
+        "NPS, covered accounts for the account and revenue-weighted NPS.",
+    )
 
     @field_validator("timezone")
     @classmethod
     def check_timezone(cls, value: str | None) -> str | None:
         return None if value is None else validate_timezone(value)
+
+    @field_validator("revenue_tiers")
+    @classmethod
+    def check_tiers(cls, value: list[RevenueTier] | None) -> list[RevenueTier] | None:
+        return None if value is None else check_revenue_tiers(value)
 
     @field_validator("reporting_currency")
     @classmethod

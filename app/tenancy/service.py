@@ -113,6 +113,12 @@ async def update_settings(session: AsyncSession, tenant: Tenant, changes: Tenant
     if not values:
         return tenant
     _check_account_nps_thresholds(tenant, values)
+    if "revenue_tiers" in values:
+        # JSONB has no exact decimal type, so each bound is stored as a decimal string.
+        values["revenue_tiers"] = [
+            {"label": tier["label"], "min_revenue": format(tier["min_revenue"], "f")}
+            for tier in values["revenue_tiers"]
+        ]
     updated = await repository.update_tenant(session, tenant, values)
     log.info("tenant.updated", tenant_id=str(tenant.id), fields=sorted(values))
     return updated
