@@ -1,9 +1,8 @@
 """Account list statements: the at-risk list and the survey-next plan, one statement each.
 
 Both reuse the coverage report's CTE builders from `app.reports.queries`, so a list
-names exactly the accounts that the coverage report of the same period counts. The
-builders `_revenue_at_end`, `_scored`, `_counted` and `_account_buckets` are private to
-that module and imported here on purpose, so the rules live in one place.
+names exactly the accounts that the coverage report of the same period counts, and the
+roll-up rules live in one place.
 """
 
 from dataclasses import dataclass
@@ -32,10 +31,10 @@ from app.reports.queries import (
     ROLE_RANKS,
     ReportWindow,
     RollupRule,
-    _account_buckets,
-    _counted,
-    _revenue_at_end,
-    _scored,
+    account_buckets_cte,
+    counted_cte,
+    revenue_at_end_cte,
+    scored_cte,
 )
 from app.responses.models import SurveyResponse
 
@@ -87,10 +86,10 @@ def at_risk_statement(
     the rule counts one response, so that is the one. Revenue is in the tenant's
     reporting currency.
     """
-    revenue_at_end = _revenue_at_end(window)
-    scored = _scored(window)
-    counted = _counted(scored, rule.rollup)
-    account_buckets = _account_buckets(counted, rule)
+    revenue_at_end = revenue_at_end_cte(window)
+    scored = scored_cte(window)
+    counted = counted_cte(scored, rule.rollup)
+    account_buckets = account_buckets_cte(counted, rule)
     deciding = (
         select(
             counted.c.account_id,
@@ -179,8 +178,8 @@ def survey_next_statement(
     `last_response_at` is the account's latest scored response submitted at or before
     `as_of`, in any period, or null. Money is in the tenant's reporting currency.
     """
-    revenue_at_end = _revenue_at_end(window)
-    scored = _scored(window)
+    revenue_at_end = revenue_at_end_cte(window)
+    scored = scored_cte(window)
     covered = (
         select(scored.c.account_id)
         .where(scored.c.account_id.is_not(None))

@@ -27,10 +27,7 @@ from app.errors import InvalidField, UnprocessableError
 from app.money import format_amount
 from app.periods import Period
 from app.reports.schemas import Rollup
-
-# Private helpers of the coverage report, imported so that the lists read the period and
-# the roll-up rule exactly as `/v1/coverage` does.
-from app.reports.service import _rule, _window
+from app.reports.service import report_window, rollup_rule
 from app.schemas import Page, decode_cursor, encode_cursor
 from app.tenancy.models import Tenant
 
@@ -183,7 +180,7 @@ async def at_risk_page(
     """List one page of the period's at-risk accounts under `rollup` (default: the tenant's)."""
     order = _list_order(sort.value, cursor)
     statement = queries.at_risk_statement(
-        _window(tenant, period), _rule(tenant, rollup), order, limit + 1
+        report_window(tenant, period), rollup_rule(tenant, rollup), order, limit + 1
     )
     rows, next_cursor = _split_page(await queries.fetch_rows(session, statement), limit, sort)
     currency = tenant.reporting_currency
@@ -202,7 +199,7 @@ async def at_risk_csv(
     """Render every at-risk account from the cursor's position on (all without one) as CSV."""
     order = _list_order(sort.value, cursor)
     statement = queries.at_risk_statement(
-        _window(tenant, period), _rule(tenant, rollup), order, None
+        report_window(tenant, period), rollup_rule(tenant, rollup), order, None
     )
     # NOTE: the rows are fetched whole before streaming starts, because the session closes
     # when the route returns. The list has at most one row per account of the tenant.
@@ -226,7 +223,7 @@ async def survey_next_page(
     """List one page of the survey-next plan: the period's unaccounted base accounts."""
     order = _list_order(sort.value, cursor)
     statement = queries.survey_next_statement(
-        _window(tenant, period), Decimal(tenant.coverage_target), order, limit + 1
+        report_window(tenant, period), Decimal(tenant.coverage_target), order, limit + 1
     )
     rows, next_cursor = _split_page(await queries.fetch_rows(session, statement), limit, sort)
     currency = tenant.reporting_currency
@@ -252,7 +249,7 @@ async def survey_next_csv(
     """Render the survey-next plan from the cursor's position on (all without one) as CSV."""
     order = _list_order(sort.value, cursor)
     statement = queries.survey_next_statement(
-        _window(tenant, period), Decimal(tenant.coverage_target), order, None
+        report_window(tenant, period), Decimal(tenant.coverage_target), order, None
     )
     # NOTE: fetched whole before streaming, as in `at_risk_csv`.
     rows = await queries.fetch_rows(session, statement)

@@ -8,7 +8,7 @@ from app.periods import ACCEPTED_FORMS, Period, parse_as_of, resolve_period
 
 # Private to the coverage report's dependencies; imported so that a time zone override is
 # validated the same way.
-from app.reports.dependencies import AsOfQuery, TimezoneQuery, _zone
+from app.reports.dependencies import AsOfQuery, TimezoneQuery, resolve_timezone
 from app.tenancy.dependencies import CurrentTenant
 
 FLOW_PERIOD_FORMS = (
@@ -62,7 +62,7 @@ async def flow_periods(
     as_of: AsOfQuery = None,
 ) -> tuple[Period, Period]:
     """Resolve the opening and closing periods of a flow report at one `as_of` instant."""
-    zone = _zone(tenant.timezone, timezone)
+    zone = resolve_timezone(tenant.timezone, timezone)
     moment = datetime.now(UTC) if as_of is None else parse_as_of(as_of, zone)
     fiscal_start = tenant.fiscal_year_start_month
     return (

@@ -1,8 +1,7 @@
 """The bucket flow statement: every account's state in two periods, summed by pair of states.
 
-It reuses the coverage report's private CTE builders from `app.reports.queries`
-(`_revenue_at_end`, `_scored`, `_counted`, `_account_buckets`), so each period's states
-are exactly the buckets of `/v1/coverage` for that period.
+It reuses the coverage report's CTE builders from `app.reports.queries`, so each period's
+states are exactly the buckets of `/v1/coverage` for that period.
 """
 
 from dataclasses import dataclass
@@ -15,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.reports.queries import (
     ReportWindow,
     RollupRule,
-    _account_buckets,
-    _counted,
-    _revenue_at_end,
-    _scored,
+    account_buckets_cte,
+    counted_cte,
+    revenue_at_end_cte,
+    scored_cte,
 )
 
 STATES = ("at_risk", "passive", "safe", "unaccounted", "not_in_base")
@@ -41,10 +40,10 @@ def _period_states(window: ReportWindow, rule: RollupRule, name: str) -> Subquer
     The builders name their CTEs alike, so each period's CTEs are nested inside its own
     subquery (`nest_here`) instead of the top-level WITH, where the names would clash.
     """
-    revenue_at_end = _revenue_at_end(window)
-    scored = _scored(window)
-    counted = _counted(scored, rule.rollup)
-    account_buckets = _account_buckets(counted, rule)
+    revenue_at_end = revenue_at_end_cte(window)
+    scored = scored_cte(window)
+    counted = counted_cte(scored, rule.rollup)
+    account_buckets = account_buckets_cte(counted, rule)
     return (
         select(
             revenue_at_end.c.account_id,

@@ -7,10 +7,7 @@ from app.flow.schemas import FlowRead, FlowReport, FlowState
 from app.money import format_amount
 from app.periods import Period
 from app.reports.schemas import PeriodRead, Rollup
-
-# Private helpers of the coverage report, imported so that the flow reads periods and the
-# roll-up rule exactly as `/v1/coverage` does.
-from app.reports.service import _rule, _window
+from app.reports.service import report_window, rollup_rule
 from app.tenancy.models import Tenant
 
 
@@ -29,9 +26,9 @@ async def flow(
     rollup: Rollup | None = None,
 ) -> FlowReport:
     """Sum every account's move between its states in the two periods, by pair of states."""
-    rule = _rule(tenant, rollup)
+    rule = rollup_rule(tenant, rollup)
     rows = await queries.flow_rows(
-        session, _window(tenant, opening), _window(tenant, closing), rule
+        session, report_window(tenant, opening), report_window(tenant, closing), rule
     )
     currency = tenant.reporting_currency
     return FlowReport(

@@ -39,7 +39,7 @@ RollupQuery = Annotated[
 ]
 
 
-def _zone(tenant_timezone: str, override: str | None) -> str:
+def resolve_timezone(tenant_timezone: str, override: str | None) -> str:
     if override is None:
         return tenant_timezone
     try:
@@ -59,7 +59,7 @@ async def report_period(
     as_of: AsOfQuery = None,
 ) -> Period:
     """The period a report covers; the quarter containing `as_of` when none is given."""
-    zone = _zone(tenant.timezone, timezone)
+    zone = resolve_timezone(tenant.timezone, timezone)
     moment = datetime.now(UTC) if as_of is None else parse_as_of(as_of, zone)
     return resolve_period(
         period,
@@ -210,7 +210,7 @@ async def trend_periods(
     as_of: AsOfQuery = None,
 ) -> list[Period]:
     """The periods of a trend, each exactly as `/v1/coverage?period=<label>` would resolve it."""
-    zone = _zone(tenant.timezone, timezone)
+    zone = resolve_timezone(tenant.timezone, timezone)
     moment = datetime.now(UTC) if as_of is None else parse_as_of(as_of, zone)
     return [
         resolve_period(

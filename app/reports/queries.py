@@ -1,8 +1,8 @@
 """Report statements: each report is one SQL statement built from shared CTEs.
 
 Every roll-up rule works in two steps. First it picks the responses it counts for each
-account (`_counted`), then it turns their scores into a bucket with aggregates
-(`_account_buckets`). Scores are whole numbers from 0 to 10, so each rule compares sums
+account (`counted_cte`), then it turns their scores into a bucket with aggregates
+(`account_buckets_cte`). Scores are whole numbers from 0 to 10, so each rule compares sums
 and counts as integers and never rounds before comparing.
 """
 
@@ -113,7 +113,7 @@ class AccountClassification:
     responses: list[ClassifiedResponse]
 
 
-def _revenue_at_end(window: ReportWindow, account_id: int | None = None) -> CTE:
+def revenue_at_end_cte(window: ReportWindow, account_id: int | None = None) -> CTE:
     """Select each account's revenue record in force at the report's revenue instant."""
     statement = (
         select(RevenueRecord.account_id, RevenueRecord.amount)
@@ -141,7 +141,7 @@ def _role_rank() -> ColumnElement[Any]:
     )
 
 
-def _scored(window: ReportWindow, account_id: int | None = None) -> CTE:
+def scored_cte(window: ReportWindow, account_id: int | None = None) -> CTE:
     """Select the scored responses submitted in the period, with respondent key and role rank."""
     respondent = _respondent_key()
     role_rank = _role_rank()
@@ -189,7 +189,7 @@ def _newest_first(scored: CTE) -> list[ColumnElement[Any]]:
     return [scored.c.submitted_at.desc(), scored.c.response_id.desc(), scored.c.source.desc()]
 
 
-def _counted(scored: CTE, rollup: Rollup, keys: Sequence[str] = ()) -> CTE:
+def counted_cte(scored: CTE, rollup: Rollup, keys: Sequence[str] = ()) -> CTE:
     """Select the matched responses that the rule counts, one or more per account.
 
     - `latest`: the account's latest response.
@@ -218,7 +218,7 @@ def _counted(scored: CTE, rollup: Rollup, keys: Sequence[str] = ()) -> CTE:
     return statement.cte("counted")
 
 
-def _account_buckets(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()) -> CTE:
+def account_buckets_cte(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()) -> CTE:
     """Aggregate the counted responses into each covered account's bucket and the rule's figure.
 
     - `latest`, `lowest`, `decision_maker`: the lowest counted score (the only one, except
@@ -229,7 +229,7 @@ def _account_buckets(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()) -
       threshold `safe`, below the at-risk threshold `at_risk`, else `passive`, compared as
       100 x (promoters - detractors) against threshold x respondents.
 
-    `keys` names further grouping columns of `counted`, as in `_counted`.
+    `keys` names further grouping columns of `counted`, as in `counted_cte`.
     """
     account = [*(counted.c[key] for key in keys), counted.c.account_id]
     responses = func.count()
@@ -274,7 +274,7 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
     - Revenue base: each account's record with the latest `effective_at` before `end` and
       not after `as_of`, kept when its amount is above 0. Records arriving out of order
       do not matter.
-    - Bucket: by the roll-up rule (see `_counted` and `_account_buckets`) over the
+    - Bucket: by the roll-up rule (see `counted_cte` and `account_buckets_cte`) over the
       account's scored responses submitted in the period; ties between responses at one
       instant go to the greater `response_id`, then the greater `source`. Base accounts
       without one are `unaccounted`. Null scores never count.
@@ -282,9 +282,9 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
       scored response in the period, matched to an account or not; a response without an
       email is a respondent of its own. This part does not depend on the rule.
     """
-    revenue_at_end = _revenue_at_end(window)
-    scored = _scored(window)
-    account_buckets = _account_buckets(_counted(scored, rule.rollup), rule)
+    revenue_at_end = revenue_at_end_cte(window)
+    scored = scored_cte(window)
+    account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
     classified = (
         select(
             revenue_at_end.c.account_id,
@@ -405,10 +405,10 @@ def classification_statement(
     come from the same CTEs as the coverage statement. `counted` marks the responses the
     rule used; a null score is never counted.
     """
-    revenue_at_end = _revenue_at_end(window, account_id)
-    scored = _scored(window, account_id)
-    counted = _counted(scored, rule.rollup)
-    account_buckets = _account_buckets(counted, rule)
+    revenue_at_end = revenue_at_end_cte(window, account_id)
+    scored = scored_cte(window, account_id)
+    counted = counted_cte(scored, rule.rollup)
+    account_buckets = account_buckets_cte(counted, rule)
     summary = select(
         select(revenue_at_end.c.amount).scalar_subquery().label("revenue"),
         select(account_buckets.c.bucket).scalar_subquery().label("bucket"),
@@ -619,9 +619,9 @@ def segments_statement(
     Unmatched responses belong to no segment. Rows come by total revenue descending,
     ties by segment value, with accounts without a value (a null segment) last.
     """
-    revenue_at_end = _revenue_at_end(window)
-    scored = _scored(window)
-    account_buckets = _account_buckets(_counted(scored, rule.rollup), rule)
+    revenue_at_end = revenue_at_end_cte(window)
+    scored = scored_cte(window)
+    account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
     account_segments = _account_segments(key, window.tenant_id, revenue_at_end)
     classified = (
         select(
@@ -703,7 +703,7 @@ def _revenue_in_windows(tenant_id: uuid.UUID, windows: CTE) -> CTE:
 
 
 def _scored_in_windows(tenant_id: uuid.UUID, windows: CTE) -> CTE:
-    """Select, for each period, the scored responses submitted in it, as `_scored` does."""
+    """Select, for each period, the scored responses submitted in it, as `scored_cte` does."""
     respondent = _respondent_key()
     return (
         select(
@@ -752,7 +752,7 @@ def trend_statement(
     revenue_at_end = _revenue_in_windows(tenant_id, window_rows)
     scored = _scored_in_windows(tenant_id, window_rows)
     keys = ("period_index",)
-    account_buckets = _account_buckets(_counted(scored, rule.rollup, keys), rule, keys)
+    account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup, keys), rule, keys)
     classified = (
         select(
             revenue_at_end.c.period_index,

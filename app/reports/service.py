@@ -52,13 +52,13 @@ def _nps(positive: Decimal | int, negative: Decimal | int, total: Decimal | int)
     return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
-def _window(tenant: Tenant, period: Period) -> queries.ReportWindow:
+def report_window(tenant: Tenant, period: Period) -> queries.ReportWindow:
     return queries.ReportWindow(
         tenant_id=tenant.id, start=period.start, end=period.end, as_of=period.as_of
     )
 
 
-def _rule(tenant: Tenant, rollup: Rollup | None) -> queries.RollupRule:
+def rollup_rule(tenant: Tenant, rollup: Rollup | None) -> queries.RollupRule:
     return queries.RollupRule(
         rollup=rollup if rollup is not None else Rollup(tenant.default_rollup),
         account_nps_safe_above=tenant.account_nps_safe_above,
@@ -159,8 +159,8 @@ async def coverage(
     session: AsyncSession, tenant: Tenant, period: Period, *, rollup: Rollup | None = None
 ) -> CoverageReport:
     """Build the coverage report under `rollup`, or the tenant's default rule when None."""
-    rule = _rule(tenant, rollup)
-    totals = await queries.coverage_totals(session, _window(tenant, period), rule)
+    rule = rollup_rule(tenant, rollup)
+    totals = await queries.coverage_totals(session, report_window(tenant, period), rule)
     return _coverage_report(tenant, period, rule, totals)
 
 
@@ -189,9 +189,9 @@ async def segments(
     Each segment's figures are those of `coverage` over the segment's accounts and their
     responses, so a segment's NPS pools its own respondents and never averages others.
     """
-    rule = _rule(tenant, rollup)
+    rule = rollup_rule(tenant, rollup)
     found = await queries.segment_totals(
-        session, _window(tenant, period), rule, _segment_key(tenant, by)
+        session, report_window(tenant, period), rule, _segment_key(tenant, by)
     )
     reports = [
         SegmentCoverage(
@@ -213,8 +213,8 @@ async def trend(
     rollup: Rollup | None = None,
 ) -> TrendReport:
     """Build the coverage report of each period, in order, all from one statement."""
-    rule = _rule(tenant, rollup)
-    windows = [_window(tenant, period) for period in periods]
+    rule = rollup_rule(tenant, rollup)
+    windows = [report_window(tenant, period) for period in periods]
     found = await queries.trend_totals(session, tenant.id, windows, rule)
     return TrendReport(
         granularity=granularity,
@@ -238,9 +238,11 @@ async def classification(
     Raises AccountNotFoundError for an unknown account.
     """
     account_id = await account_service.get_account_id(session, tenant.id, external_id)
-    rule = _rule(tenant, rollup)
+    rule = rollup_rule(tenant, rollup)
     # NOTE: every response of the account in the period is returned, without pagination.
-    found = await queries.account_classification(session, _window(tenant, period), rule, account_id)
+    found = await queries.account_classification(
+        session, report_window(tenant, period), rule, account_id
+    )
 
     currency = tenant.reporting_currency
     if found.revenue is None or found.revenue <= 0:
