@@ -14,6 +14,7 @@ from app.contacts.router import router as contacts_router
 from app.db.session import create_engine, create_sessionmaker, session_scope
 from app.errors import PROBLEM_RESPONSES, register_error_handlers
 from app.flow.router import router as flow_router
+from app.fx.router import router as fx_router
 from app.health import router as health_router
 from app.logging import RequestIdMiddleware
 from app.privacy.router import router as privacy_router
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         reports_router,
         account_lists_router,
         flow_router,
+        fx_router,
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -134,16 +134,17 @@ class TestPutAccount:
         assert_problem(response, 422)
         assert_problem(await api.get("/v1/accounts/ACME-001"), 404)
 
-    async def test_wrong_currency_names_it(self, api: httpx.AsyncClient) -> None:
+    async def test_other_currency_stored(self, api: httpx.AsyncClient) -> None:
         body = {
             "revenue": {"amount": "5.00", "currency": "EUR", "effective_at": "2025-01-01T00:00:00Z"}
         }
 
         response = await api.put("/v1/accounts/ACME-001", json=body)
 
-        problem = assert_problem(response, 422)
-        assert "EUR" in problem["detail"]
-        assert_problem(await api.get("/v1/accounts/ACME-001"), 404)
+        assert response.status_code == 201, response.text
+        revenue = (await api.get("/v1/accounts/ACME-001")).json()["revenue"]
+        assert revenue["amount"] == "5.00"
+        assert revenue["currency"] == "EUR"
 
     async def test_exact_json_number_stored(self, api: httpx.AsyncClient) -> None:
         body = (
@@ -377,19 +378,32 @@ class TestRevenueUpdates:
         old = (await api.get("/v1/accounts/OLD")).json()
         assert history_of(old) == {(moment("2025-01-01T00:00:00Z"), "100.00")}
 
-    async def test_wrong_currency_writes_nothing(self, api: httpx.AsyncClient) -> None:
+    async def test_other_currencies_stored(self, api: httpx.AsyncClient) -> None:
         response = await post_updates(
             api,
             revenue_update("NEW-1", "10.00"),
             {**revenue_update("NEW-2", "10.00"), "currency": "EUR"},
+            {**revenue_update("NEW-3", "1500"), "currency": "JPY"},
+        )
+
+        assert response.status_code == 200, response.text
+        eur = (await api.get("/v1/accounts/NEW-2")).json()["revenue"]
+        jpy = (await api.get("/v1/accounts/NEW-3")).json()["revenue"]
+        assert (eur["amount"], eur["currency"]) == ("10.00", "EUR")
+        assert (jpy["amount"], jpy["currency"]) == ("1500", "JPY")
+
+    async def test_minor_unit_of_own_currency(self, api: httpx.AsyncClient) -> None:
+        response = await post_updates(
+            api,
+            revenue_update("NEW-1", "10.00"),
+            {**revenue_update("NEW-2", "10.50"), "currency": "JPY"},
         )
 
         problem = assert_problem(response, 422)
-        [error] = problem["errors"]
-        assert error["location"] == "body.updates[1].currency"
-        assert "EUR" in error["message"]
+        locations = [error["location"] for error in problem["errors"]]
+        assert all(location.startswith("body.updates[1]") for location in locations)
+        assert "JPY" in problem["errors"][0]["message"]
         assert_problem(await api.get("/v1/accounts/NEW-1"), 404)
-        assert_problem(await api.get("/v1/accounts/NEW-2"), 404)
 
     @pytest.mark.parametrize(
         "amount",

@@ -305,22 +305,27 @@ class TestPatchTenant:
         assert body["coverage_target"] == 0.9
         assert body["reporting_currency"] == "USD"
 
-    async def test_revenue_blocks_currency_change(self, api: httpx.AsyncClient) -> None:
+    async def test_currency_change_with_revenue(self, api: httpx.AsyncClient) -> None:
         await put_account(api, "ACME-001")
 
         response = await api.patch("/v1/tenant", json={"reporting_currency": "EUR"})
+        report = await api.get("/v1/coverage", params={"period": "2026-Q1"})
 
-        problem = assert_problem(response, 409)
-        assert "USD" in problem["detail"]
-        assert (await api.get("/v1/tenant")).json()["reporting_currency"] == "USD"
+        assert response.status_code == 200, response.text
+        assert (await api.get("/v1/tenant")).json()["reporting_currency"] == "EUR"
+        # The USD revenue now needs a USD rate quoted in EUR.
+        problem = assert_problem(report, 422)
+        assert problem["detail"].startswith("no USD rate in force at 2026-03-31T23:59:59Z")
 
-    async def test_zero_revenue_blocks_change(self, api: httpx.AsyncClient) -> None:
-        # A churned account's 0 is still an amount in USD.
+    async def test_zero_revenue_needs_no_rate(self, api: httpx.AsyncClient) -> None:
         await put_account(api, "ACME-001", amount="0")
 
         response = await api.patch("/v1/tenant", json={"reporting_currency": "EUR"})
+        report = await api.get("/v1/coverage", params={"period": "2026-Q1"})
 
-        assert_problem(response, 409)
+        assert response.status_code == 200, response.text
+        assert report.status_code == 200, report.text
+        assert report.json()["total_revenue"] == "0.00"
 
     async def test_same_currency_allowed_with_revenue(self, api: httpx.AsyncClient) -> None:
         await put_account(api, "ACME-001")
@@ -345,12 +350,21 @@ class TestPatchTenant:
         )
         dollars = await api.post(
             "/v1/revenue-updates",
-            json={"updates": [{**jpy_update, "amount": "1500", "currency": "USD"}]},
+            json={
+                "updates": [
+                    {
+                        **jpy_update,
+                        "account_external_id": "US-1",
+                        "amount": "15.50",
+                        "currency": "USD",
+                    }
+                ]
+            },
         )
 
         assert whole.status_code == 200, whole.text
         assert_problem(fraction, 422)
-        assert_problem(dollars, 422)
+        assert dollars.status_code == 200, dollars.text
         account = (await api.get("/v1/accounts/JP-1")).json()
         assert account["revenue"]["amount"] == "1500"
         assert account["revenue"]["currency"] == "JPY"

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Account
 from app.contacts.models import Contact
+from app.fx.service import missing_rate_as_error
 from app.reports.queries import (
     ROLE_RANKS,
     ReportWindow,
@@ -245,4 +246,5 @@ def survey_next_statement(
 
 async def fetch_rows(session: AsyncSession, statement: Select[tuple[Any, ...]]) -> list[Any]:
     """Run a list statement and return its rows as mappings."""
-    return list((await session.execute(statement)).mappings().all())
+    with missing_rate_as_error():
+        return list((await session.execute(statement)).mappings().all())

@@ -1,9 +1,5 @@
-from app.errors import NotFoundError, UnprocessableError
+from app.errors import NotFoundError
 
 
 class AccountNotFoundError(NotFoundError):
     code = "account-not-found"
-
-
-class CurrencyMismatchError(UnprocessableError):
-    code = "currency-mismatch"

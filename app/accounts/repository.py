@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Account, AccountDomain, RevenueRecord
 from app.db.base import INSERTED
-from app.tenancy.models import Tenant
 
 
 def _current_revenue(tenant_id: uuid.UUID, at: datetime) -> Any:
@@ -230,19 +229,3 @@ async def upsert_revenue(
     flags = (await session.execute(statement)).scalars().all()
     created = sum(1 for inserted in flags if inserted)
     return created, len(flags) - created
-
-
-async def lock_reporting_currency(session: AsyncSession, tenant_id: uuid.UUID) -> str:
-    """Return the tenant's reporting currency, holding a share lock on the tenant row until
-    the transaction ends, so the currency cannot change while revenue is being written."""
-    statement = (
-        select(Tenant.reporting_currency).where(Tenant.id == tenant_id).with_for_update(read=True)
-    )
-    return (await session.execute(statement)).scalar_one()
-
-
-async def currencies_in_use(session: AsyncSession, tenant_id: uuid.UUID) -> set[str]:
-    statement = (
-        select(RevenueRecord.currency).where(RevenueRecord.tenant_id == tenant_id).distinct()
-    )
-    return set((await session.scalars(statement)).all())

@@ -82,7 +82,10 @@ AMOUNT_DESCRIPTION = (
 
 class _Money(WriteModel):
     amount: Decimal = Field(description=AMOUNT_DESCRIPTION, examples=["250000.00"])
-    currency: str = Field(description="ISO 4217 code; must be the reporting currency.")
+    currency: str = Field(
+        description="ISO 4217 code. Amounts in another currency than the reporting currency "
+        "are converted in reports at the rates stored with PUT /v1/fx-rates."
+    )
     effective_at: Timestamp = Field(description="When this amount takes effect, with offset.")
 
     @model_validator(mode="after")

@@ -1,5 +1,8 @@
 """Accounts and their effective-dated revenue.
 
+Revenue keeps the ISO 4217 currency it arrived in; reports convert it into the reporting
+currency with the tenant's exchange rates (`app.fx`).
+
 Revenue is a history: each record holds from its `effective_at` until the next record of
 the same account, whatever order the records arrived in. Records are keyed by
 (account, effective_at), so replaying an update changes nothing.
@@ -15,7 +18,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
-from app.accounts.errors import AccountNotFoundError, CurrencyMismatchError
+from app.accounts.errors import AccountNotFoundError
 from app.accounts.models import RevenueRecord
 from app.accounts.schemas import (
     AccountDetail,
@@ -25,7 +28,6 @@ from app.accounts.schemas import (
     RevenueUpdateBatch,
     RevenueUpdateResult,
 )
-from app.errors import InvalidField
 from app.money import format_amount
 from app.responses import service as response_service
 from app.schemas import Page, decode_cursor, encode_cursor
@@ -69,16 +71,6 @@ def _history_read(records: Sequence[RevenueRecord]) -> list[RevenueRead]:
     ]
 
 
-def _check_currency(reporting: str, currency: str, location: str) -> InvalidField | None:
-    if currency == reporting:
-        return None
-    return InvalidField(
-        location=location,
-        message=f"currency {currency} differs from the reporting currency {reporting}; "
-        f"send amounts in {reporting}, because amounts are not converted between currencies",
-    )
-
-
 async def get_account(session: AsyncSession, tenant: Tenant, external_id: str) -> AccountDetail:
     row = await repository.get_account_with_revenue(
         session, tenant.id, external_id, datetime.now(UTC)
@@ -118,12 +110,6 @@ async def put_account(
 
     Returns the account and whether it was created.
     """
-    if body.revenue is not None:
-        reporting = await repository.lock_reporting_currency(session, tenant.id)
-        mismatch = _check_currency(reporting, body.revenue.currency, "body.revenue.currency")
-        if mismatch is not None:
-            raise CurrencyMismatchError(mismatch.message, errors=[mismatch])
-
     fields = body.model_dump(exclude={"revenue", "domains"})
     account, created = await repository.upsert_account(session, tenant.id, external_id, fields)
     changed_domains = await repository.replace_domains(session, tenant.id, account.id, body.domains)
@@ -154,19 +140,6 @@ async def apply_revenue_updates(
 
     Updates for the same account and `effective_at` are merged, the last one winning.
     """
-    reporting = await repository.lock_reporting_currency(session, tenant.id)
-    errors = [
-        error
-        for index, update in enumerate(batch.updates)
-        if (error := _check_currency(reporting, update.currency, f"body.updates[{index}].currency"))
-    ]
-    if errors:
-        raise CurrencyMismatchError(
-            f"{len(errors)} update(s) are not in the reporting currency {reporting}; "
-            "nothing was written.",
-            errors=errors,
-        )
-
     names: dict[str, str | None] = {}
     latest: dict[tuple[str, datetime], Any] = {}
     for update in batch.updates:
@@ -191,7 +164,3 @@ async def apply_revenue_updates(
     )
     log.info("revenue.updated", tenant_id=str(tenant.id), **result.model_dump())
     return result
-
-
-async def currencies_in_use(session: AsyncSession, tenant_id: uuid.UUID) -> set[str]:
-    return await repository.currencies_in_use(session, tenant_id)

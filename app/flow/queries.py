@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, Subquery, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.fx.service import missing_rate_as_error
 from app.reports.queries import (
     ReportWindow,
     RollupRule,
@@ -100,7 +101,8 @@ def flow_statement(
 async def flow_rows(
     session: AsyncSession, opening: ReportWindow, closing: ReportWindow, rule: RollupRule
 ) -> list[FlowRow]:
-    result = await session.execute(flow_statement(opening, closing, rule))
+    with missing_rate_as_error():
+        result = await session.execute(flow_statement(opening, closing, rule))
     return [
         FlowRow(
             from_state=row.from_state,

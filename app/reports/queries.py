@@ -9,7 +9,7 @@ and counts as integers and never rounds before comparing.
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,9 +17,11 @@ from sqlalchemy import (
     CTE,
     ColumnElement,
     DateTime,
+    FromClause,
     Integer,
     Numeric,
     Select,
+    Subquery,
     Text,
     and_,
     case,
@@ -39,6 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Account, RevenueRecord
 from app.contacts.models import Contact, ContactRole
+from app.fx.models import FxRate
+from app.fx.service import missing_rate_as_error
+from app.money import currency_exponent
 from app.reports.schemas import Rollup
 from app.responses.models import SurveyResponse
 
@@ -63,13 +68,15 @@ class ReportWindow:
     """Whose responses and revenue a statement reads.
 
     Responses count when submitted in `[start, end)`. Revenue is the record in force at
-    the last instant before `end`, or at `as_of` when that is earlier.
+    the last instant before `end`, or at `as_of` when that is earlier, converted into
+    `reporting_currency` at the rate in force at the same instant.
     """
 
     tenant_id: uuid.UUID
     start: datetime
     end: datetime
     as_of: datetime
+    reporting_currency: str
 
 
 @dataclass(frozen=True)
@@ -113,10 +120,60 @@ class AccountClassification:
     responses: list[ClassifiedResponse]
 
 
+def converted_amount(
+    records: FromClause,
+    tenant_id: uuid.UUID,
+    reporting_currency: str,
+    end: ColumnElement[datetime],
+    as_of: ColumnElement[datetime],
+) -> ColumnElement[Decimal]:
+    """Convert the `amount` of each row of `records` from its `currency` into the reporting
+    currency, at the rate in force at the revenue instant of the period ending at `end`.
+
+    An amount of 0 or in the reporting currency needs no rate and stays as it is. Any
+    other amount is multiplied by the tenant's rate for its currency quoted in the
+    reporting currency. That rate is the one with the latest `effective_at` before `end`
+    and not after `as_of`, the rule that picks revenue records too. The product is
+    rounded half away from zero to the reporting currency's minor unit. This rounding is
+    the only rounding of money in reports, so bucket sums add up exactly to the total.
+    Without such a rate the database function `revcov_missing_fx_rate` raises SQLSTATE
+    RVFX1, so the statement fails and never sums a total without the account.
+    """
+    rate = (
+        select(FxRate.rate)
+        .where(
+            FxRate.tenant_id == tenant_id,
+            FxRate.quote_currency == reporting_currency,
+            FxRate.currency == records.c.currency,
+            FxRate.effective_at < end,
+            FxRate.effective_at <= as_of,
+        )
+        .order_by(FxRate.effective_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    # Shown in the error message: the last whole second of the period, or `as_of`.
+    revenue_instant = func.least(end - timedelta(seconds=1), as_of)
+    converted = func.coalesce(
+        func.round(records.c.amount * rate, currency_exponent(reporting_currency), type_=Numeric),
+        func.revcov_missing_fx_rate(records.c.currency, revenue_instant, type_=Numeric),
+    )
+    return case(
+        (records.c.amount == 0, records.c.amount),
+        (records.c.currency == reporting_currency, records.c.amount),
+        else_=converted,
+    )
+
+
 def revenue_at_end_cte(window: ReportWindow, account_id: int | None = None) -> CTE:
-    """Select each account's revenue record in force at the report's revenue instant."""
+    """Select each account's revenue in force at the report's revenue instant, in the
+    reporting currency (see `converted_amount`).
+
+    Every report reads revenue through this CTE or, for several periods at once,
+    `_revenue_in_windows`, which converts the same way.
+    """
     statement = (
-        select(RevenueRecord.account_id, RevenueRecord.amount)
+        select(RevenueRecord.account_id, RevenueRecord.amount, RevenueRecord.currency)
         .where(
             RevenueRecord.tenant_id == window.tenant_id,
             RevenueRecord.effective_at < window.end,
@@ -127,7 +184,26 @@ def revenue_at_end_cte(window: ReportWindow, account_id: int | None = None) -> C
     )
     if account_id is not None:
         statement = statement.where(RevenueRecord.account_id == account_id)
-    return statement.cte("revenue_at_end")
+    # The conversion runs on the one record per account that DISTINCT ON keeps, so an
+    # older record in a currency without a rate cannot fail the statement.
+    latest = statement.subquery("latest_revenue")
+    end = literal(window.end, DateTime(timezone=True))
+    as_of = literal(window.as_of, DateTime(timezone=True))
+    amount = converted_amount(latest, window.tenant_id, window.reporting_currency, end, as_of)
+    converted = select(latest.c.account_id, amount.label("amount")).subquery("converted")
+    return select(*converted.c, _convert_all(converted)).cte("revenue_at_end")
+
+
+def _convert_all(converted: Subquery) -> ColumnElement[int]:
+    """Count the converted amounts over all rows, so the first row read converts them all.
+
+    Without it PostgreSQL converts only the rows a plan reads, and whether a report that
+    lists some accounts fails for another account's missing rate would depend on the plan.
+    The count is unused, but the volatile conversion keeps PostgreSQL from dropping it.
+    NOTE: a plan that reads no row at all, such as a join with no at-risk account, still
+    converts nothing, so such a report succeeds with its (correct) empty result.
+    """
+    return func.count(converted.c.amount).over().label("converted_accounts")
 
 
 def _respondent_key() -> ColumnElement[Any]:
@@ -390,7 +466,8 @@ def _totals_from_row(row: RowMapping) -> CoverageTotals:
 async def coverage_totals(
     session: AsyncSession, window: ReportWindow, rule: RollupRule
 ) -> CoverageTotals:
-    row = (await session.execute(coverage_statement(window, rule))).mappings().one()
+    with missing_rate_as_error():
+        row = (await session.execute(coverage_statement(window, rule))).mappings().one()
     return _totals_from_row(row)
 
 
@@ -465,7 +542,8 @@ async def account_classification(
     session: AsyncSession, window: ReportWindow, rule: RollupRule, account_id: int
 ) -> AccountClassification:
     statement = classification_statement(window, rule, account_id)
-    rows = (await session.execute(statement)).mappings().all()
+    with missing_rate_as_error():
+        rows = (await session.execute(statement)).mappings().all()
     first = rows[0]
     return AccountClassification(
         revenue=None if first["revenue"] is None else Decimal(first["revenue"]),
@@ -665,7 +743,8 @@ def segments_statement(
 async def segment_totals(
     session: AsyncSession, window: ReportWindow, rule: RollupRule, key: SegmentKey
 ) -> list[SegmentTotals]:
-    rows = (await session.execute(segments_statement(window, rule, key))).mappings().all()
+    with missing_rate_as_error():
+        rows = (await session.execute(segments_statement(window, rule, key))).mappings().all()
     return [SegmentTotals(segment=row["segment"], totals=_totals_from_row(row)) for row in rows]
 
 
@@ -681,10 +760,18 @@ def _window_rows(windows: Sequence[ReportWindow]) -> CTE:
     return select(rows).cte("windows")
 
 
-def _revenue_in_windows(tenant_id: uuid.UUID, windows: CTE) -> CTE:
-    """Select, for each period, each account's revenue record in force at its revenue instant."""
-    return (
-        select(windows.c.period_index, RevenueRecord.account_id, RevenueRecord.amount)
+def _revenue_in_windows(tenant_id: uuid.UUID, reporting_currency: str, windows: CTE) -> CTE:
+    """Select, for each period, each account's revenue in force at its revenue instant, in
+    the reporting currency, as `revenue_at_end_cte` does for one period."""
+    latest = (
+        select(
+            windows.c.period_index,
+            windows.c.period_end,
+            windows.c.as_of,
+            RevenueRecord.account_id,
+            RevenueRecord.amount,
+            RevenueRecord.currency,
+        )
         .select_from(windows)
         .join(
             RevenueRecord,
@@ -698,8 +785,15 @@ def _revenue_in_windows(tenant_id: uuid.UUID, windows: CTE) -> CTE:
         .order_by(
             windows.c.period_index, RevenueRecord.account_id, RevenueRecord.effective_at.desc()
         )
-        .cte("revenue_at_end")
+        .subquery("latest_revenue")
     )
+    amount = converted_amount(
+        latest, tenant_id, reporting_currency, latest.c.period_end, latest.c.as_of
+    )
+    converted = select(latest.c.period_index, latest.c.account_id, amount.label("amount")).subquery(
+        "converted"
+    )
+    return select(*converted.c, _convert_all(converted)).cte("revenue_at_end")
 
 
 def _scored_in_windows(tenant_id: uuid.UUID, windows: CTE) -> CTE:
@@ -749,7 +843,7 @@ def trend_statement(
     carry `period_index`, the period's place in `windows`.
     """
     window_rows = _window_rows(windows)
-    revenue_at_end = _revenue_in_windows(tenant_id, window_rows)
+    revenue_at_end = _revenue_in_windows(tenant_id, windows[0].reporting_currency, window_rows)
     scored = _scored_in_windows(tenant_id, window_rows)
     keys = ("period_index",)
     account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup, keys), rule, keys)
@@ -781,5 +875,6 @@ async def trend_totals(
 ) -> list[CoverageTotals]:
     """Return each period's aggregates in the order of `windows`."""
     statement = trend_statement(tenant_id, windows, rule)
-    rows = (await session.execute(statement)).mappings().all()
+    with missing_rate_as_error():
+        rows = (await session.execute(statement)).mappings().all()
     return [_totals_from_row(row) for row in rows]

@@ -54,7 +54,11 @@ def _nps(positive: Decimal | int, negative: Decimal | int, total: Decimal | int)
 
 def report_window(tenant: Tenant, period: Period) -> queries.ReportWindow:
     return queries.ReportWindow(
-        tenant_id=tenant.id, start=period.start, end=period.end, as_of=period.as_of
+        tenant_id=tenant.id,
+        start=period.start,
+        end=period.end,
+        as_of=period.as_of,
+        reporting_currency=tenant.reporting_currency,
     )
 
 

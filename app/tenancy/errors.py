@@ -1,12 +1,8 @@
-from app.errors import ConflictError, UnauthorizedError, UnprocessableError
+from app.errors import UnauthorizedError, UnprocessableError
 
 
 class InvalidApiKeyError(UnauthorizedError):
     code = "invalid-api-key"
-
-
-class CurrencyInUseError(ConflictError):
-    code = "currency-in-use"
 
 
 class InvalidThresholdsError(UnprocessableError):

@@ -67,7 +67,10 @@ class TenantRead(ReadModel):
     id: uuid.UUID
     name: str
     timezone: str = Field(description="IANA time zone in which periods start and end.")
-    reporting_currency: str = Field(description="ISO 4217 code of all revenue amounts.")
+    reporting_currency: str = Field(
+        description="ISO 4217 code of report amounts; revenue in other currencies is "
+        "converted at the rates stored with PUT /v1/fx-rates."
+    )
     coverage_target: float = Field(description="Share of revenue that should give feedback.")
     default_rollup: Rollup = Field(description="Roll-up rule of reports that name none.")
     fiscal_year_start_month: int = Field(description="Month (1-12) in which fiscal years start.")

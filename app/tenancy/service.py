@@ -13,10 +13,9 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts import service as account_service
 from app.errors import InvalidField
 from app.tenancy import repository
-from app.tenancy.errors import CurrencyInUseError, InvalidApiKeyError, InvalidThresholdsError
+from app.tenancy.errors import InvalidApiKeyError, InvalidThresholdsError
 from app.tenancy.models import ApiKey, Tenant
 from app.tenancy.schemas import TenantUpdate
 
@@ -98,18 +97,11 @@ async def authenticate(session: AsyncSession, key: str) -> Tenant:
 
 async def update_settings(session: AsyncSession, tenant: Tenant, changes: TenantUpdate) -> Tenant:
     values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude_none=True)
-    currency = values.get("reporting_currency")
-    if currency is not None:
-        # Revenue writes hold a share lock on this row, so no revenue can arrive in the
-        # old currency between this check and the update.
+    if values.get("reporting_currency") is not None:
+        # Writes of exchange rates hold a share lock on this row, so no rate can be stored
+        # as quoted in the old currency after this update. Stored rates keep the currency
+        # they were quoted in, and reports use only those quoted in the new one.
         tenant = await repository.lock_tenant(session, tenant.id)
-    if currency is not None and currency != tenant.reporting_currency:
-        in_use = await account_service.currencies_in_use(session, tenant.id)
-        if in_use - {currency}:
-            raise CurrencyInUseError(
-                f"reporting_currency cannot change to {currency}: revenue is recorded in "
-                f"{', '.join(sorted(in_use))}, and amounts are not converted between currencies."
-            )
     if not values:
         return tenant
     _check_account_nps_thresholds(tenant, values)
