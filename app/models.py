@@ -3,6 +3,7 @@
 from app.accounts.models import Account, AccountDomain, RevenueRecord
 from app.contacts.models import Contact
 from app.db.base import Base
+from app.idempotency.models import IdempotencyKey
 from app.privacy.models import AuditEvent
 from app.responses.models import SurveyResponse
 from app.tenancy.models import ApiKey, Tenant
@@ -15,6 +16,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Contact",
+    "IdempotencyKey",
     "RevenueRecord",
     "SurveyResponse",
     "Tenant",

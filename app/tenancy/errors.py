@@ -1,4 +1,10 @@
-from app.errors import ConflictError, UnauthorizedError, UnprocessableError
+from app.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+    UnprocessableError,
+)
 
 
 class InvalidApiKeyError(UnauthorizedError):
@@ -11,3 +17,15 @@ class CurrencyInUseError(ConflictError):
 
 class InvalidThresholdsError(UnprocessableError):
     code = "invalid-account-nps-thresholds"
+
+
+class MissingScopeError(ForbiddenError):
+    code = "missing-scope"
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    code = "api-key-not-found"
+
+
+class LastAdminKeyError(ConflictError):
+    code = "last-admin-key"
