@@ -66,6 +66,12 @@ class NotFoundError(AppError):
     title = "Not found"
 
 
+class ForbiddenError(AppError):
+    status_code = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
 class ConflictError(AppError):
     status_code = 409
     code = "conflict"
@@ -200,6 +206,7 @@ async def _render_validation_error(request: Request, exc: Exception) -> JSONResp
 _HTTP_TITLES = {
     400: ("bad-request", "Bad request"),
     401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     413: ("payload-too-large", "Payload too large"),
@@ -320,6 +327,7 @@ def problem_content(description: str) -> dict[str, Any]:
 # OpenAPI entries for the problem documents routes can return.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: problem_content("Missing, invalid or revoked API key."),
+    403: problem_content("The API key lacks the scope the route needs; `detail` names it."),
     404: problem_content("Not found, or it belongs to another tenant."),
     422: problem_content("Invalid request; `errors` lists each invalid field."),
     413: problem_content("The body is larger than the limit."),

@@ -23,6 +23,7 @@ from app.responses.router import router as responses_router
 from app.routing import MAX_BODY_SCOPE_KEY, RejectNulMiddleware
 from app.settings import Settings, get_settings
 from app.tenancy import service as tenant_service
+from app.tenancy.router import api_keys_router
 from app.tenancy.router import router as tenancy_router
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.tasks import (
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(health_router)
     for router in (
         tenancy_router,
+        api_keys_router,
         accounts_router,
         contacts_router,
         responses_router,

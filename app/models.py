@@ -4,6 +4,7 @@ from app.accounts.models import Account, AccountDomain, RevenueRecord
 from app.contacts.models import Contact
 from app.db.base import Base
 from app.fx.models import FxRate
+from app.idempotency.models import IdempotencyKey
 from app.privacy.models import AuditEvent
 from app.responses.models import SurveyResponse
 from app.tenancy.models import ApiKey, Tenant
@@ -17,6 +18,7 @@ __all__ = [
     "Base",
     "Contact",
     "FxRate",
+    "IdempotencyKey",
     "RevenueRecord",
     "SurveyResponse",
     "Tenant",

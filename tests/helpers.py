@@ -36,3 +36,20 @@ async def coverage_q1(api: httpx.AsyncClient) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def create_api_key(api: httpx.AsyncClient, *scopes: str, name: str = "test") -> str:
+    """Create an API key with `scopes` through the API, and return the key."""
+    response = await api.post("/v1/api-keys", json={"name": name, "scopes": list(scopes)})
+    assert response.status_code == 201, response.text
+    key: str = response.json()["api_key"]
+    return key
+
+
+def client_with_key(app: Any, key: str) -> httpx.AsyncClient:
+    """An HTTP client for `app` that sends `key` as its bearer token; close it after use."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
+        headers={"Authorization": f"Bearer {key}"},
+    )

@@ -96,3 +96,31 @@ def test_money_columns_are_numeric(database_url: str) -> None:
 
     assert columns
     assert {column["data_type"] for column in columns} == {"numeric"}
+
+
+async def _execute(url: str, *statements: str) -> None:
+    connection = await asyncpg.connect(_plain_dsn(url))
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def test_existing_api_keys_get_every_scope(scratch_database: str) -> None:
+    config = alembic_config(scratch_database)
+    command.upgrade(config, "b7e41d9c0a63")
+    tenant_id = uuid.uuid4()
+    asyncio.run(
+        _execute(
+            scratch_database,
+            f"INSERT INTO tenants (id, name) VALUES ('{tenant_id}', 'before-scopes')",
+            "INSERT INTO api_keys (tenant_id, id, key_hash, prefix, name) "
+            f"VALUES ('{tenant_id}', '{uuid.uuid4()}', '\\x00'::bytea, 'rcv_x', 'old')",
+        )
+    )
+
+    command.upgrade(config, "head")
+    rows = asyncio.run(_fetch(scratch_database, "SELECT scopes FROM api_keys"))
+
+    assert [row["scopes"] for row in rows] == [["ingest", "read", "admin"]]

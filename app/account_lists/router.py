@@ -11,7 +11,7 @@ from app.db.session import SessionDep
 from app.reports.dependencies import ReportPeriod, RollupQuery
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
-from app.tenancy.dependencies import CurrentTenant
+from app.tenancy.dependencies import ReadTenant
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=ServiceRoute)
 
@@ -48,7 +48,7 @@ def _csv_response(lines: Iterator[str], name: str) -> StreamingResponse:
 )
 async def get_at_risk(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: ReadTenant,
     period: ReportPeriod,
     csv: CsvRequested,
     rollup: RollupQuery = None,
@@ -84,7 +84,7 @@ async def get_at_risk(
 )
 async def get_survey_next(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: ReadTenant,
     period: ReportPeriod,
     csv: CsvRequested,
     sort: Annotated[SurveyNextSort, Query(description="Sort column; `-` for descending.")] = (

@@ -11,9 +11,11 @@ from app.accounts.schemas import (
     RevenueUpdateResult,
 )
 from app.db.session import SessionDep
+from app.errors import problem_content
+from app.idempotency.dependencies import Idempotency
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
-from app.tenancy.dependencies import CurrentTenant
+from app.tenancy.dependencies import IngestTenant, ReadTenant
 
 router = APIRouter(tags=["accounts"], route_class=ServiceRoute)
 
@@ -24,7 +26,7 @@ ExternalIdPath = Annotated[
 
 @router.get("/v1/accounts", summary="List accounts with their current revenue")
 async def list_accounts(
-    session: SessionDep, tenant: CurrentTenant, limit: Limit = 100, cursor: Cursor = None
+    session: SessionDep, tenant: ReadTenant, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[AccountRead]:
     return await account_service.list_accounts(session, tenant, limit=limit, cursor=cursor)
 
@@ -34,7 +36,7 @@ async def list_accounts(
     summary="Get an account with its current revenue and revenue history",
 )
 async def get_account(
-    session: SessionDep, tenant: CurrentTenant, external_id: ExternalIdPath
+    session: SessionDep, tenant: ReadTenant, external_id: ExternalIdPath
 ) -> AccountDetail:
     return await account_service.get_account(session, tenant, external_id)
 
@@ -46,7 +48,7 @@ async def get_account(
 )
 async def put_account(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: IngestTenant,
     external_id: ExternalIdPath,
     body: AccountPut,
     response: Response,
@@ -59,8 +61,15 @@ async def put_account(
 @router.post(
     "/v1/revenue-updates",
     summary="Apply up to 10,000 revenue updates in one transaction",
+    responses={409: problem_content("A request with the same Idempotency-Key is in progress.")},
 )
 async def post_revenue_updates(
-    session: SessionDep, tenant: CurrentTenant, batch: RevenueUpdateBatch
+    session: SessionDep,
+    tenant: IngestTenant,
+    batch: RevenueUpdateBatch,
+    idempotency: Idempotency,
 ) -> RevenueUpdateResult:
-    return await account_service.apply_revenue_updates(session, tenant, batch)
+    return await idempotency.run(
+        RevenueUpdateResult,
+        lambda: account_service.apply_revenue_updates(session, tenant, batch),
+    )

@@ -8,7 +8,7 @@ from app.contacts.schemas import ContactPut, ContactRead
 from app.db.session import SessionDep
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
-from app.tenancy.dependencies import CurrentTenant
+from app.tenancy.dependencies import IngestTenant, ReadTenant
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"], route_class=ServiceRoute)
 
@@ -19,15 +19,13 @@ AccountExternalIdPath = Annotated[
 
 @router.get("", summary="List contacts with their accounts, by email")
 async def list_contacts(
-    session: SessionDep, tenant: CurrentTenant, limit: Limit = 100, cursor: Cursor = None
+    session: SessionDep, tenant: ReadTenant, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[ContactRead]:
     return await contact_service.list_contacts(session, tenant.id, limit=limit, cursor=cursor)
 
 
 @router.get("/{email}", summary="Get a contact with its accounts")
-async def get_contact(
-    session: SessionDep, tenant: CurrentTenant, email: ContactEmail
-) -> ContactRead:
+async def get_contact(session: SessionDep, tenant: ReadTenant, email: ContactEmail) -> ContactRead:
     return await contact_service.get_contact(session, tenant.id, email)
 
 
@@ -44,7 +42,7 @@ async def get_contact(
 )
 async def put_contact(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: IngestTenant,
     email: ContactEmail,
     body: ContactPut,
     response: Response,
@@ -61,7 +59,7 @@ async def put_contact(
 )
 async def delete_contact_link(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: IngestTenant,
     email: ContactEmail,
     account_external_id: AccountExternalIdPath,
 ) -> None:

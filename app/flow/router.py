@@ -6,7 +6,7 @@ from app.flow.dependencies import FlowPeriods
 from app.flow.schemas import FlowReport
 from app.reports.dependencies import RollupQuery
 from app.routing import ServiceRoute
-from app.tenancy.dependencies import CurrentTenant
+from app.tenancy.dependencies import ReadTenant
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=ServiceRoute)
 
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=ServiceRo
     response_model_by_alias=True,
 )
 async def get_flow(
-    session: SessionDep, tenant: CurrentTenant, periods: FlowPeriods, rollup: RollupQuery = None
+    session: SessionDep, tenant: ReadTenant, periods: FlowPeriods, rollup: RollupQuery = None
 ) -> FlowReport:
     opening, closing = periods
     return await flow_service.flow(session, tenant, opening, closing, rollup=rollup)

@@ -7,7 +7,7 @@ from app.privacy import service as privacy_service
 from app.privacy.schemas import AuditEventRead, ErasureRequest, ErasureResult
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
-from app.tenancy.dependencies import CurrentTenant
+from app.tenancy.dependencies import AdminTenant
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 )
 async def delete_response(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: AdminTenant,
     source: Annotated[str, Path(max_length=64)],
     response_id: Annotated[str, Path(max_length=200)],
 ) -> None:
@@ -46,12 +46,12 @@ async def delete_response(
         "responses it sends later are stored again."
     ),
 )
-async def erase(session: SessionDep, tenant: CurrentTenant, body: ErasureRequest) -> ErasureResult:
+async def erase(session: SessionDep, tenant: AdminTenant, body: ErasureRequest) -> ErasureResult:
     return await privacy_service.erase_person(session, tenant.id, body.email)
 
 
 @router.get("/audit-events", tags=["privacy"], summary="List deletions and erasures, oldest first")
 async def list_audit_events(
-    session: SessionDep, tenant: CurrentTenant, limit: Limit = 100, cursor: Cursor = None
+    session: SessionDep, tenant: AdminTenant, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[AuditEventRead]:
     return await privacy_service.list_audit_events(session, tenant.id, limit=limit, cursor=cursor)

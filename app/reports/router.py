@@ -20,7 +20,7 @@ from app.reports.schemas import (
     TrendReport,
 )
 from app.routing import ServiceRoute
-from app.tenancy.dependencies import CurrentTenant
+from app.tenancy.dependencies import ReadTenant
 
 router = APIRouter(prefix="/v1", tags=["reports"], route_class=ServiceRoute)
 
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/v1", tags=["reports"], route_class=ServiceRoute)
     ),
 )
 async def get_coverage(
-    session: SessionDep, tenant: CurrentTenant, period: ReportPeriod, rollup: RollupQuery = None
+    session: SessionDep, tenant: ReadTenant, period: ReportPeriod, rollup: RollupQuery = None
 ) -> CoverageReport:
     return await report_service.coverage(session, tenant, period, rollup=rollup)
 
@@ -47,7 +47,7 @@ async def get_coverage(
 )
 async def get_classification(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: ReadTenant,
     external_id: ExternalIdPath,
     period: ReportPeriod,
     rollup: RollupQuery = None,
@@ -67,7 +67,7 @@ async def get_classification(
 )
 async def get_coverage_segments(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: ReadTenant,
     period: ReportPeriod,
     by: SegmentByQuery,
     rollup: RollupQuery = None,
@@ -85,7 +85,7 @@ async def get_coverage_segments(
 )
 async def get_coverage_trend(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: ReadTenant,
     periods: TrendPeriods,
     granularity: Annotated[Granularity, Query(description="Length of each period.")] = (
         Granularity.QUARTER

@@ -3,6 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from app.db.session import SessionDep
+from app.errors import problem_content
+from app.idempotency.dependencies import Idempotency
 from app.reports.dependencies import OptionalPeriod
 from app.responses import service as response_service
 from app.responses.schemas import (
@@ -14,22 +16,29 @@ from app.responses.schemas import (
 )
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
-from app.tenancy.dependencies import CurrentTenant
+from app.tenancy.dependencies import IngestTenant, ReadTenant
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"], route_class=ServiceRoute)
 
 
-@router.post("", summary="Store up to 10,000 survey responses in the service's own format")
+@router.post(
+    "",
+    summary="Store up to 10,000 survey responses in the service's own format",
+    responses={409: problem_content("A request with the same Idempotency-Key is in progress.")},
+)
 async def post_responses(
-    session: SessionDep, tenant: CurrentTenant, batch: ResponseBatch
+    session: SessionDep, tenant: IngestTenant, batch: ResponseBatch, idempotency: Idempotency
 ) -> ResponseWriteResult:
-    return await response_service.write_responses(session, tenant.id, batch.responses)
+    return await idempotency.run(
+        ResponseWriteResult,
+        lambda: response_service.write_responses(session, tenant.id, batch.responses),
+    )
 
 
 @router.get("", summary="List stored responses")
 async def list_responses(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: ReadTenant,
     period: OptionalPeriod,
     account: Annotated[
         str | None, Query(description="Only responses matched to this account (external id).")
@@ -68,14 +77,14 @@ ResponseIdPath = Annotated[str, Path(max_length=200)]
     ),
 )
 async def list_unmatched(
-    session: SessionDep, tenant: CurrentTenant, limit: Limit = 100, cursor: Cursor = None
+    session: SessionDep, tenant: ReadTenant, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[UnmatchedResponseRead]:
     return await response_service.list_unmatched(session, tenant.id, limit=limit, cursor=cursor)
 
 
 @router.get("/{source}/{response_id}", summary="Get one response as stored")
 async def get_response(
-    session: SessionDep, tenant: CurrentTenant, source: SourcePath, response_id: ResponseIdPath
+    session: SessionDep, tenant: ReadTenant, source: SourcePath, response_id: ResponseIdPath
 ) -> ResponseRead:
     return await response_service.get_response(session, tenant.id, source, response_id)
 
@@ -91,7 +100,7 @@ async def get_response(
 )
 async def assign_response(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: IngestTenant,
     source: SourcePath,
     response_id: ResponseIdPath,
     body: AssignmentIn,

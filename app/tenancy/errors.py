@@ -1,4 +1,10 @@
-from app.errors import UnauthorizedError, UnprocessableError
+from app.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+    UnprocessableError,
+)
 
 
 class InvalidApiKeyError(UnauthorizedError):
@@ -7,3 +13,15 @@ class InvalidApiKeyError(UnauthorizedError):
 
 class InvalidThresholdsError(UnprocessableError):
     code = "invalid-account-nps-thresholds"
+
+
+class MissingScopeError(ForbiddenError):
+    code = "missing-scope"
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    code = "api-key-not-found"
+
+
+class LastAdminKeyError(ConflictError):
+    code = "last-admin-key"

@@ -18,10 +18,15 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
+
+# Scopes an API key can carry. `read` allows the GET routes, `ingest` the writes of accounts,
+# contacts and responses, `admin` the tenant settings, webhook endpoints, API keys, deletion
+# and erasure. The README lists the scope of every route.
+API_KEY_SCOPES = ("ingest", "read", "admin")
 
 # Revenue tiers of a new tenant: each tier starts at `min_revenue` (inclusive, in the
 # reporting currency) and ends where the next one starts.
@@ -83,7 +88,16 @@ class ApiKey(Base):
     key_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     prefix: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{ingest,read,admin}'::text[]")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (UniqueConstraint("tenant_id", "key_hash"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "key_hash"),
+        CheckConstraint(
+            "cardinality(scopes) > 0 AND scopes <@ ARRAY['ingest', 'read', 'admin']::text[]",
+            name="scopes",
+        ),
+    )

@@ -1,7 +1,7 @@
 import uuid
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.tenancy.models import ApiKey, Tenant
@@ -36,19 +36,62 @@ async def add_api_key(session: AsyncSession, api_key: ApiKey) -> None:
     await session.flush()
 
 
-async def find_tenant_by_key_hash(
+async def find_active_key(
     session: AsyncSession, tenant_id: uuid.UUID, key_hash: bytes
-) -> Tenant | None:
+) -> tuple[ApiKey, Tenant] | None:
     statement = (
-        select(Tenant)
-        .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+        select(ApiKey, Tenant)
+        .join(Tenant, ApiKey.tenant_id == Tenant.id)
         .where(
             ApiKey.tenant_id == tenant_id,
             ApiKey.key_hash == key_hash,
             ApiKey.revoked_at.is_(None),
         )
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def _api_keys(tenant_id: uuid.UUID) -> Select[ApiKey]:
+    return select(ApiKey).where(ApiKey.tenant_id == tenant_id)
+
+
+async def list_api_keys(session: AsyncSession, tenant_id: uuid.UUID) -> list[ApiKey]:
+    statement = _api_keys(tenant_id).order_by(ApiKey.created_at, ApiKey.id)
+    return list((await session.scalars(statement)).all())
+
+
+async def get_api_key(
+    session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID
+) -> ApiKey | None:
+    return await session.scalar(_api_keys(tenant_id).where(ApiKey.id == key_id))
+
+
+async def lock_active_admin_keys(session: AsyncSession, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+    """Return the ids of the tenant's active keys with the `admin` scope, locked for update
+    until the transaction ends."""
+    statement = (
+        select(ApiKey.id)
+        .where(
+            ApiKey.tenant_id == tenant_id,
+            ApiKey.revoked_at.is_(None),
+            ApiKey.scopes.contains(["admin"]),
+        )
+        .order_by(ApiKey.id)
+        .with_for_update()
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def revoke_api_key(session: AsyncSession, api_key: ApiKey) -> ApiKey:
+    statement = (
+        update(ApiKey)
+        .where(ApiKey.tenant_id == api_key.tenant_id, ApiKey.id == api_key.id)
+        .values(revoked_at=func.now())
+        .returning(ApiKey)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one()
 
 
 async def update_tenant(session: AsyncSession, tenant: Tenant, values: dict[str, Any]) -> Tenant:

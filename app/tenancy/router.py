@@ -1,22 +1,64 @@
-from fastapi import APIRouter
+import uuid
+
+from fastapi import APIRouter, status
 
 from app.db.session import SessionDep
+from app.errors import problem_content
 from app.routing import ServiceRoute
 from app.tenancy import service as tenant_service
-from app.tenancy.dependencies import CurrentTenant
-from app.tenancy.schemas import TenantRead, TenantUpdate
+from app.tenancy.dependencies import AdminTenant, ReadTenant
+from app.tenancy.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    TenantRead,
+    TenantUpdate,
+)
 
 router = APIRouter(prefix="/v1/tenant", tags=["tenant"], route_class=ServiceRoute)
 
 
 @router.get("", summary="Get the tenant's settings")
-async def get_tenant(tenant: CurrentTenant) -> TenantRead:
+async def get_tenant(tenant: ReadTenant) -> TenantRead:
     return TenantRead.model_validate(tenant)
 
 
 @router.patch("", summary="Change the tenant's settings")
 async def patch_tenant(
-    session: SessionDep, tenant: CurrentTenant, changes: TenantUpdate
+    session: SessionDep, tenant: AdminTenant, changes: TenantUpdate
 ) -> TenantRead:
     updated = await tenant_service.update_settings(session, tenant, changes)
     return TenantRead.model_validate(updated)
+
+
+api_keys_router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], route_class=ServiceRoute)
+
+
+@api_keys_router.get("", summary="List the tenant's API keys, revoked ones included")
+async def list_api_keys(session: SessionDep, tenant: AdminTenant) -> list[ApiKeyRead]:
+    api_keys = await tenant_service.list_api_keys(session, tenant)
+    return [ApiKeyRead.model_validate(api_key) for api_key in api_keys]
+
+
+@api_keys_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an API key with the given scopes; the key is shown only in this response",
+)
+async def create_api_key(
+    session: SessionDep, tenant: AdminTenant, body: ApiKeyCreate
+) -> ApiKeyCreated:
+    api_key, key = await tenant_service.create_api_key(session, tenant, body)
+    return ApiKeyCreated.model_validate(
+        {**ApiKeyRead.model_validate(api_key).model_dump(), "api_key": key}
+    )
+
+
+@api_keys_router.delete(
+    "/{key_id}",
+    summary="Revoke an API key; requests with it fail with 401 from now on",
+    responses={409: problem_content("The key is the tenant's last active admin key.")},
+)
+async def revoke_api_key(session: SessionDep, tenant: AdminTenant, key_id: uuid.UUID) -> ApiKeyRead:
+    revoked = await tenant_service.revoke_api_key(session, tenant, key_id)
+    return ApiKeyRead.model_validate(revoked)

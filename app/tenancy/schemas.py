@@ -1,6 +1,8 @@
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
+from typing import Literal
 from zoneinfo import available_timezones
 
 from pydantic import Field, field_validator
@@ -149,4 +151,44 @@ class TenantCreated(ReadModel):
     """A new tenant with its first API key; the key is shown only here."""
 
     tenant_id: uuid.UUID
+    api_key: str
+
+
+ApiKeyScope = Literal["ingest", "read", "admin"]
+
+
+class ApiKeyCreate(WriteModel):
+    name: str = Field(min_length=1, max_length=200, examples=["crm-sync"])
+    scopes: list[ApiKeyScope] = Field(
+        min_length=1,
+        max_length=3,
+        description="What the key may do: `read` (GET routes except API keys and the "
+        "audit log), `ingest` (writes of accounts, contacts and responses), `admin` "
+        "(settings, webhook endpoints, API keys, deletion, erasure and the audit log).",
+        examples=[["ingest"]],
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def check_distinct(cls, value: list[ApiKeyScope]) -> list[ApiKeyScope]:
+        if len(set(value)) != len(value):
+            raise ValueError("scopes must not repeat; list each scope once")
+        return value
+
+
+class ApiKeyRead(ReadModel):
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(
+        description="The first characters of the key: scheme, tenant id and 6 of the 43 "
+        "random characters, enough to tell keys apart."
+    )
+    scopes: list[ApiKeyScope]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    """A new API key; the key itself is shown only here."""
+
     api_key: str

@@ -15,9 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidField
 from app.tenancy import repository
-from app.tenancy.errors import InvalidApiKeyError, InvalidThresholdsError
-from app.tenancy.models import ApiKey, Tenant
-from app.tenancy.schemas import TenantUpdate
+from app.tenancy.errors import (
+    ApiKeyNotFoundError,
+    InvalidApiKeyError,
+    InvalidThresholdsError,
+    LastAdminKeyError,
+)
+from app.tenancy.models import API_KEY_SCOPES, ApiKey, Tenant
+from app.tenancy.schemas import ApiKeyCreate, TenantUpdate
 
 log = structlog.get_logger()
 
@@ -67,6 +72,7 @@ async def create_tenant(
             key_hash=hash_api_key(key),
             prefix=key[:KEY_PREFIX_LENGTH],
             name="initial",
+            scopes=list(API_KEY_SCOPES),
         ),
     )
     log.info("tenant.created", tenant_id=str(tenant_id))
@@ -83,16 +89,72 @@ async def create_bootstrap_tenant(session: AsyncSession, api_key: str) -> Tenant
     return tenant
 
 
-async def authenticate(session: AsyncSession, key: str) -> Tenant:
+async def authenticate(session: AsyncSession, key: str) -> tuple[ApiKey, Tenant]:
+    """Return the active key and its tenant, or raise InvalidApiKeyError.
+
+    The lookup runs on every request, so a revoked key fails from the moment the revocation
+    commits.
+    """
     tenant_id = tenant_id_from_key(key) or BOOTSTRAP_TENANT_ID
-    tenant = await repository.find_tenant_by_key_hash(session, tenant_id, hash_api_key(key))
-    if tenant is None:
+    found = await repository.find_active_key(session, tenant_id, hash_api_key(key))
+    if found is None:
         raise InvalidApiKeyError(
             "The API key is invalid or revoked; send `Authorization: Bearer <key>` "
-            "with a key from `revcov tenants create`.",
+            "with a key from `revcov tenants create` or `POST /v1/api-keys`.",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    return tenant
+    return found
+
+
+async def list_api_keys(session: AsyncSession, tenant: Tenant) -> list[ApiKey]:
+    return await repository.list_api_keys(session, tenant.id)
+
+
+async def create_api_key(
+    session: AsyncSession, tenant: Tenant, request: ApiKeyCreate
+) -> tuple[ApiKey, str]:
+    """Create an API key; return it with the key in plain text, which is not stored."""
+    key = generate_api_key(tenant.id)
+    api_key = ApiKey(
+        tenant_id=tenant.id,
+        id=uuid.uuid4(),
+        key_hash=hash_api_key(key),
+        prefix=key[:KEY_PREFIX_LENGTH],
+        name=request.name,
+        # Stored in a fixed order, so listings read alike whatever order the request used.
+        scopes=[scope for scope in API_KEY_SCOPES if scope in request.scopes],
+    )
+    await repository.add_api_key(session, api_key)
+    await session.refresh(api_key)
+    log.info(
+        "api_key.created", tenant_id=str(tenant.id), key_id=str(api_key.id), scopes=api_key.scopes
+    )
+    return api_key, key
+
+
+async def revoke_api_key(session: AsyncSession, tenant: Tenant, key_id: uuid.UUID) -> ApiKey:
+    """Revoke a key, unless it is the tenant's last active key with the `admin` scope.
+
+    Revoking an already revoked key changes nothing and returns it.
+    """
+    # Locking the active admin keys makes concurrent revocations take turns, so two of them
+    # cannot each count the other's key as the admin key that remains.
+    admin_key_ids = await repository.lock_active_admin_keys(session, tenant.id)
+    api_key = await repository.get_api_key(session, tenant.id, key_id)
+    if api_key is None:
+        raise ApiKeyNotFoundError(f"API key {key_id} not found; list the keys at /v1/api-keys.")
+    if api_key.revoked_at is not None:
+        return api_key
+
+    if admin_key_ids == [api_key.id]:
+        raise LastAdminKeyError(
+            f"API key {key_id} is the last active key with the admin scope, and without one "
+            "nobody could manage the tenant; create another admin key first."
+        )
+
+    revoked = await repository.revoke_api_key(session, api_key)
+    log.info("api_key.revoked", tenant_id=str(tenant.id), key_id=str(key_id))
+    return revoked
 
 
 async def update_settings(session: AsyncSession, tenant: Tenant, changes: TenantUpdate) -> Tenant:

@@ -6,7 +6,7 @@ from app.db.session import SessionDep
 from app.errors import problem_content
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
-from app.tenancy.dependencies import CurrentTenant
+from app.tenancy.dependencies import AdminTenant, IngestTenant, ReadTenant
 from app.webhooks import service as webhook_service
 from app.webhooks.dependencies import Delivery, WebhookUrl
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -52,7 +52,7 @@ def _delivery_read(delivery: WebhookDelivery) -> WebhookDeliveryRead:
     summary="Create a webhook endpoint for a survey platform",
 )
 async def create_webhook_endpoint(
-    session: SessionDep, tenant: CurrentTenant, body: WebhookEndpointCreate, url: WebhookUrl
+    session: SessionDep, tenant: AdminTenant, body: WebhookEndpointCreate, url: WebhookUrl
 ) -> WebhookEndpointCreated:
     endpoint = await webhook_service.create_endpoint(session, tenant, body)
     return WebhookEndpointCreated.model_validate(
@@ -63,7 +63,7 @@ async def create_webhook_endpoint(
 @router.get("/v1/webhook-endpoints", summary="List webhook endpoints (without secrets)")
 async def list_webhook_endpoints(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: ReadTenant,
     url: WebhookUrl,
     limit: Limit = 100,
     cursor: Cursor = None,
@@ -80,7 +80,7 @@ async def list_webhook_endpoints(
 
 @router.get("/v1/webhook-endpoints/{endpoint_id}", summary="Get a webhook endpoint")
 async def get_webhook_endpoint(
-    session: SessionDep, tenant: CurrentTenant, endpoint_id: EndpointId, url: WebhookUrl
+    session: SessionDep, tenant: ReadTenant, endpoint_id: EndpointId, url: WebhookUrl
 ) -> WebhookEndpointRead:
     endpoint = await webhook_service.get_endpoint(session, tenant, endpoint_id)
     return WebhookEndpointRead.model_validate(_endpoint_fields(endpoint, url))
@@ -92,7 +92,7 @@ async def get_webhook_endpoint(
 )
 async def patch_webhook_endpoint(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: AdminTenant,
     endpoint_id: EndpointId,
     body: WebhookEndpointUpdate,
     url: WebhookUrl,
@@ -157,7 +157,7 @@ async def probe_webhook(session: SessionDep, endpoint_id: EndpointId) -> Respons
 @router.get("/v1/webhook-deliveries", summary="List stored webhook deliveries")
 async def list_webhook_deliveries(
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: ReadTenant,
     status: Annotated[
         DeliveryStatus | None, Query(description="Only deliveries with this status.")
     ] = None,
@@ -174,7 +174,7 @@ async def list_webhook_deliveries(
 
 @router.get("/v1/webhook-deliveries/{delivery_id}", summary="Get a stored webhook delivery")
 async def get_webhook_delivery(
-    session: SessionDep, tenant: CurrentTenant, delivery_id: int
+    session: SessionDep, tenant: ReadTenant, delivery_id: int
 ) -> WebhookDeliveryRead:
     return _delivery_read(await webhook_service.get_delivery(session, tenant, delivery_id))
 
@@ -184,6 +184,6 @@ async def get_webhook_delivery(
     summary="Map a stored delivery again with its endpoint's current settings",
 )
 async def replay_webhook_delivery(
-    session: SessionDep, tenant: CurrentTenant, delivery_id: int
+    session: SessionDep, tenant: IngestTenant, delivery_id: int
 ) -> WebhookAck:
     return await webhook_service.replay_delivery(session, tenant, delivery_id)

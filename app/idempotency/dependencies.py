@@ -1,0 +1,98 @@
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Request, Response
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.session import SessionDep
+from app.idempotency import service as idempotency_service
+from app.idempotency.service import IdempotentRequest
+from app.tenancy.dependencies import CurrentCaller
+
+MAX_KEY_LENGTH = 255
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+def _canonical_body(value: Any) -> bytes:
+    # Key order and whitespace do not make two bodies differ; numbers keep their exact text.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+async def _request_hash(request: Request) -> bytes:
+    body = await request.json() if await request.body() else None
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.url.path}\n".encode())
+    digest.update(_canonical_body(body))
+    return digest.digest()
+
+
+@dataclass
+class IdempotentWrite:
+    """Runs a route's write at most once per `Idempotency-Key`, or every time without one."""
+
+    session: AsyncSession
+    tenant_id: uuid.UUID
+    request: IdempotentRequest | None
+    response: Response
+    status_code: int
+
+    async def run(
+        self, result_type: type[ResultT], operation: Callable[[], Awaitable[ResultT]]
+    ) -> ResultT:
+        if self.request is None:
+            return await operation()
+        outcome = await idempotency_service.run_once(
+            self.session,
+            self.tenant_id,
+            self.request,
+            operation,
+            result_type=result_type,
+            status_code=self.status_code,
+        )
+        self.response.status_code = outcome.status_code
+        if outcome.replayed:
+            self.response.headers["Idempotent-Replayed"] = "true"
+        return outcome.result
+
+
+async def get_idempotent_write(
+    session: SessionDep,
+    caller: CurrentCaller,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=MAX_KEY_LENGTH,
+            pattern=r"^[\x20-\x7e]+$",
+            description="A unique value per write, such as a UUID. A retry with the same key "
+            "and body returns the first response without writing again; keys are kept at "
+            "least 24 hours.",
+        ),
+    ] = None,
+) -> IdempotentWrite:
+    route = request.scope.get("route")
+    status_code = getattr(route, "status_code", None) or 200
+    idempotent_request = None
+    if idempotency_key is not None:
+        idempotent_request = IdempotentRequest(
+            key=idempotency_key, request_hash=await _request_hash(request)
+        )
+    return IdempotentWrite(
+        session=session,
+        tenant_id=caller.tenant.id,
+        request=idempotent_request,
+        response=response,
+        status_code=status_code,
+    )
+
+
+Idempotency = Annotated[IdempotentWrite, Depends(get_idempotent_write)]
