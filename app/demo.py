@@ -275,7 +275,7 @@ def _make_accounts(rng: random.Random, peak_revenue: Sequence[Decimal]) -> list[
                 owner=rng.choice(_OWNERS),
                 domain=f"{_slug(base)}.example",
                 segment=_segment(revenue),
-                seats=max(1, int(float(revenue) / rng.uniform(400, 1_200))),
+                seats=max(1, int(revenue / Decimal(rng.randint(400, 1_200)))),
             )
         )
     return accounts
@@ -315,7 +315,8 @@ def _make_history(rng: random.Random, quarters: list[_Quarter]) -> _History:
             continue
         grows = rng.random() < GROWTH_SHARE
         factor = rng.uniform(1.05, 1.45) if grows else rng.uniform(0.75, 0.97)
-        amount = _cents(float(amount) * factor)
+        # The random factor is cut to 4 decimals; the amount itself stays a Decimal.
+        amount = (amount * Decimal(f"{factor:.4f}")).quantize(Decimal("0.01"))
         growth += 1 if grows else -1
         records.append((quarter.index, _random_day(rng, quarter), amount))
 

@@ -58,7 +58,7 @@ async def report_period(
     timezone: TimezoneQuery = None,
     as_of: AsOfQuery = None,
 ) -> Period:
-    """The period a report covers; the quarter containing `as_of` when none is given."""
+    """Resolve the period a report covers; the quarter containing `as_of` when none is given."""
     zone = resolve_timezone(tenant.timezone, timezone)
     moment = datetime.now(UTC) if as_of is None else parse_as_of(as_of, zone)
     return resolve_period(

@@ -575,7 +575,7 @@ class TierBand:
 
 @dataclass(frozen=True)
 class SegmentKey:
-    """What splits accounts into segments.
+    """The account field, attribute or revenue tiers that split accounts into segments.
 
     `dimension` is `tier`, `region`, `industry`, `owner` or `attribute`. `attribute` names
     the key in the accounts' attributes, and `tiers` lists the revenue tiers, lowest first.
