@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         le=600,
         description="Total seconds one API fetch may take, retried later when exceeded.",
     )
+    webhook_fetch_allow_private_hosts: bool = Field(
+        default=False,
+        description="Allow thin-payload endpoints whose api_base_url is localhost or a "
+        "private, loopback or link-local IP address (for tests and internal mock APIs).",
+    )
     webhook_fetch_batch_size: int = Field(
         default=20,
         ge=1,

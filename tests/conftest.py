@@ -74,7 +74,13 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(environment="test", log_format="console", log_level="warning")
+    # Thin-payload tests replay platform APIs from a server on 127.0.0.1.
+    return Settings(
+        environment="test",
+        log_format="console",
+        log_level="warning",
+        webhook_fetch_allow_private_hosts=True,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ import hmac
 import json
 
 import httpx
+import pytest
+from fastapi import FastAPI
 
 from tests.webhook_samples import create_endpoint, load_sample, post_delivery
 
@@ -189,3 +191,39 @@ async def test_erased_delivery_not_replayed(
     assert erased.status_code == 200, erased.text
     assert replay.status_code == 409
     assert "erased" in replay.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9000",
+        "http://localhost",
+        "http://api.localhost",
+        "http://10.0.0.5",
+        "http://192.168.1.1",
+        "http://169.254.169.254",
+        "http://[::1]:8080",
+    ],
+)
+async def test_private_api_host_rejected(api: httpx.AsyncClient, app: FastAPI, url: str) -> None:
+    settings = app.state.settings
+    app.state.settings = settings.model_copy(update={"webhook_fetch_allow_private_hosts": False})
+    try:
+        created = await api.post(
+            "/v1/webhook-endpoints",
+            json={"source": "qualtrics", "api_base_url": url, "api_token": "token-123"},
+        )
+        public = await api.post(
+            "/v1/webhook-endpoints",
+            json={
+                "source": "qualtrics",
+                "api_base_url": "https://yul1.qualtrics.com",
+                "api_token": "token-123",
+            },
+        )
+    finally:
+        app.state.settings = settings
+
+    assert created.status_code == 422
+    assert "private" in created.json()["detail"]
+    assert public.status_code == 201, public.text

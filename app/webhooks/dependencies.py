@@ -48,3 +48,6 @@ def webhook_url_builder(request: Request) -> Callable[[str], str]:
 
 Delivery = Annotated[InboundDelivery, Depends(inbound_delivery)]
 WebhookUrl = Annotated[Callable[[str], str], Depends(webhook_url_builder)]
+
+
+AppSettings = Annotated[Settings, Depends(_settings)]

@@ -8,7 +8,7 @@ from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import AdminTenant, IngestTenant, ReadTenant
 from app.webhooks import service as webhook_service
-from app.webhooks.dependencies import Delivery, WebhookUrl
+from app.webhooks.dependencies import AppSettings, Delivery, WebhookUrl
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import (
     DeliveryStatus,
@@ -52,9 +52,15 @@ def _delivery_read(delivery: WebhookDelivery) -> WebhookDeliveryRead:
     summary="Create a webhook endpoint for a survey platform",
 )
 async def create_webhook_endpoint(
-    session: SessionDep, tenant: AdminTenant, body: WebhookEndpointCreate, url: WebhookUrl
+    session: SessionDep,
+    tenant: AdminTenant,
+    body: WebhookEndpointCreate,
+    url: WebhookUrl,
+    settings: AppSettings,
 ) -> WebhookEndpointCreated:
-    endpoint = await webhook_service.create_endpoint(session, tenant, body)
+    endpoint = await webhook_service.create_endpoint(
+        session, tenant, body, allow_private_hosts=settings.webhook_fetch_allow_private_hosts
+    )
     return WebhookEndpointCreated.model_validate(
         {**_endpoint_fields(endpoint, url), "secret": endpoint.secrets[0]}
     )
@@ -96,8 +102,15 @@ async def patch_webhook_endpoint(
     endpoint_id: EndpointId,
     body: WebhookEndpointUpdate,
     url: WebhookUrl,
+    settings: AppSettings,
 ) -> WebhookEndpointRead:
-    endpoint = await webhook_service.update_endpoint(session, tenant, endpoint_id, body)
+    endpoint = await webhook_service.update_endpoint(
+        session,
+        tenant,
+        endpoint_id,
+        body,
+        allow_private_hosts=settings.webhook_fetch_allow_private_hosts,
+    )
     return WebhookEndpointRead.model_validate(_endpoint_fields(endpoint, url))
 
 

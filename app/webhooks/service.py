@@ -7,16 +7,18 @@ the same bytes. It can be replayed once the endpoint's mapping is fixed. A thin 
 is kept as `pending` until its response is fetched from the platform's API.
 """
 
+import ipaddress
 import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidField
+from app.errors import InvalidField, UnprocessableError
 from app.responses import service as response_service
 from app.schemas import decode_cursor, encode_cursor, text_problem
 from app.tenancy.models import Tenant
@@ -125,10 +127,41 @@ def _settings_values(body: WebhookEndpointCreate | WebhookEndpointUpdate) -> dic
     return values
 
 
+def check_api_base_url(url: str | None, *, allow_private_hosts: bool) -> None:
+    """Reject an API base URL on localhost or a private, loopback or link-local address,
+    so that a tenant cannot make the fetcher reach the service's internal network."""
+    if url is None or allow_private_hosts:
+        return
+    host = (urlsplit(url).hostname or "").lower()
+    private = host == "localhost" or host.endswith(".localhost")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        private = not address.is_global
+    # NOTE: a host name is not resolved here, so a name that resolves to a private
+    # address is still accepted.
+    if private:
+        raise UnprocessableError(
+            f"api_base_url host {host!r} is a local or private address; use the platform's "
+            "public API address.",
+            errors=[InvalidField(location="body.api_base_url", message="local or private address")],
+        )
+
+
 async def create_endpoint(
-    session: AsyncSession, tenant: Tenant, body: WebhookEndpointCreate
+    session: AsyncSession,
+    tenant: Tenant,
+    body: WebhookEndpointCreate,
+    *,
+    allow_private_hosts: bool = False,
 ) -> WebhookEndpoint:
     adapter = adapter_for(body.source)
+    check_api_base_url(
+        str(body.api_base_url) if body.api_base_url else None,
+        allow_private_hosts=allow_private_hosts,
+    )
     if body.secrets is not None:
         endpoint_secrets = list(body.secrets)
     else:
@@ -163,9 +196,18 @@ async def get_endpoint(session: AsyncSession, tenant: Tenant, endpoint_id: str) 
 
 
 async def update_endpoint(
-    session: AsyncSession, tenant: Tenant, endpoint_id: str, body: WebhookEndpointUpdate
+    session: AsyncSession,
+    tenant: Tenant,
+    endpoint_id: str,
+    body: WebhookEndpointUpdate,
+    *,
+    allow_private_hosts: bool = False,
 ) -> WebhookEndpoint:
     endpoint = await get_endpoint(session, tenant, endpoint_id)
+    check_api_base_url(
+        str(body.api_base_url) if body.api_base_url else None,
+        allow_private_hosts=allow_private_hosts,
+    )
     values = _settings_values(body)
     if "secrets" in body.model_fields_set and body.secrets is not None:
         values["secrets"] = list(body.secrets)
