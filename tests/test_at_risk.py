@@ -329,3 +329,25 @@ async def test_csv_formulas_neutralised(api: httpx.AsyncClient) -> None:
     assert row[1] == "'" + name
     assert "'-2+3" in row
     assert "'@evil@x.com" in row
+
+
+@pytest.mark.parametrize(
+    ("accept", "csv_expected"),
+    [
+        ("text/csv", True),
+        ("text/csv, */*;q=0.8", True),
+        ("application/json, text/csv;q=0.1", False),
+        ("*/*", False),
+        ("text/csv;q=0", False),
+        ("application/json", False),
+    ],
+)
+async def test_accept_preference_respected(
+    api: httpx.AsyncClient, accept: str, csv_expected: bool
+) -> None:
+    answered = await api.get(
+        "/v1/reports/at-risk", params={"period": "2026-Q1"}, headers={"Accept": accept}
+    )
+
+    assert answered.status_code == 200, answered.text
+    assert answered.headers["content-type"].startswith("text/csv") is csv_expected
