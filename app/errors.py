@@ -343,4 +343,4 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SQLAlchemyTimeoutError, _render_database_error)
     app.add_exception_handler(OSError, _render_database_error)
     # RequestIdMiddleware logs any other exception and returns a 500, because it still
-    # knows the request id.
+    # has the request id.

@@ -126,7 +126,7 @@ def _require_json_content_type(request: Request) -> None:
 
 
 class RejectNulMiddleware:
-    """Reject with 422 a URL whose path or query holds a NUL character, which PostgreSQL
+    """Reject with 422 a URL whose path or query contains a NUL character, which PostgreSQL
     text cannot store, before any route sees it."""
 
     def __init__(self, app: ASGIApp) -> None:

@@ -26,7 +26,7 @@ from app.db.base import INSERTED
 
 
 def _current_revenue(tenant_id: uuid.UUID, at: datetime) -> Any:
-    """A LATERAL subquery: the revenue record of `Account` in force at `at`."""
+    """Build a LATERAL subquery selecting the revenue record of `Account` in force at `at`."""
     return (
         select(RevenueRecord.amount, RevenueRecord.currency, RevenueRecord.effective_at)
         .where(

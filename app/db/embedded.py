@@ -38,7 +38,7 @@ class EmbeddedPostgres:
         return f"postgresql+asyncpg://postgres@/{database}?host={self.socket_dir}&port={self.port}"
 
     def dsn(self, database: str = DATABASE_NAME) -> str:
-        """A plain libpq-style DSN for asyncpg."""
+        """Return a plain libpq-style DSN for asyncpg."""
         return f"postgresql://postgres@/{database}?host={self.socket_dir}&port={self.port}"
 
     def stop(self) -> None:

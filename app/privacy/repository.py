@@ -87,7 +87,7 @@ async def erase_deliveries(
 async def erased_since(
     session: AsyncSession, tenant_id: uuid.UUID, subject_hash: bytes, since: datetime
 ) -> bool:
-    """Whether the person with this email digest was erased at or after `since`."""
+    """Return whether the person with this email digest was erased at or after `since`."""
     statement = select(
         exists().where(
             AuditEvent.tenant_id == tenant_id,

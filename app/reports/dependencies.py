@@ -79,7 +79,7 @@ async def optional_period(
     timezone: TimezoneQuery = None,
     as_of: AsOfQuery = None,
 ) -> Period | None:
-    """A period filter for lists; None when no period parameter is given."""
+    """Resolve the period filter of a list; None when no period parameter is given."""
     if period is None and start is None and end is None:
         return None
     return await report_period(tenant, period, start, end, timezone, as_of)
@@ -209,7 +209,7 @@ async def trend_periods(
     timezone: TimezoneQuery = None,
     as_of: AsOfQuery = None,
 ) -> list[Period]:
-    """The periods of a trend, each exactly as `/v1/coverage?period=<label>` would resolve it."""
+    """Resolve the periods of a trend, each as `/v1/coverage?period=<label>` resolves it."""
     zone = resolve_timezone(tenant.timezone, timezone)
     moment = datetime.now(UTC) if as_of is None else parse_as_of(as_of, zone)
     return [

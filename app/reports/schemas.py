@@ -58,7 +58,7 @@ class ResponseCountsRead(BaseModel):
 
 
 class NullReason(StrEnum):
-    """Why an NPS figure is null."""
+    """The reason an NPS figure is null."""
 
     NO_DATA = "no_data"
     INSUFFICIENT_SAMPLE = "insufficient_sample"

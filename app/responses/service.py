@@ -31,7 +31,7 @@ log = structlog.get_logger()
 
 
 def _replaces(stored: ResponseIn, new: ResponseIn) -> bool:
-    """Whether `new`, arriving after `stored`, is the newer version; the SQL upsert agrees."""
+    """Return whether `new`, arriving after `stored`, is the newer version (as in the upsert)."""
     if stored.updated_at is not None and new.updated_at is not None:
         return new.updated_at > stored.updated_at
     return new != stored

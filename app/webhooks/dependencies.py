@@ -21,7 +21,7 @@ def _settings(request: Request) -> Settings:
 
 
 async def inbound_delivery(request: Request) -> InboundDelivery:
-    """The raw delivery: exact body bytes (413 over the webhook size cap), headers, query
+    """Read the raw delivery: exact body bytes (413 over the webhook size cap), headers, query
     parameters and the arrival time from the app's clock (`app.state.clock`)."""
     body = await read_body_capped(request, _settings(request).webhook_max_body_bytes)
     clock: Clock = getattr(request.app.state, "clock", system_clock)

@@ -40,7 +40,7 @@ TOLERANCE = timedelta(minutes=5)
 
 
 def generate_secret() -> str:
-    """A new `whsec_` secret holding 32 random bytes, as Standard Webhooks senders expect."""
+    """Generate a new `whsec_` secret of 32 random bytes, as Standard Webhooks senders expect."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 

@@ -82,7 +82,7 @@ class TypeformAdapter:
         answers = _answers(form_response)
         score = self._score(answers, endpoint)
         if event_type == "form_response_partial" and score is None:
-            # A partial response counts only once it holds an NPS answer.
+            # A partial response counts only once it contains an NPS answer.
             return MappedDelivery(event_type=event_type, response=None)
 
         hidden = form_response.get("hidden")
