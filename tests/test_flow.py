@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.report_data import QUARTERS, build_book, load_book
 from tests.test_coverage import BUCKETS, EARLY, add_responses, add_revenue, answer, coverage
 from tests.test_rollup import RULES, link_contact
 
@@ -162,6 +163,25 @@ class TestFlowBridge:
 
         assert_bridges(opening, report["flows"], "from")
         assert_bridges(closing, report["flows"], "to")
+
+    @pytest.mark.parametrize("rollup", ["latest", "average"])
+    async def test_eight_quarters_bridge_coverage(
+        self, api: httpx.AsyncClient, rollup: str
+    ) -> None:
+        await load_book(api, build_book())
+        as_of = "2026-12-31T00:00:00Z"
+
+        moved = 0
+        for opening, closing in zip(QUARTERS, QUARTERS[1:], strict=False):
+            report = await flow(api, rollup=rollup, as_of=as_of, **{"from": opening, "to": closing})
+            params = {"rollup": rollup, "as_of": as_of}
+            assert_bridges(await coverage(api, period=opening, **params), report["flows"], "from")
+            assert_bridges(await coverage(api, period=closing, **params), report["flows"], "to")
+            moved += sum(
+                row["accounts"] for row in report["flows"] if row["from_state"] != row["to_state"]
+            )
+
+        assert moved > 0
 
     @pytest.mark.parametrize(
         ("opening", "closing"),
