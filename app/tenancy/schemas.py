@@ -166,6 +166,7 @@ class ApiKeyCreate(WriteModel):
         "audit log), `ingest` (writes of accounts, contacts and responses), `admin` "
         "(settings, webhook endpoints, API keys, deletion, erasure and the audit log).",
         examples=[["ingest"]],
+        json_schema_extra={"uniqueItems": True},
     )
 
     @field_validator("scopes")
