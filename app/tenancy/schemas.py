@@ -151,7 +151,7 @@ class TenantCreated(ReadModel):
     """A new tenant with its first API key; the key is shown only here."""
 
     tenant_id: uuid.UUID
-    api_key: str
+    api_key: str = Field(repr=False)
 
 
 ApiKeyScope = Literal["ingest", "read", "admin"]
@@ -192,4 +192,4 @@ class ApiKeyRead(ReadModel):
 class ApiKeyCreated(ApiKeyRead):
     """A new API key; the key itself is shown only here."""
 
-    api_key: str
+    api_key: str = Field(repr=False)
