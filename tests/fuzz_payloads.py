@@ -87,6 +87,12 @@ class Target:
     # Endpoint settings the sample needs to map to a response.
     mapping: dict[str, str]
 
+    @property
+    def url_token(self) -> str | None:
+        """The `?token=` of platforms that sign nothing, from the sample's metadata."""
+        token = self.sample.meta.get("authentication", {}).get("test_url_token")
+        return None if token is None else str(token)
+
 
 def _test_secret(sample: Sample) -> str | None:
     secret = sample.signature.get("test_secret")

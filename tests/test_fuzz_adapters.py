@@ -44,6 +44,7 @@ def endpoint_config(target: Target) -> EndpointConfig:
     return EndpointConfig(
         source=target.source,
         secrets=(target.secret,) if target.secret else (),
+        token=target.url_token,
         account_field=adapter.default_account_field,
         api_base_url=API_BASE_URL,
         api_token="fuzz-api-token",
@@ -57,7 +58,8 @@ def signed_delivery(target: Target, body: bytes) -> tuple[InboundDelivery, bool]
     headers = delivery_headers(target)
     if target.secret is not None:
         body, headers = target.sign(body, headers, target.secret, RECEIVED_AT)
-    delivery = InboundDelivery(body=body, headers=headers, received_at=RECEIVED_AT)
+    query = {} if target.url_token is None else {"token": target.url_token}
+    delivery = InboundDelivery(body=body, headers=headers, received_at=RECEIVED_AT, query=query)
     return delivery, target.source != "qualtrics" or _has_one_message(body)
 
 
@@ -72,6 +74,15 @@ def _has_one_message(body: bytes) -> bool:
 
 def test_every_adapter_fuzzed() -> None:
     assert {target.source for target in TARGETS} == set(ADAPTERS)
+
+
+def test_every_adapter_authenticated() -> None:
+    # Each sample is fuzzed with its signing secret or, for unsigned platforms, its token.
+    unauthenticated = [
+        target.source for target in TARGETS if target.secret is None and target.url_token is None
+    ]
+
+    assert unauthenticated == []
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda target: target.source)

@@ -37,6 +37,8 @@ async def fuzz_endpoint(app: FastAPI, target: Target) -> tuple[uuid.UUID, str]:
     settings: dict[str, object] = {"source": target.source, **target.mapping}
     if target.secret is not None:
         settings["secret"] = target.secret
+    if target.url_token is not None:
+        settings["token"] = target.url_token
     async with client_with_key(app, key) as api:
         created = await api.post("/v1/webhook-endpoints", json=settings)
     assert created.status_code == 201, created.text
@@ -70,7 +72,10 @@ async def test_receive_never_crashes(
     with capture_logs() as logs:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             response = await client.post(
-                f"/v1/webhooks/{endpoint_id}", content=body, headers=headers
+                f"/v1/webhooks/{endpoint_id}",
+                params={} if target.url_token is None else {"token": target.url_token},
+                content=body,
+                headers=headers,
             )
     after = await tenant_snapshot(app, tenant_id)
 
