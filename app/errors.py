@@ -326,6 +326,7 @@ def problem_content(description: str) -> dict[str, Any]:
 
 # OpenAPI entries for the problem documents routes can return.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: problem_content("The body cannot be parsed as the content type it declares."),
     401: problem_content("Missing, invalid or revoked API key."),
     403: problem_content("The API key lacks the scope the route needs; `detail` names it."),
     404: problem_content("Not found, or it belongs to another tenant."),

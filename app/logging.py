@@ -65,6 +65,13 @@ def _drop_color_message(
     return event
 
 
+def loggable_path(scope: Scope) -> str:
+    """Return the request path with each segment that contains an @ replaced by `{email}`,
+    so that emails in paths such as /v1/contacts/{email} stay out of the logs."""
+    segments = str(scope["path"]).split("/")
+    return "/".join("{email}" if "@" in segment else segment for segment in segments)
+
+
 class RequestIdMiddleware:
     """Bind a request id to every log line of a request, return it as `X-Request-ID`, and
     log each request once its response is sent.
@@ -101,7 +108,9 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_header)
         except ClientDisconnect:
-            _log.info("request.client_disconnected", method=scope["method"], path=scope["path"])
+            _log.info(
+                "request.client_disconnected", method=scope["method"], path=loggable_path(scope)
+            )
         except Exception as error:
             # Unhandled errors end here rather than in Starlette's outer error middleware,
             # so the log line and the 500 still carry the request id.
@@ -113,7 +122,7 @@ class RequestIdMiddleware:
             _log.info(
                 "request.completed",
                 method=scope["method"],
-                path=scope["path"],
+                path=loggable_path(scope),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )

@@ -151,7 +151,7 @@ class TenantCreated(ReadModel):
     """A new tenant with its first API key; the key is shown only here."""
 
     tenant_id: uuid.UUID
-    api_key: str
+    api_key: str = Field(repr=False)
 
 
 ApiKeyScope = Literal["ingest", "read", "admin"]
@@ -166,6 +166,7 @@ class ApiKeyCreate(WriteModel):
         "audit log), `ingest` (writes of accounts, contacts and responses), `admin` "
         "(settings, webhook endpoints, API keys, deletion, erasure and the audit log).",
         examples=[["ingest"]],
+        json_schema_extra={"uniqueItems": True},
     )
 
     @field_validator("scopes")
@@ -191,4 +192,4 @@ class ApiKeyRead(ReadModel):
 class ApiKeyCreated(ApiKeyRead):
     """A new API key; the key itself is shown only here."""
 
-    api_key: str
+    api_key: str = Field(repr=False)

@@ -23,6 +23,8 @@ from app.webhooks.schemas import (
 router = APIRouter(tags=["webhooks"], route_class=ServiceRoute)
 
 EndpointId = Annotated[str, Path(max_length=200, description="The endpoint id from its URL.")]
+# Delivery ids are PostgreSQL bigint values, so a larger number cannot name one.
+DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The delivery's id.")]
 
 
 def _endpoint_fields(endpoint: WebhookEndpoint, url: WebhookUrl) -> dict[str, object]:
@@ -187,7 +189,7 @@ async def list_webhook_deliveries(
 
 @router.get("/v1/webhook-deliveries/{delivery_id}", summary="Get a stored webhook delivery")
 async def get_webhook_delivery(
-    session: SessionDep, tenant: ReadTenant, delivery_id: int
+    session: SessionDep, tenant: ReadTenant, delivery_id: DeliveryId
 ) -> WebhookDeliveryRead:
     return _delivery_read(await webhook_service.get_delivery(session, tenant, delivery_id))
 
@@ -197,6 +199,6 @@ async def get_webhook_delivery(
     summary="Map a stored delivery again with its endpoint's current settings",
 )
 async def replay_webhook_delivery(
-    session: SessionDep, tenant: IngestTenant, delivery_id: int
+    session: SessionDep, tenant: IngestTenant, delivery_id: DeliveryId
 ) -> WebhookAck:
     return await webhook_service.replay_delivery(session, tenant, delivery_id)

@@ -39,6 +39,7 @@ class _EndpointSettings(WriteModel):
     )
     token: str | None = Field(
         default=None,
+        repr=False,
         min_length=16,
         max_length=256,
         description="For platforms that sign nothing: a shared token the sender must add as "
@@ -49,6 +50,7 @@ class _EndpointSettings(WriteModel):
     )
     api_token: str | None = Field(
         default=None,
+        repr=False,
         min_length=1,
         max_length=2000,
         pattern=r"^[!-~]+$",
@@ -66,6 +68,7 @@ class WebhookEndpointCreate(_EndpointSettings):
     source: str = Field(description="The survey platform, such as typeform.", examples=["typeform"])
     secret: str | None = Field(
         default=None,
+        repr=False,
         min_length=16,
         max_length=256,
         description="Signing secret, as set on the platform; generated when omitted. For "
@@ -73,6 +76,7 @@ class WebhookEndpointCreate(_EndpointSettings):
     )
     secrets: list[str] | None = Field(
         default=None,
+        repr=False,
         min_length=1,
         max_length=2,
         description="Up to two signing secrets accepted at once, while one is rotated.",
@@ -93,6 +97,7 @@ class WebhookEndpointUpdate(_EndpointSettings):
 
     secrets: list[str] | None = Field(
         default=None,
+        repr=False,
         min_length=1,
         max_length=2,
         description="Replace the accepted signing secrets (two during a rotation).",
@@ -123,7 +128,9 @@ class WebhookEndpointRead(ReadModel):
 
 
 class WebhookEndpointCreated(WebhookEndpointRead):
-    secret: str = Field(description="Shown only once; paste it into the platform's settings.")
+    secret: str = Field(
+        repr=False, description="Shown only once; paste it into the platform's settings."
+    )
 
 
 class WebhookAck(ReadModel):

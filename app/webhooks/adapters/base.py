@@ -28,14 +28,14 @@ class EndpointConfig:
     """The settings of one webhook endpoint that an adapter needs."""
 
     source: str
-    secrets: tuple[str, ...]
+    secrets: tuple[str, ...] = field(repr=False)
     account_field: str
     score_field: str | None = None
     comment_field: str | None = None
     timezone: str = "UTC"
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     api_base_url: str | None = None
-    api_token: str | None = None
+    api_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

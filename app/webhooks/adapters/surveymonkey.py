@@ -199,7 +199,9 @@ class SurveyMonkeyAdapter:
         details = await _get_json(
             client, f"{survey_url}/responses/{quote(response_id, safe='')}/details", token
         )
-        if details.get("collection_mode") in PREVIEW_MODES:
+        # A value of any JSON type may arrive here; only a string can name a preview.
+        collection_mode = details.get("collection_mode")
+        if isinstance(collection_mode, str) and collection_mode in PREVIEW_MODES:
             return None
 
         answers = _answers(details)
