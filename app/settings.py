@@ -28,6 +28,10 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL that survey platforms reach the service at, for webhook URLs.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that GET /metrics requires; unset, /metrics needs none.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
