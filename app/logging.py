@@ -10,6 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import internal_error_response
+from app.routing import route_template
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -101,7 +102,9 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_header)
         except ClientDisconnect:
-            _log.info("request.client_disconnected", method=scope["method"], path=scope["path"])
+            _log.info(
+                "request.client_disconnected", method=scope["method"], route=route_template(scope)
+            )
         except Exception as error:
             # Unhandled errors end here rather than in Starlette's outer error middleware,
             # so the log line and the 500 still carry the request id.
@@ -113,7 +116,8 @@ class RequestIdMiddleware:
             _log.info(
                 "request.completed",
                 method=scope["method"],
-                path=scope["path"],
+                # The template, because a path can contain an email (/v1/contacts/{email}).
+                route=route_template(scope),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )

@@ -23,6 +23,7 @@ from sqlalchemy.pool import QueuePool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import UnauthorizedError, problem_content
+from app.routing import route_template
 
 # Outcomes of a webhook delivery as the platform sent it. `accepted`: the response was
 # stored and matched to an account. `unmatched`: stored, but it counts for no account yet.
@@ -34,9 +35,6 @@ DeliveryOutcome = Literal[
 ]
 # Outcomes of one background fetch attempt; `retry` means another attempt is scheduled.
 FetchOutcomeLabel = Literal["processed", "ignored", "retry", "failed"]
-
-# Route label of a request that matched no route, such as a 404 for an unknown path.
-NO_ROUTE = "none"
 
 # Latency buckets in seconds, from a cached read to a 10,000-row batch.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -137,23 +135,6 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-def _route_template(scope: Scope) -> str:
-    """Return the path template of the route that handled the request, such as
-    `/v1/accounts/{external_id}`, or `none` when no route matched."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if isinstance(path, str):
-        return path
-    # Starlette's own routes (/docs, /openapi.json) set only the endpoint.
-    endpoint = scope.get("endpoint")
-    app = scope.get("app")
-    if endpoint is not None and app is not None:
-        for candidate in getattr(app, "routes", ()):
-            if getattr(candidate, "endpoint", None) is endpoint:
-                return str(getattr(candidate, "path", NO_ROUTE))
-    return NO_ROUTE
-
-
 class MetricsMiddleware:
     """Count each HTTP request and time it until its response is sent."""
 
@@ -179,7 +160,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             self.metrics.record_request(
-                scope["method"], _route_template(scope), status, time.perf_counter() - started
+                scope["method"], route_template(scope), status, time.perf_counter() - started
             )
 
 

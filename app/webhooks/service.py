@@ -31,6 +31,7 @@ from app.webhooks.errors import (
     DeliveryErasedError,
     DeliveryNotFoundError,
     EndpointNotFoundError,
+    InvalidSignatureError,
     MappingError,
     UnknownSourceError,
 )
@@ -264,7 +265,17 @@ async def receive(
 ) -> DeliveryResult:
     adapter = adapter_for(endpoint.source)
     config = endpoint_config(endpoint)
-    adapter.verify(delivery, config)
+    try:
+        adapter.verify(delivery, config)
+    except InvalidSignatureError as error:
+        log.warning(
+            "webhook.signature_rejected",
+            tenant_id=str(endpoint.tenant_id),
+            endpoint_id=endpoint.id,
+            source=endpoint.source,
+            reason=error.detail,
+        )
+        raise
 
     key = _delivery_key(adapter, delivery)
     stored = await repository.insert_delivery(
