@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import __version__
 from app.account_lists.router import router as account_lists_router
 from app.accounts.router import router as accounts_router
+from app.api_docs import API_TAGS, install_openapi
 from app.contacts.router import router as contacts_router
 from app.db.session import create_engine, create_sessionmaker, session_scope
 from app.errors import PROBLEM_RESPONSES, register_error_handlers
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        openapi_tags=API_TAGS,
     )
     app.state.metrics = metrics
     register_error_handlers(app)
@@ -132,4 +134,5 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    install_openapi(app)
     return app
