@@ -126,13 +126,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
 ) -> None:
-    """Apply migrations and serve the API; without REVCOV_DATABASE_URL, on embedded PostgreSQL."""
+    """Apply migrations (unless REVCOV_MIGRATE_ON_START=false) and serve the API; without
+    REVCOV_DATABASE_URL, on embedded PostgreSQL."""
     settings = _settings()
     with (
         _stop_cleanly_on_signals(),
         open_database(_database_url(settings), settings.data_dir) as url,
     ):
-        upgrade_to_head(url)
+        if settings.migrate_on_start:
+            upgrade_to_head(url)
         app = create_app(settings, database_url=url)
         uvicorn.run(
             app,
