@@ -244,12 +244,13 @@ class TestCsvApi:
 
     async def test_invalid_options_rejected(self, api: httpx.AsyncClient) -> None:
         response = await post_csv(
-            api, "account_id\n", decimal=";", thousands=".", column=["amount"]
+            api, "account_id\n", decimal=";", thousands=".", currency="EURO", column=["amount"]
         )
 
         problem = assert_problem(response, 422)
         locations = [error["location"] for error in problem["errors"]]
-        assert locations == ["query.decimal", "query.column"]
+        assert locations == ["query.decimal", "query.currency", "query.column"]
+        assert "ISO 4217" in problem["errors"][1]["message"]
 
     async def test_same_separators_rejected(self, api: httpx.AsyncClient) -> None:
         response = await post_csv(api, "account_id\n", decimal=",", thousands=",")

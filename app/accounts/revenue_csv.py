@@ -127,6 +127,11 @@ def parse_options(
         problems.append(
             InvalidField(location=location("delimiter"), message="must be , or ; or | or tab")
         )
+    if currency is not None:
+        try:
+            validate_currency(currency)
+        except ValueError as error:
+            problems.append(InvalidField(location=location("currency"), message=str(error)))
     mapped: dict[CsvField, str] = {}
     for pair in columns:
         name, separator, header = pair.partition("=")
