@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 
+from app.accounts.schemas import RevenueImportResult
 from app.api_examples import EXAMPLES
 from app.errors import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, problem_content
 from app.tenancy.dependencies import RequireScope, get_caller
@@ -173,6 +174,17 @@ CSV_EXAMPLE = (
     "Account ID;Account Name;Revenue;Currency;Effective Date\n"
     "ACME-001;Acme Corp;1.234.567,89;EUR;2026-01-01\n"
 )
+CSV_IMPORT_RESULT: dict[str, Any] = {
+    "lines": 1,
+    "accepted": 1,
+    "rejected": 0,
+    "created": 1,
+    "updated": 0,
+    "unchanged": 0,
+    "accounts_created": 1,
+    "errors": [],
+}
+COMPONENT_REF = "#/components/schemas/"
 
 INTERNAL_ERROR = problem_content(
     "The server failed; the error is logged with the id in the X-Request-ID header."
@@ -261,14 +273,36 @@ def document_operations(app: FastAPI, schema: dict[str, Any]) -> None:
                 _add_examples(operation, EXAMPLES[key])
             _document_errors(operation, needed)
     if ("POST", "/v1/revenue-updates") in scopes:
-        _document_csv_upload(schema["paths"]["/v1/revenue-updates"]["post"])
+        _document_csv_upload(schema, schema["paths"]["/v1/revenue-updates"]["post"])
 
 
-def _document_csv_upload(operation: dict[str, Any]) -> None:
+def _document_csv_upload(schema: dict[str, Any], operation: dict[str, Any]) -> None:
+    """Document the text/csv body of POST /v1/revenue-updates, which a hidden route of the
+    same method and path handles, beside the JSON body."""
     operation.setdefault("parameters", []).extend(CSV_PARAMETERS)
     operation["requestBody"]["content"]["text/csv"] = {
         "schema": {"type": "string"},
         "example": CSV_EXAMPLE,
+    }
+
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    import_schema = RevenueImportResult.model_json_schema(
+        ref_template=COMPONENT_REF + "{model}", mode="serialization"
+    )
+    components.update(import_schema.pop("$defs", {}))
+    components[RevenueImportResult.__name__] = import_schema
+    success = operation["responses"]["200"]
+    success["description"] = (
+        "The counts of the JSON batch, or for a text/csv body the lines read, accepted and "
+        "rejected (`RevenueImportResult`)."
+    )
+    content = success["content"]["application/json"]
+    content["schema"] = {
+        "anyOf": [content["schema"], {"$ref": COMPONENT_REF + RevenueImportResult.__name__}]
+    }
+    content["examples"] = {
+        "json": {"summary": "A JSON batch", "value": content.pop("example")},
+        "csv": {"summary": "A text/csv body", "value": CSV_IMPORT_RESULT},
     }
     operation["responses"]["415"] = _openapi_problem(
         problem_content("The body is neither JSON nor CSV, or the CSV charset is not UTF-8.")

@@ -4,11 +4,13 @@ and error responses, grouped by described tags, and each example fits its models
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, TypeAdapter
 
+from app.accounts.schemas import RevenueImportResult
 from app.api_docs import SCOPES_EXTENSION
 from app.api_examples import EXAMPLES
 from app.errors import PROBLEM_MEDIA_TYPE
@@ -52,6 +54,17 @@ def has_success_content(operation: dict[str, Any]) -> bool:
         code.startswith("2") and response.get("content")
         for code, response in operation["responses"].items()
     )
+
+
+class TestDocument:
+    async def test_served_document_is_extended(
+        self, client: httpx.AsyncClient, schema: dict[str, Any]
+    ) -> None:
+        response = await client.get("/openapi.json")
+
+        assert response.status_code == 200
+        assert response.json() == schema
+        assert response.json()["paths"]["/v1/coverage"]["get"][SCOPES_EXTENSION] == ["read"]
 
 
 class TestOperations:
@@ -175,6 +188,19 @@ class TestExamples:
             checked += 1
 
         assert checked == len(EXAMPLES)
+
+    def test_csv_import_result_documented(self, schema: dict[str, Any]) -> None:
+        success = schema["paths"]["/v1/revenue-updates"]["post"]["responses"]["200"]
+        content = success["content"]["application/json"]
+
+        refs = [option["$ref"] for option in content["schema"]["anyOf"]]
+        assert refs == [
+            "#/components/schemas/RevenueUpdateResult",
+            "#/components/schemas/RevenueImportResult",
+        ]
+        assert "RevenueImportLineError" in schema["components"]["schemas"]
+        csv_example = content["examples"]["csv"]["value"]
+        RevenueImportResult.model_validate(csv_example)
 
     def test_status_is_documented(self, schema: dict[str, Any]) -> None:
         for method, path, operation in operations(schema):
