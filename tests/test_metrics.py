@@ -66,6 +66,9 @@ class TestExposition:
             "revcov_db_pool_checked_out",
             "revcov_db_pool_idle",
             "revcov_db_pool_overflow",
+            "process_resident_memory_bytes",
+            "python_info",
+            "python_gc_collections",
         } <= families
 
     async def test_pool_size_from_settings(

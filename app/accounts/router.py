@@ -117,6 +117,8 @@ async def post_revenue_updates_csv(
         location=lambda name: f"query.{name}",
     )
 
+    # The body is read whole, at most REVCOV_MAX_BODY_BYTES, because the import reads the
+    # file twice: once to check it and once to apply it.
     body = await read_body_capped(request, request.scope.get(MAX_BODY_SCOPE_KEY))
     return await revenue_csv.import_revenue_csv(
         session,
