@@ -1,6 +1,8 @@
 # revcov API server against an external PostgreSQL given by REVCOV_DATABASE_URL.
-# `serve` applies pending migrations at start; with several replicas, run `revcov migrate`
-# once per release as a pre-deploy job instead.
+# Migrations are a separate command, run once per release before the new image serves:
+#   docker run --rm -e REVCOV_DATABASE_URL=... revcov revcov migrate
+# `serve` does not migrate here (REVCOV_MIGRATE_ON_START=false), so replicas that start
+# together never race on the schema; /readyz returns 503 until the schema is migrated.
 FROM python:3.11-slim AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     REVCOV_ENVIRONMENT=production \
+    REVCOV_MIGRATE_ON_START=false \
     REVCOV_HOST=0.0.0.0 \
     REVCOV_PORT=8000
 

@@ -3,7 +3,8 @@
 import asyncio
 import json
 import signal
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -12,9 +13,14 @@ from typing import Annotated
 import typer
 import uvicorn
 from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import demo as demo_loader
+from app.accounts import revenue_csv
+from app.accounts.errors import RevenueCsvInvalidError, RevenueCsvRejectedError
+from app.accounts.schemas import RevenueImportResult
 from app.db.embedded import embedded_database_exists, open_database
 from app.db.migrations import upgrade_to_head
 from app.db.session import create_engine, create_sessionmaker, session_scope
@@ -120,13 +126,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
 ) -> None:
-    """Apply migrations and serve the API; without REVCOV_DATABASE_URL, on embedded PostgreSQL."""
+    """Apply migrations (unless REVCOV_MIGRATE_ON_START=false) and serve the API; without
+    REVCOV_DATABASE_URL, on embedded PostgreSQL."""
     settings = _settings()
     with (
         _stop_cleanly_on_signals(),
         open_database(_database_url(settings), settings.data_dir) as url,
     ):
-        upgrade_to_head(url)
+        if settings.migrate_on_start:
+            upgrade_to_head(url)
         app = create_app(settings, database_url=url)
         uvicorn.run(
             app,
@@ -196,6 +204,141 @@ def create_tenant(
     typer.echo(json.dumps(created))
     if creates_database:
         _print_new_database_note(settings.data_dir, "this tenant")
+
+
+class _ImportFailedError(Exception):
+    """An import that cannot start; the message names what to fix."""
+
+
+async def _import_revenue(
+    url: str,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    open_lines: Callable[[], Iterator[str]],
+    options: revenue_csv.CsvOptions,
+) -> RevenueImportResult:
+    engine = create_engine(url, settings)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            tenant = await tenant_service.get_tenant(session, tenant_id)
+            if tenant is None:
+                raise _ImportFailedError(
+                    f"no tenant {tenant_id} in this database; check the id and "
+                    "REVCOV_DATABASE_URL or REVCOV_DATA_DIR"
+                )
+            return await revenue_csv.import_revenue_csv(session, tenant, open_lines, options)
+    finally:
+        await engine.dispose()
+
+
+def _echo_line_errors(result: RevenueImportResult) -> None:
+    for error in result.errors:
+        typer.echo(f"revcov import-revenue: {error.describe()}", err=True)
+    if result.rejected > len(result.errors):
+        typer.echo(
+            f"revcov import-revenue: ... and {result.rejected - len(result.errors)} more "
+            "invalid lines",
+            err=True,
+        )
+
+
+@cli.command("import-revenue")
+def import_revenue(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="UTF-8 CSV file whose first line is a header.",
+        ),
+    ],
+    tenant: Annotated[str, typer.Option(help="The tenant's id, as `tenants create` prints it.")],
+    decimal: Annotated[str, typer.Option(help="Decimal separator of amounts: . or ,")] = ".",
+    thousands: Annotated[
+        str,
+        typer.Option(help="Thousands separator of amounts: none, ',', '.', space or '."),
+    ] = "none",
+    delimiter: Annotated[str, typer.Option(help="Field delimiter: ',', ';', '|' or tab.")] = ",",
+    currency: Annotated[
+        str | None,
+        typer.Option(
+            help="ISO 4217 currency of lines without one, or of a file without a currency column."
+        ),
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="FIELD=HEADER: read FIELD (account_external_id, account_name, amount, "
+            "currency or effective_at) from the column HEADER. Repeat for several fields."
+        ),
+    ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            help="Import the valid lines and list the invalid ones, instead of "
+            "rejecting the whole file."
+        ),
+    ] = False,
+) -> None:
+    """Import revenue updates from a CSV export into a tenant, all or nothing by default.
+
+    Prints a JSON summary on stdout and each invalid line, with its line number, on stderr.
+    Exits with 1 when the file is rejected, and nothing is written then.
+    """
+    settings = _settings()
+    try:
+        tenant_id = uuid.UUID(tenant)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{tenant!r} is not a tenant id such as 0b7befcb-a761-43ca-9005-f05f9c77db3c.",
+            param_hint="--tenant",
+        ) from None
+    try:
+        options = revenue_csv.parse_options(
+            decimal=decimal,
+            thousands=thousands,
+            delimiter=delimiter,
+            currency=currency,
+            columns=column or (),
+            skip_invalid=skip_invalid,
+            location=lambda name: f"--{name}",
+        )
+    except RevenueCsvInvalidError as error:
+        typer.echo(f"revcov import-revenue: {error.detail}", err=True)
+        raise typer.Exit(2) from None
+
+    progress = Progress(
+        TextColumn("Importing {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+    # The file is read twice unless invalid lines are skipped: checked, then applied.
+    readings = 1 if skip_invalid else 2
+    task = progress.add_task(file.name, total=file.stat().st_size * readings)
+
+    def open_lines() -> Iterator[str]:
+        with file.open("rb") as handle:
+            yield from revenue_csv.decode_lines(
+                handle, progress=lambda size: progress.advance(task, size)
+            )
+
+    try:
+        with open_database(_database_url(settings), settings.data_dir) as url, progress:
+            result = asyncio.run(_import_revenue(url, settings, tenant_id, open_lines, options))
+    except RevenueCsvRejectedError as error:
+        typer.echo(f"revcov import-revenue: {error.detail}", err=True)
+        _echo_line_errors(error.result)
+        typer.echo(error.result.model_dump_json())
+        raise typer.Exit(1) from None
+    except (RevenueCsvInvalidError, _ImportFailedError) as error:
+        typer.echo(f"revcov import-revenue: {error}", err=True)
+        raise typer.Exit(1) from None
+
+    _echo_line_errors(result)
+    typer.echo(result.model_dump_json())
 
 
 @cli.command()

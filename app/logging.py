@@ -10,6 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import internal_error_response
+from app.routing import route_template
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -65,13 +66,6 @@ def _drop_color_message(
     return event
 
 
-def loggable_path(scope: Scope) -> str:
-    """Return the request path with each segment that contains an @ replaced by `{email}`,
-    so that emails in paths such as /v1/contacts/{email} stay out of the logs."""
-    segments = str(scope["path"]).split("/")
-    return "/".join("{email}" if "@" in segment else segment for segment in segments)
-
-
 class RequestIdMiddleware:
     """Bind a request id to every log line of a request, return it as `X-Request-ID`, and
     log each request once its response is sent.
@@ -109,7 +103,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_header)
         except ClientDisconnect:
             _log.info(
-                "request.client_disconnected", method=scope["method"], path=loggable_path(scope)
+                "request.client_disconnected", method=scope["method"], route=route_template(scope)
             )
         except Exception as error:
             # Unhandled errors end here rather than in Starlette's outer error middleware,
@@ -122,7 +116,8 @@ class RequestIdMiddleware:
             _log.info(
                 "request.completed",
                 method=scope["method"],
-                path=loggable_path(scope),
+                # The template, because a path can contain an email (/v1/contacts/{email}).
+                route=route_template(scope),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import __version__
 from app.account_lists.router import router as account_lists_router
 from app.accounts.router import router as accounts_router
+from app.api_docs import API_TAGS, install_openapi
 from app.contacts.router import router as contacts_router
 from app.db.session import create_engine, create_sessionmaker, session_scope
 from app.errors import PROBLEM_RESPONSES, register_error_handlers
@@ -17,6 +18,8 @@ from app.flow.router import router as flow_router
 from app.fx.router import router as fx_router
 from app.health import router as health_router
 from app.logging import RequestIdMiddleware
+from app.metrics import MetricsMiddleware, ServiceMetrics
+from app.metrics import router as metrics_router
 from app.privacy.router import router as privacy_router
 from app.reports.router import router as reports_router
 from app.responses.router import router as responses_router
@@ -64,6 +67,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             raise ValueError("create_app needs REVCOV_DATABASE_URL or a database_url argument")
         database_url = settings.database_url.get_secret_value()
     mode = "external" if settings.database_url is not None else "embedded"
+    metrics = ServiceMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        metrics.watch_pool(engine)
         if settings.bootstrap_api_key is not None:
             async with session_scope(app.state.sessionmaker) as session:
                 await tenant_service.create_bootstrap_tenant(
@@ -78,7 +83,10 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                 )
         fetch_client = create_fetch_client()
         app.state.fetch_context = FetchContext(
-            sessionmaker=app.state.sessionmaker, client=fetch_client, settings=settings
+            sessionmaker=app.state.sessionmaker,
+            client=fetch_client,
+            settings=settings,
+            metrics=metrics,
         )
         app.state.fetch_task = start_fetch_loop(app.state.fetch_context)
         log.info(
@@ -92,6 +100,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         finally:
             await stop_fetch_loop(app.state.fetch_task)
             await fetch_client.aclose()
+            metrics.unwatch_pool()
             await engine.dispose()
             log.info("service.stopped")
 
@@ -101,9 +110,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        openapi_tags=API_TAGS,
     )
+    app.state.metrics = metrics
     register_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     for router in (
         tenancy_router,
         api_keys_router,
@@ -121,4 +133,6 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    install_openapi(app)
     return app

@@ -16,6 +16,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.errors import problem_response
 from app.schemas import NUL_MESSAGE, text_problem
 
+# Route template of a request that matched no route, such as a 404 for an unknown path.
+NO_ROUTE = "none"
+
 # Per-request cap in bytes, set by the app (and lowered by routes such as webhooks).
 MAX_BODY_SCOPE_KEY = "revcov.max_body_bytes"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -146,3 +149,20 @@ class RejectNulMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def route_template(scope: Scope) -> str:
+    """Return the path template of the route that handled the request, such as
+    `/v1/accounts/{external_id}`, or `none` when no route matched."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    # Starlette's own routes (/docs, /openapi.json) set only the endpoint.
+    endpoint = scope.get("endpoint")
+    app = scope.get("app")
+    if endpoint is not None and app is not None:
+        for candidate in getattr(app, "routes", ()):
+            if getattr(candidate, "endpoint", None) is endpoint:
+                return str(getattr(candidate, "path", NO_ROUTE))
+    return NO_ROUTE

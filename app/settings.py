@@ -28,6 +28,15 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL that survey platforms reach the service at, for webhook URLs.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that GET /metrics requires; unset, /metrics needs none.",
+    )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Apply pending migrations when `serve` starts. Set it to false where "
+        "`revcov migrate` runs as a separate pre-deploy step, as the container image does.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -26,6 +26,7 @@ from app.db.session import session_scope
 from app.main import create_app
 from app.settings import Settings
 from app.tenancy import service as tenant_service
+from tests.thin_payloads import ReplayServer, fresh_moment, replay_server
 
 
 def admin_dsn(url: str) -> str:
@@ -147,3 +148,18 @@ async def other_api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         headers={"Authorization": f"Bearer {key}"},
     ) as client:
         yield client
+
+
+@pytest.fixture
+def server() -> Iterator[ReplayServer]:
+    """A server on 127.0.0.1 that replays recorded platform API responses."""
+    with replay_server() as running:
+        yield running
+
+
+@pytest.fixture
+def moment(set_clock: Callable[[datetime], None]) -> datetime:
+    """The time deliveries arrive at and fetch passes run at, for this test alone."""
+    now = fresh_moment()
+    set_clock(now)
+    return now

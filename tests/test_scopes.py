@@ -55,11 +55,12 @@ EXPECTED_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/v1/webhook-deliveries/{delivery_id}/replay"): "ingest",
 }
 
-# Routes without an API key: health checks, and webhooks, which check the platform's
-# signature instead.
+# Routes without an API key: health checks, metrics (optionally behind
+# REVCOV_METRICS_TOKEN), and webhooks, which check the platform's signature instead.
 PUBLIC_ROUTES = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("POST", "/v1/webhooks/{endpoint_id}"),
     ("GET", "/v1/webhooks/{endpoint_id}"),
     ("HEAD", "/v1/webhooks/{endpoint_id}"),

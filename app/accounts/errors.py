@@ -1,5 +1,29 @@
-from app.errors import NotFoundError
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from app.errors import InvalidField, NotFoundError, UnprocessableError
+
+if TYPE_CHECKING:
+    from app.accounts.schemas import RevenueImportResult
 
 
 class AccountNotFoundError(NotFoundError):
     code = "account-not-found"
+
+
+class RevenueCsvInvalidError(UnprocessableError):
+    """A CSV file that cannot be read: its options, header, encoding or quoting."""
+
+    code = "invalid-csv"
+
+
+class RevenueCsvRejectedError(UnprocessableError):
+    """A CSV file with invalid lines, rejected whole; `result` counts and lists them."""
+
+    code = "csv-lines-rejected"
+
+    def __init__(
+        self, detail: str, *, errors: Sequence[InvalidField], result: "RevenueImportResult"
+    ) -> None:
+        super().__init__(detail, errors=errors)
+        self.result = result

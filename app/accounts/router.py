@@ -1,19 +1,23 @@
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from starlette.routing import Match
+from starlette.types import Scope
 
+from app.accounts import revenue_csv
 from app.accounts import service as account_service
 from app.accounts.schemas import (
     AccountDetail,
     AccountPut,
     AccountRead,
+    RevenueImportResult,
     RevenueUpdateBatch,
     RevenueUpdateResult,
 )
 from app.db.session import SessionDep
 from app.errors import problem_content
 from app.idempotency.dependencies import Idempotency
-from app.routing import ServiceRoute
+from app.routing import MAX_BODY_SCOPE_KEY, ServiceRoute, read_body_capped
 from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import IngestTenant, ReadTenant
 
@@ -56,6 +60,82 @@ async def put_account(
     account, created = await account_service.put_account(session, tenant, external_id, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return account
+
+
+CSV_MEDIA_TYPE = "text/csv"
+
+
+def _media_type(scope: Scope) -> tuple[str, str | None]:
+    """Return the request's media type and charset parameter, lower-cased."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media_type, *parameters = value.decode("latin-1").lower().split(";")
+            charset = None
+            for parameter in parameters:
+                key, _, text = parameter.strip().partition("=")
+                if key == "charset":
+                    charset = text.strip().strip('"')
+            return media_type.strip(), charset
+    return "", None
+
+
+class CsvBodyRoute(ServiceRoute):
+    """A route that matches only requests with a `text/csv` body, so that it can share its
+    method and path with a JSON route registered after it."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is Match.FULL and _media_type(scope)[0] != CSV_MEDIA_TYPE:
+            return Match.NONE, {}
+        return match, child_scope
+
+
+async def post_revenue_updates_csv(
+    request: Request,
+    session: SessionDep,
+    tenant: IngestTenant,
+    decimal: Annotated[str, Query()] = ".",
+    thousands: Annotated[str, Query()] = "none",
+    delimiter: Annotated[str, Query()] = ",",
+    currency: Annotated[str | None, Query()] = None,
+    column: Annotated[list[str] | None, Query()] = None,
+    on_error: Annotated[Literal["reject", "skip"], Query()] = "reject",
+) -> RevenueImportResult:
+    charset = _media_type(request.scope)[1]
+    if charset not in (None, "utf-8", "utf8"):
+        raise HTTPException(
+            status_code=415,
+            detail=f"The CSV charset {charset!r} is not supported; send the file as UTF-8.",
+        )
+    options = revenue_csv.parse_options(
+        decimal=decimal,
+        thousands=thousands,
+        delimiter=delimiter,
+        currency=currency,
+        columns=column or (),
+        skip_invalid=on_error == "skip",
+        location=lambda name: f"query.{name}",
+    )
+
+    # The body is read whole, at most REVCOV_MAX_BODY_BYTES, because the import reads the
+    # file twice: once to check it and once to apply it.
+    body = await read_body_capped(request, request.scope.get(MAX_BODY_SCOPE_KEY))
+    return await revenue_csv.import_revenue_csv(
+        session,
+        tenant,
+        lambda: revenue_csv.decode_lines(body.splitlines(keepends=True)),
+        options,
+    )
+
+
+# Registered before the JSON route, which handles every other media type.
+router.add_api_route(
+    "/v1/revenue-updates",
+    post_revenue_updates_csv,
+    methods=["POST"],
+    route_class_override=CsvBodyRoute,
+    include_in_schema=False,
+)
 
 
 @router.post(

@@ -180,3 +180,38 @@ class RevenueUpdateResult(ReadModel):
     updated: int = Field(description="Records whose amount or currency changed.")
     unchanged: int = Field(description="Records that were already stored as sent.")
     accounts_created: int = Field(description="Accounts that did not exist before.")
+
+
+class RevenueImportLineError(ReadModel):
+    """An invalid line of a CSV import."""
+
+    line: int = Field(description="Line number in the file; the header is line 1.")
+    column: str | None = Field(
+        default=None, description="The column's header, or null when the line is malformed."
+    )
+    value: str | None = Field(default=None, description="The value as read, quoted.")
+    message: str = Field(description="What is wrong and what is accepted.")
+
+    def location(self) -> str:
+        return f"line {self.line}" + (f", column {self.column}" if self.column else "")
+
+    def describe(self) -> str:
+        return f"{self.location()}: {self.message}"
+
+
+class RevenueImportResult(ReadModel):
+    """What a CSV import read, applied and rejected. The record counts are summed over the
+    chunks of 10,000 lines it is applied in."""
+
+    lines: int = Field(description="Data lines read, without the header and blank lines.")
+    accepted: int = Field(description="Valid lines.")
+    rejected: int = Field(
+        description="Invalid lines, skipped (`on_error=skip`) or rejecting the file."
+    )
+    created: int = Field(description="New revenue records.")
+    updated: int = Field(description="Revenue records whose amount or currency changed.")
+    unchanged: int = Field(description="Revenue records that were already stored as sent.")
+    accounts_created: int = Field(description="Accounts that did not exist before.")
+    errors: list[RevenueImportLineError] = Field(
+        default_factory=list, description="The first 100 invalid lines."
+    )

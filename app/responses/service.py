@@ -132,6 +132,14 @@ async def get_response(
     return _response_read(row)
 
 
+async def is_matched(
+    session: AsyncSession, tenant_id: uuid.UUID, source: str, response_id: str
+) -> bool:
+    """Tell whether the stored response counts for an account."""
+    row = await repository.get_response(session, tenant_id, source, response_id)
+    return row is not None and row[1] is not None
+
+
 async def assign_account(
     session: AsyncSession,
     tenant_id: uuid.UUID,

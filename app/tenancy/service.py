@@ -89,6 +89,10 @@ async def create_bootstrap_tenant(session: AsyncSession, api_key: str) -> Tenant
     return tenant
 
 
+async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
+    return await repository.get_tenant(session, tenant_id)
+
+
 async def authenticate(session: AsyncSession, key: str) -> tuple[ApiKey, Tenant]:
     """Return the active key and its tenant, or raise InvalidApiKeyError.
 

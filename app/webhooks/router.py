@@ -1,14 +1,16 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Response, status
 
 from app.db.session import SessionDep
 from app.errors import problem_content
+from app.metrics import MetricsDep
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import AdminTenant, IngestTenant, ReadTenant
 from app.webhooks import service as webhook_service
 from app.webhooks.dependencies import AppSettings, Delivery, WebhookUrl
+from app.webhooks.errors import InvalidSignatureError
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import (
     DeliveryStatus,
@@ -144,10 +146,22 @@ async def patch_webhook_endpoint(
     },
 )
 async def receive_webhook(
-    session: SessionDep, endpoint_id: EndpointId, delivery: Delivery
+    session: SessionDep,
+    endpoint_id: EndpointId,
+    delivery: Delivery,
+    metrics: MetricsDep,
+    background: BackgroundTasks,
 ) -> WebhookAck:
     endpoint = await webhook_service.find_endpoint(session, endpoint_id)
-    return await webhook_service.receive(session, endpoint, delivery)
+    try:
+        result = await webhook_service.receive(session, endpoint, delivery)
+    except InvalidSignatureError:
+        metrics.record_delivery(endpoint.source, "rejected")
+        raise
+    # Background tasks run once the response is sent, which is after the commit, so a
+    # delivery whose transaction fails is not counted.
+    background.add_task(metrics.record_delivery, endpoint.source, result.outcome)
+    return result.ack
 
 
 @router.head(

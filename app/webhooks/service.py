@@ -11,6 +11,7 @@ import ipaddress
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidField, UnprocessableError
+from app.metrics import DeliveryOutcome
 from app.responses import service as response_service
 from app.schemas import decode_cursor, encode_cursor, text_problem
 from app.tenancy.models import Tenant
@@ -29,6 +31,7 @@ from app.webhooks.errors import (
     DeliveryErasedError,
     DeliveryNotFoundError,
     EndpointNotFoundError,
+    InvalidSignatureError,
     MappingError,
     UnknownSourceError,
 )
@@ -44,6 +47,14 @@ _PRIVATE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", 
 
 # Maximum length of a delivery key stored as sent; a longer one is replaced by the digest.
 MAX_DELIVERY_KEY_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """The answer to a delivery and its outcome for the delivery metrics."""
+
+    ack: WebhookAck
+    outcome: DeliveryOutcome
 
 
 def _storable(text: str) -> str:
@@ -251,10 +262,20 @@ async def find_endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpo
 
 async def receive(
     session: AsyncSession, endpoint: WebhookEndpoint, delivery: InboundDelivery
-) -> WebhookAck:
+) -> DeliveryResult:
     adapter = adapter_for(endpoint.source)
     config = endpoint_config(endpoint)
-    adapter.verify(delivery, config)
+    try:
+        adapter.verify(delivery, config)
+    except InvalidSignatureError as error:
+        log.warning(
+            "webhook.signature_rejected",
+            tenant_id=str(endpoint.tenant_id),
+            endpoint_id=endpoint.id,
+            source=endpoint.source,
+            reason=error.detail,
+        )
+        raise
 
     key = _delivery_key(adapter, delivery)
     stored = await repository.insert_delivery(
@@ -282,7 +303,7 @@ async def receive(
             endpoint_id=endpoint.id,
             key=key,
         )
-        return WebhookAck(status="duplicate", delivery_id=None)
+        return DeliveryResult(WebhookAck(status="duplicate", delivery_id=None), "duplicate")
     return await _process(session, endpoint, stored, delivery)
 
 
@@ -291,7 +312,7 @@ async def _process(
     endpoint: WebhookEndpoint,
     stored: WebhookDelivery,
     delivery: InboundDelivery,
-) -> WebhookAck:
+) -> DeliveryResult:
     """Map a stored delivery with the endpoint's current settings and record the outcome."""
     adapter = adapter_for(endpoint.source)
     fields = {
@@ -327,18 +348,24 @@ async def _process(
             error=_storable(error.reason),
         )
         log.warning("webhook.mapping_failed", reason=error.reason, **fields)
-        return WebhookAck(status="failed", delivery_id=stored.id, detail=error.reason)
+        ack = WebhookAck(status="failed", delivery_id=stored.id, detail=error.reason)
+        return DeliveryResult(ack, "failed")
 
     status: Literal["processed", "pending", "ignored"]
+    outcome: DeliveryOutcome
     next_attempt_at: datetime | None = None
     if mapped.response is not None:
         await response_service.write_responses(session, endpoint.tenant_id, [mapped.response])
         status = "processed"
+        matched = await response_service.is_matched(
+            session, endpoint.tenant_id, mapped.response.source, mapped.response.response_id
+        )
+        outcome = "accepted" if matched else "unmatched"
     elif mapped.fetch is not None:
-        status = "pending"
+        status = outcome = "pending"
         next_attempt_at = delivery.received_at
     else:
-        status = "ignored"
+        status = outcome = "ignored"
     response_id = mapped.response.response_id if mapped.response else None
     event_type = None if mapped.event_type is None else _storable(mapped.event_type)
     fetch = {key: _storable(value) for key, value in mapped.fetch.items()} if mapped.fetch else None
@@ -353,8 +380,8 @@ async def _process(
         fetch=fetch,
         next_attempt_at=next_attempt_at,
     )
-    log.info("webhook.received", status=status, event_type=event_type, **fields)
-    return WebhookAck(status=status, delivery_id=stored.id)
+    log.info("webhook.received", status=status, outcome=outcome, event_type=event_type, **fields)
+    return DeliveryResult(WebhookAck(status=status, delivery_id=stored.id), outcome)
 
 
 async def list_deliveries(
@@ -400,4 +427,5 @@ async def replay_delivery(session: AsyncSession, tenant: Tenant, delivery_id: in
         body=stored.body, headers=stored.headers, received_at=stored.received_at
     )
     log.info("webhook.replayed", tenant_id=str(tenant.id), delivery_id=delivery_id)
-    return await _process(session, endpoint, stored, delivery)
+    result = await _process(session, endpoint, stored, delivery)
+    return result.ack

@@ -18,7 +18,7 @@ endpoint's settings are fixed.
 import asyncio
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal, cast
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import __version__
 from app.db.session import session_scope
+from app.metrics import FetchOutcomeLabel, ServiceMetrics
 from app.privacy import service as privacy_service
 from app.responses import service as response_service
 from app.responses.schemas import ResponseIn
@@ -58,6 +59,7 @@ class FetchContext:
     client: httpx.AsyncClient
     settings: Settings
     clock: Clock = system_clock
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,9 @@ async def fetch_delivery(
 
 async def _record(
     session: AsyncSession, context: FetchContext, delivery: WebhookDelivery, outcome: FetchOutcome
-) -> None:
-    """Write the fetched response, if any, and the delivery's new status."""
+) -> FetchOutcomeLabel:
+    """Write the fetched response, if any, and the delivery's new status, and return the
+    outcome recorded: `retry` only when another attempt is scheduled."""
     attempts = delivery.attempts + 1
     fields = {**_log_fields(delivery), "attempt": attempts}
 
@@ -206,7 +209,7 @@ async def _record(
             response_id=response_id,
         )
         log.info("webhook.fetched", status=outcome.status, **fields)
-        return
+        return outcome.status
 
     max_attempts = context.settings.webhook_fetch_max_attempts
     if outcome.status == "retry" and attempts < max_attempts:
@@ -226,7 +229,7 @@ async def _record(
             next_attempt_at=next_attempt_at.isoformat(),
             **fields,
         )
-        return
+        return "retry"
 
     reason = outcome.error or "the fetch failed"
     if outcome.status == "retry":
@@ -241,11 +244,16 @@ async def _record(
         error=reason,
     )
     log.warning("webhook.fetch_failed", reason=reason, **fields)
+    return "failed"
 
 
 async def _run_batch(context: FetchContext) -> int:
     """Claim one batch of due deliveries, fetch them concurrently and record the outcomes,
-    all in one transaction. Return the number claimed."""
+    all in one transaction. Return the number claimed.
+
+    The outcomes are counted in the metrics once the transaction has committed.
+    """
+    recorded: list[tuple[str, FetchOutcomeLabel]] = []
     async with session_scope(context.sessionmaker) as session:
         deliveries = await repository.claim_due_deliveries(
             session, due_by=context.clock(), limit=context.settings.webhook_fetch_batch_size
@@ -268,25 +276,29 @@ async def _run_batch(context: FetchContext) -> int:
             )
         )
         for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            await _record_in_savepoint(session, context, delivery, outcome)
-    return len(deliveries)
+            label = await _record_in_savepoint(session, context, delivery, outcome)
+            recorded.append((delivery.source, label))
+
+    for source, label in recorded:
+        context.metrics.record_fetch(source, label)
+    return len(recorded)
 
 
 async def _record_in_savepoint(
     session: AsyncSession, context: FetchContext, delivery: WebhookDelivery, outcome: FetchOutcome
-) -> None:
-    """Record an outcome inside a savepoint.
+) -> FetchOutcomeLabel:
+    """Record an outcome inside a savepoint, and return the outcome recorded.
 
     When one delivery's response cannot be written, only that delivery is retried later.
     The rest of the batch is kept rather than rolled back and fetched again.
     """
     try:
         async with session.begin_nested():
-            await _record(session, context, delivery, outcome)
+            return await _record(session, context, delivery, outcome)
     except Exception as error:
         log.exception("webhook.fetch_record_failed", **_log_fields(delivery))
         failure = f"storing the fetched response failed: {type(error).__name__}: {error}"
-        await _record(session, context, delivery, FetchOutcome("retry", error=failure))
+        return await _record(session, context, delivery, FetchOutcome("retry", error=failure))
 
 
 async def run_due_fetches(context: FetchContext) -> int:
