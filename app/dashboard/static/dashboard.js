@@ -336,6 +336,7 @@
     setText("total-revenue", compactMoney(report.total_revenue, report.currency), report.total_revenue);
     byId("total-revenue").setAttribute("title", exactMoney(report.total_revenue, report.currency));
     setText("covered-revenue", compactMoney(report.covered_revenue, report.currency), report.covered_revenue);
+    byId("covered-revenue").setAttribute("title", exactMoney(report.covered_revenue, report.currency));
     setText("total-accounts", String(report.accounts.total), report.accounts.total);
     renderGauge(report);
     renderBar(report);
