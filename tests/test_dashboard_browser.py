@@ -39,7 +39,7 @@ PAGE_TIMEOUT = 60.0
 def find_chromium() -> str | None:
     configured = os.environ.get("REVCOV_TEST_CHROMIUM")
     if configured:
-        return configured
+        return shutil.which(configured)
     for name in CHROMIUM_NAMES:
         if found := shutil.which(name):
             return found
@@ -49,8 +49,8 @@ def find_chromium() -> str | None:
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
-    reason="no Chromium binary found (install Debian's `chromium` package, or set "
-    "REVCOV_TEST_CHROMIUM to a Chromium or Chrome binary)",
+    reason="no Chromium binary found: install Debian's `chromium` package, or set "
+    "REVCOV_TEST_CHROMIUM to the path of a Chromium or Chrome binary",
 )
 
 
