@@ -30,6 +30,7 @@ class TestDashboardPage:
         assert "unsafe-eval" not in policy
         assert "frame-ancestors 'none'" in policy
         assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-cache"
 
     async def test_assets_have_their_types(self, client: httpx.AsyncClient) -> None:
         script = await client.get(ASSETS[0])

@@ -25,6 +25,9 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    # Browsers revalidate with the ETag on every load, so an upgrade never pairs a cached
+    # old script with a new page.
+    "Cache-Control": "no-cache",
 }
 
 router = APIRouter(include_in_schema=False)
