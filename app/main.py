@@ -12,6 +12,7 @@ from app.account_lists.router import router as account_lists_router
 from app.accounts.router import router as accounts_router
 from app.api_docs import API_TAGS, install_openapi
 from app.contacts.router import router as contacts_router
+from app.dashboard.router import install_dashboard
 from app.db.session import create_engine, create_sessionmaker, session_scope
 from app.errors import PROBLEM_RESPONSES, register_error_handlers
 from app.flow.router import router as flow_router
@@ -26,7 +27,7 @@ from app.responses.router import router as responses_router
 from app.routing import MAX_BODY_SCOPE_KEY, RejectNulMiddleware
 from app.settings import Settings, get_settings
 from app.tenancy import service as tenant_service
-from app.tenancy.router import api_keys_router
+from app.tenancy.router import api_keys_router, share_tokens_router
 from app.tenancy.router import router as tenancy_router
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.tasks import (
@@ -35,6 +36,7 @@ from app.webhooks.tasks import (
     start_fetch_loop,
     stop_fetch_loop,
 )
+from app.widgets.router import router as widgets_router
 
 log = structlog.get_logger()
 
@@ -128,8 +130,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         account_lists_router,
         flow_router,
         fx_router,
+        share_tokens_router,
+        widgets_router,
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
+    install_dashboard(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -7,7 +7,7 @@ from app.fx.models import FxRate
 from app.idempotency.models import IdempotencyKey
 from app.privacy.models import AuditEvent
 from app.responses.models import SurveyResponse
-from app.tenancy.models import ApiKey, Tenant
+from app.tenancy.models import ApiKey, ShareToken, Tenant
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "FxRate",
     "IdempotencyKey",
     "RevenueRecord",
+    "ShareToken",
     "SurveyResponse",
     "Tenant",
     "WebhookDelivery",

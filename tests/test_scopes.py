@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 
-from app.tenancy.dependencies import RequireScope, get_caller
+from app.tenancy.dependencies import RequireScope, RequireScopeOrShareToken, get_caller
 from tests.helpers import assert_problem, client_with_key, create_api_key
 
 # The scope of every authenticated route. A new route must be added here and to the
@@ -53,11 +53,18 @@ EXPECTED_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/webhook-deliveries"): "read",
     ("GET", "/v1/webhook-deliveries/{delivery_id}"): "read",
     ("POST", "/v1/webhook-deliveries/{delivery_id}/replay"): "ingest",
+    ("GET", "/v1/share-tokens"): "admin",
+    ("POST", "/v1/share-tokens"): "admin",
+    ("DELETE", "/v1/share-tokens/{token_id}"): "admin",
+    # Also open to a share token in the `token` query parameter.
+    ("GET", "/v1/widgets/coverage.svg"): "read",
 }
 
 # Routes without an API key: health checks, metrics (optionally behind
-# REVCOV_METRICS_TOKEN), and webhooks, which check the platform's signature instead.
+# REVCOV_METRICS_TOKEN), webhooks, which check the platform's signature instead, and the
+# dashboard page, whose script prompts for a key in the browser.
 PUBLIC_ROUTES = {
+    ("GET", "/dashboard"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -88,13 +95,12 @@ def _route_methods(app: FastAPI) -> Iterator[tuple[str, str, Dependant]]:
 
 def required_scopes(app: FastAPI) -> dict[tuple[str, str], set[str]]:
     """Map each route that authenticates an API key to the scopes it requires."""
+    checks = (RequireScope, RequireScopeOrShareToken)
     scopes = {}
     for method, path, dependant in _route_methods(app):
         calls = list(_dependency_calls(dependant))
-        if get_caller in calls:
-            scopes[(method, path)] = {
-                call.scope for call in calls if isinstance(call, RequireScope)
-            }
+        if get_caller in calls or any(isinstance(call, checks) for call in calls):
+            scopes[(method, path)] = {call.scope for call in calls if isinstance(call, checks)}
     return scopes
 
 

@@ -1,14 +1,15 @@
 """Authentication of API keys, and the scope each route requires.
 
 A route declares its scope through its tenant parameter: `tenant: ReadTenant`,
-`IngestTenant` or `AdminTenant`, or a router-wide `dependencies=[Depends(RequireScope(...))]`.
-tests/test_scopes.py fails for any route that authenticates without one of these.
+`IngestTenant`, `AdminTenant` or `ReadOrShareTenant`, or a router-wide
+`dependencies=[Depends(RequireScope(...))]`. tests/test_scopes.py fails for any route that
+authenticates without one of these.
 """
 
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.db.session import SessionDep
@@ -64,19 +65,63 @@ class RequireScope:
         self.scope = scope
 
     async def __call__(self, caller: CurrentCaller) -> Tenant:
-        if self.scope not in caller.api_key.scopes:
-            granted = ", ".join(caller.api_key.scopes)
-            raise MissingScopeError(
-                f"This route needs an API key with the {self.scope!r} scope, but key "
-                f"{caller.api_key.id} has only {granted}; use a key with that scope or "
-                "create one through POST /v1/api-keys."
-            )
+        _check_scope(caller.api_key, self.scope)
         return caller.tenant
 
     def __repr__(self) -> str:
         return f"RequireScope({self.scope!r})"
 
 
+def _check_scope(api_key: ApiKey, scope: ApiKeyScope) -> None:
+    if scope not in api_key.scopes:
+        granted = ", ".join(api_key.scopes)
+        raise MissingScopeError(
+            f"This route needs an API key with the {scope!r} scope, but key "
+            f"{api_key.id} has only {granted}; use a key with that scope or "
+            "create one through POST /v1/api-keys."
+        )
+
+
+class RequireScopeOrShareToken:
+    """A dependency that returns the tenant of the share token in the `token` query
+    parameter, or else of the bearer API key, which needs `scope`.
+
+    A share token is read only here, so it opens the routes that use this dependency and
+    no other. When a request carries both, the share token decides.
+    """
+
+    def __init__(self, scope: ApiKeyScope) -> None:
+        self.scope = scope
+
+    async def __call__(
+        self,
+        session: SessionDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        token: Annotated[
+            str | None,
+            Query(
+                description="A share token from `POST /v1/share-tokens`, in place of an "
+                "API key, for displays that cannot send headers."
+            ),
+        ] = None,
+    ) -> Tenant:
+        if token is not None:
+            return await tenant_service.authenticate_share_token(session, token)
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise InvalidApiKeyError(
+                "Missing credentials; send an API key as `Authorization: Bearer <key>` or "
+                "a share token as the `token` query parameter.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        api_key, tenant = await tenant_service.authenticate(session, credentials.credentials)
+        _check_scope(api_key, self.scope)
+        return tenant
+
+    def __repr__(self) -> str:
+        return f"RequireScopeOrShareToken({self.scope!r})"
+
+
 ReadTenant = Annotated[Tenant, Depends(RequireScope("read"))]
 IngestTenant = Annotated[Tenant, Depends(RequireScope("ingest"))]
 AdminTenant = Annotated[Tenant, Depends(RequireScope("admin"))]
+ReadOrShareTenant = Annotated[Tenant, Depends(RequireScopeOrShareToken("read"))]

@@ -25,3 +25,11 @@ class ApiKeyNotFoundError(NotFoundError):
 
 class LastAdminKeyError(ConflictError):
     code = "last-admin-key"
+
+
+class InvalidShareTokenError(UnauthorizedError):
+    code = "invalid-share-token"
+
+
+class ShareTokenNotFoundError(NotFoundError):
+    code = "share-token-not-found"

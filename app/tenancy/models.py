@@ -101,3 +101,25 @@ class ApiKey(Base):
             name="scopes",
         ),
     )
+
+
+class ShareToken(Base):
+    """A read-only token for the coverage widget, stored only as its SHA-256 digest.
+
+    It opens `/v1/widgets/coverage.svg` of its tenant and nothing else, so a wall display
+    can show the widget without holding an API key.
+    """
+
+    __tablename__ = "share_tokens"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    prefix: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("tenant_id", "token_hash"),)

@@ -4,7 +4,7 @@ from typing import Any
 from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.tenancy.models import ApiKey, Tenant
+from app.tenancy.models import ApiKey, ShareToken, Tenant
 
 
 async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
@@ -100,6 +100,53 @@ async def update_tenant(session: AsyncSession, tenant: Tenant, values: dict[str,
         .where(Tenant.id == tenant.id)
         .values(**values, updated_at=func.now())
         .returning(Tenant)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one()
+
+
+async def add_share_token(session: AsyncSession, share_token: ShareToken) -> None:
+    session.add(share_token)
+    await session.flush()
+
+
+async def find_active_share_token(
+    session: AsyncSession, tenant_id: uuid.UUID, token_hash: bytes
+) -> tuple[ShareToken, Tenant] | None:
+    statement = (
+        select(ShareToken, Tenant)
+        .join(Tenant, ShareToken.tenant_id == Tenant.id)
+        .where(
+            ShareToken.tenant_id == tenant_id,
+            ShareToken.token_hash == token_hash,
+            ShareToken.revoked_at.is_(None),
+        )
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def _share_tokens(tenant_id: uuid.UUID) -> Select[ShareToken]:
+    return select(ShareToken).where(ShareToken.tenant_id == tenant_id)
+
+
+async def list_share_tokens(session: AsyncSession, tenant_id: uuid.UUID) -> list[ShareToken]:
+    statement = _share_tokens(tenant_id).order_by(ShareToken.created_at, ShareToken.id)
+    return list((await session.scalars(statement)).all())
+
+
+async def get_share_token(
+    session: AsyncSession, tenant_id: uuid.UUID, token_id: uuid.UUID
+) -> ShareToken | None:
+    return await session.scalar(_share_tokens(tenant_id).where(ShareToken.id == token_id))
+
+
+async def revoke_share_token(session: AsyncSession, share_token: ShareToken) -> ShareToken:
+    statement = (
+        update(ShareToken)
+        .where(ShareToken.tenant_id == share_token.tenant_id, ShareToken.id == share_token.id)
+        .values(revoked_at=func.now())
+        .returning(ShareToken)
         .execution_options(populate_existing=True)
     )
     return (await session.execute(statement)).scalar_one()

@@ -11,6 +11,9 @@ from app.tenancy.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyRead,
+    ShareTokenCreate,
+    ShareTokenCreated,
+    ShareTokenRead,
     TenantRead,
     TenantUpdate,
 )
@@ -62,3 +65,43 @@ async def create_api_key(
 async def revoke_api_key(session: SessionDep, tenant: AdminTenant, key_id: uuid.UUID) -> ApiKeyRead:
     revoked = await tenant_service.revoke_api_key(session, tenant, key_id)
     return ApiKeyRead.model_validate(revoked)
+
+
+share_tokens_router = APIRouter(
+    prefix="/v1/share-tokens", tags=["share-tokens"], route_class=ServiceRoute
+)
+
+
+@share_tokens_router.get("", summary="List the tenant's share tokens, revoked ones included")
+async def list_share_tokens(session: SessionDep, tenant: AdminTenant) -> list[ShareTokenRead]:
+    share_tokens = await tenant_service.list_share_tokens(session, tenant)
+    return [ShareTokenRead.model_validate(share_token) for share_token in share_tokens]
+
+
+@share_tokens_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a share token for the coverage widget; the token is shown only here",
+    description=(
+        "A share token opens `GET /v1/widgets/coverage.svg?token=<token>` of this tenant "
+        "and no other route, so a wall display can show the widget without an API key."
+    ),
+)
+async def create_share_token(
+    session: SessionDep, tenant: AdminTenant, body: ShareTokenCreate
+) -> ShareTokenCreated:
+    share_token, token = await tenant_service.create_share_token(session, tenant, body)
+    return ShareTokenCreated.model_validate(
+        {**ShareTokenRead.model_validate(share_token).model_dump(), "share_token": token}
+    )
+
+
+@share_tokens_router.delete(
+    "/{token_id}",
+    summary="Revoke a share token; the widget rejects it with 401 from now on",
+)
+async def revoke_share_token(
+    session: SessionDep, tenant: AdminTenant, token_id: uuid.UUID
+) -> ShareTokenRead:
+    revoked = await tenant_service.revoke_share_token(session, tenant, token_id)
+    return ShareTokenRead.model_validate(revoked)

@@ -193,3 +193,29 @@ class ApiKeyCreated(ApiKeyRead):
     """A new API key; the key itself is shown only here."""
 
     api_key: str = Field(repr=False)
+
+
+class ShareTokenCreate(WriteModel):
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        description="What the token is for, such as the display that shows the widget.",
+        examples=["lobby-screen"],
+    )
+
+
+class ShareTokenRead(ReadModel):
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(
+        description="The first characters of the token: scheme, tenant id and 6 of the 43 "
+        "random characters, enough to tell tokens apart."
+    )
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ShareTokenCreated(ShareTokenRead):
+    """A new share token; the token itself is shown only here."""
+
+    share_token: str = Field(repr=False)

@@ -1,8 +1,9 @@
-"""Tenants and their API keys.
+"""Tenants, their API keys and their share tokens.
 
 A key reads `rcv_<tenant id as 32 hex digits>_<43 random characters>`. The tenant id in it
 lets every lookup stay within one tenant; the random part carries 256 bits, so the stored
-SHA-256 digest cannot be reversed by guessing and needs no salt or slow hash.
+SHA-256 digest cannot be reversed by guessing and needs no salt or slow hash. A share token
+has the same form with the scheme `rcs`, so it never authenticates as an API key.
 """
 
 import hashlib
@@ -18,15 +19,18 @@ from app.tenancy import repository
 from app.tenancy.errors import (
     ApiKeyNotFoundError,
     InvalidApiKeyError,
+    InvalidShareTokenError,
     InvalidThresholdsError,
     LastAdminKeyError,
+    ShareTokenNotFoundError,
 )
-from app.tenancy.models import API_KEY_SCOPES, ApiKey, Tenant
-from app.tenancy.schemas import ApiKeyCreate, TenantUpdate
+from app.tenancy.models import API_KEY_SCOPES, ApiKey, ShareToken, Tenant
+from app.tenancy.schemas import ApiKeyCreate, ShareTokenCreate, TenantUpdate
 
 log = structlog.get_logger()
 
 KEY_SCHEME = "rcv"
+SHARE_TOKEN_SCHEME = "rcs"
 # The tenant made from REVCOV_BOOTSTRAP_API_KEY has a fixed id, because that key may have any
 # shape and so cannot carry the tenant id; keys without one are checked against this tenant.
 BOOTSTRAP_TENANT_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -34,17 +38,17 @@ BOOTSTRAP_TENANT_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 KEY_PREFIX_LENGTH = len(KEY_SCHEME) + 1 + 32 + 1 + 6
 
 
-def generate_api_key(tenant_id: uuid.UUID) -> str:
-    return f"{KEY_SCHEME}_{tenant_id.hex}_{secrets.token_urlsafe(32)}"
+def generate_api_key(tenant_id: uuid.UUID, scheme: str = KEY_SCHEME) -> str:
+    return f"{scheme}_{tenant_id.hex}_{secrets.token_urlsafe(32)}"
 
 
 def hash_api_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def tenant_id_from_key(key: str) -> uuid.UUID | None:
+def tenant_id_from_key(key: str, scheme: str = KEY_SCHEME) -> uuid.UUID | None:
     parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != 32:
+    if len(parts) != 3 or parts[0] != scheme or len(parts[1]) != 32:
         return None
     try:
         return uuid.UUID(hex=parts[1])
@@ -158,6 +162,61 @@ async def revoke_api_key(session: AsyncSession, tenant: Tenant, key_id: uuid.UUI
 
     revoked = await repository.revoke_api_key(session, api_key)
     log.info("api_key.revoked", tenant_id=str(tenant.id), key_id=str(key_id))
+    return revoked
+
+
+async def authenticate_share_token(session: AsyncSession, token: str) -> Tenant:
+    """Return the tenant of an active share token, or raise InvalidShareTokenError.
+
+    A revoked token fails from the moment the revocation commits.
+    """
+    tenant_id = tenant_id_from_key(token, SHARE_TOKEN_SCHEME)
+    found = None
+    if tenant_id is not None:
+        found = await repository.find_active_share_token(session, tenant_id, hash_api_key(token))
+    if found is None:
+        raise InvalidShareTokenError(
+            "The share token is invalid or revoked; create one through POST /v1/share-tokens."
+        )
+    return found[1]
+
+
+async def list_share_tokens(session: AsyncSession, tenant: Tenant) -> list[ShareToken]:
+    return await repository.list_share_tokens(session, tenant.id)
+
+
+async def create_share_token(
+    session: AsyncSession, tenant: Tenant, request: ShareTokenCreate
+) -> tuple[ShareToken, str]:
+    """Create a share token; return it with the token in plain text, which is not stored."""
+    token = generate_api_key(tenant.id, SHARE_TOKEN_SCHEME)
+    share_token = ShareToken(
+        tenant_id=tenant.id,
+        id=uuid.uuid4(),
+        token_hash=hash_api_key(token),
+        prefix=token[:KEY_PREFIX_LENGTH],
+        name=request.name,
+    )
+    await repository.add_share_token(session, share_token)
+    await session.refresh(share_token)
+    log.info("share_token.created", tenant_id=str(tenant.id), token_id=str(share_token.id))
+    return share_token, token
+
+
+async def revoke_share_token(
+    session: AsyncSession, tenant: Tenant, token_id: uuid.UUID
+) -> ShareToken:
+    """Revoke a share token; revoking a revoked token changes nothing and returns it."""
+    share_token = await repository.get_share_token(session, tenant.id, token_id)
+    if share_token is None:
+        raise ShareTokenNotFoundError(
+            f"Share token {token_id} not found; list the tokens at /v1/share-tokens."
+        )
+    if share_token.revoked_at is not None:
+        return share_token
+
+    revoked = await repository.revoke_share_token(session, share_token)
+    log.info("share_token.revoked", tenant_id=str(tenant.id), token_id=str(token_id))
     return revoked
 
 
