@@ -15,7 +15,7 @@ from fastapi.routing import iter_route_contexts
 from app.accounts.schemas import RevenueImportResult
 from app.api_examples import EXAMPLES
 from app.errors import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, problem_content
-from app.tenancy.dependencies import RequireScope, get_caller
+from app.tenancy.dependencies import RequireScope, RequireScopeOrShareToken, get_caller
 
 # Scope extension of each operation: the scopes an API key needs, empty for public routes.
 SCOPES_EXTENSION = "x-required-scopes"
@@ -54,6 +54,15 @@ API_TAGS: list[dict[str, str]] = [
     {"name": "tenant", "description": "The tenant's settings: time zone, currency, target."},
     {"name": "api-keys", "description": "API keys and their scopes: read, ingest, admin."},
     {
+        "name": "share-tokens",
+        "description": "Read-only, revocable tokens that open the coverage widget, and "
+        "nothing else, for wall displays.",
+    },
+    {
+        "name": "widgets",
+        "description": "The coverage gauge and revenue bar as an SVG image for an `<img>` element.",
+    },
+    {
         "name": "privacy",
         "description": "Erasure of a person's personal data and the audit log of deletions.",
     },
@@ -76,6 +85,10 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     "only its SHA-256 digest.",
     ("DELETE", "/v1/api-keys/{key_id}"): "Requests with the key get 401 once the revocation "
     "commits. The tenant's last active admin key cannot be revoked (409).",
+    ("GET", "/v1/share-tokens"): "Every share token of the tenant with its prefix; the tokens "
+    "themselves are never shown again.",
+    ("DELETE", "/v1/share-tokens/{token_id}"): "The widget answers 401 to the token once the "
+    "revocation commits. Revoking a revoked token changes nothing.",
     ("GET", "/v1/accounts"): "Accounts in external id order with the revenue in force now.",
     ("GET", "/v1/accounts/{external_id}"): "The account with the revenue in force now and "
     "every revenue record, newest effective first.",
@@ -186,6 +199,9 @@ CSV_IMPORT_RESULT: dict[str, Any] = {
 }
 COMPONENT_REF = "#/components/schemas/"
 
+# Dependencies that check a scope: an API key's, or a share token in its place.
+SCOPE_CHECKS = (RequireScope, RequireScopeOrShareToken)
+
 INTERNAL_ERROR = problem_content(
     "The server failed; the error is logged with the id in the X-Request-ID header."
 )
@@ -205,9 +221,10 @@ def route_scopes(app: FastAPI) -> dict[tuple[str, str], list[str]]:
         if not isinstance(dependant, Dependant) or context.path is None:
             continue
         calls = list(_dependency_calls(dependant))
-        needed = sorted({str(call.scope) for call in calls if isinstance(call, RequireScope)})
+        checks = [call for call in calls if isinstance(call, SCOPE_CHECKS)]
+        needed = sorted({str(call.scope) for call in checks})
         for method in context.methods or ():
-            scopes[(method, context.path)] = needed if get_caller in calls else []
+            scopes[(method, context.path)] = needed if get_caller in calls or checks else []
     return scopes
 
 
@@ -230,10 +247,13 @@ def _add_examples(operation: dict[str, Any], examples: dict[str, Any]) -> None:
         content = response.get("content", {})
         if not code.startswith("2"):
             continue
-        if "application/json" in content:
-            content["application/json"]["example"] = examples["response"]
-        if "text/csv" in content and "csv_response" in examples:
-            content["text/csv"]["example"] = examples["csv_response"]
+        for media_type, media in content.items():
+            if media_type == "text/csv":
+                if "csv_response" in examples:
+                    media["example"] = examples["csv_response"]
+            elif media_type == "application/json" or isinstance(examples["response"], str):
+                # A text response such as the widget's SVG has its example as a string.
+                media["example"] = examples["response"]
 
     for parameter in operation.get("parameters", []):
         value = examples.get("parameters", {}).get(parameter["name"])

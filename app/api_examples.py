@@ -12,6 +12,21 @@ NEW_API_KEY = "rcv_15b3021bbbe742258b04e966347bd300_9jaWzd5bDkS1UQDdd7Pt9Ek2P9jv
 # SHA-256 of the erased email, which the audit log keeps in its place.
 ERASED_EMAIL_SHA256 = "7bb9e30283184c3b4bbbf2262a600be7165d7e6f50e424a611aa64394e7ecdb5"
 
+NEW_SHARE_TOKEN = "rcs_15b3021bbbe742258b04e966347bd300_Zq1x8TgQ0rM3pVd7nKcE2wYhA5uJfLb9sR4tN6oXiHe"
+SHARE_TOKEN: dict[str, Any] = {
+    "id": "5f0c1a8e-2d4b-4c6f-9a7e-3b1d8e6f2a90",
+    "name": "lobby-screen",
+    "prefix": "rcs_15b3021bbbe742258b04e966347bd300_Zq1x8T",
+    "created_at": "2026-03-02T09:15:00Z",
+    "revoked_at": None,
+}
+# The start of a widget image; the whole image also draws the gauge and the legend.
+WIDGET_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 640 220" role="img" '
+    'aria-labelledby="widget-title"><title id="widget-title">Revenue coverage 2026-Q1: '
+    "62.5% of $2.0M, target 80.0%</title>...</svg>"
+)
+
 PERIOD_2025_Q4: dict[str, Any] = {
     "label": "2025-Q4",
     "start": "2025-10-01T00:00:00Z",
@@ -175,6 +190,21 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
             "created_at": "2026-03-02T09:15:00Z",
             "revoked_at": "2026-03-02T09:15:00Z",
         },
+    },
+    ("POST", "/v1/share-tokens"): {
+        "request": {"name": "lobby-screen"},
+        "status": 201,
+        "response": {**SHARE_TOKEN, "share_token": NEW_SHARE_TOKEN},
+    },
+    ("GET", "/v1/share-tokens"): {"status": 200, "response": [SHARE_TOKEN]},
+    ("DELETE", "/v1/share-tokens/{token_id}"): {
+        "status": 200,
+        "response": {**SHARE_TOKEN, "revoked_at": "2026-03-09T16:40:00Z"},
+    },
+    ("GET", "/v1/widgets/coverage.svg"): {
+        "status": 200,
+        "response": WIDGET_SVG,
+        "parameters": {"period": "2026-Q1", "token": NEW_SHARE_TOKEN},
     },
     ("PUT", "/v1/accounts/{external_id}"): {
         "request": {

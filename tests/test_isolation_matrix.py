@@ -50,11 +50,19 @@ class FirstTenant:
     endpoint_id: str
     delivery_id: int
     key_id: str
+    token_id: str
     markers: tuple[str, ...]
 
     @property
     def identifiers(self) -> tuple[str, ...]:
-        return (self.external_id, self.email, self.response_id, self.endpoint_id, self.key_id)
+        return (
+            self.external_id,
+            self.email,
+            self.response_id,
+            self.endpoint_id,
+            self.key_id,
+            self.token_id,
+        )
 
 
 # How to fill each path parameter with the first tenant's object. A route with a
@@ -68,6 +76,7 @@ PATH_VALUES: dict[str, Callable[[FirstTenant], str]] = {
     "endpoint_id": lambda first: first.endpoint_id,
     "delivery_id": lambda first: str(first.delivery_id),
     "key_id": lambda first: first.key_id,
+    "token_id": lambda first: first.token_id,
 }
 
 Outcome = Literal["not_found", "own_namespace", "lists_nothing", "probe", "bad_signature"]
@@ -127,11 +136,17 @@ def _fixed(body: dict[str, Any]) -> Body:
 ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/healthz"): Case("lists_nothing"),
     ("GET", "/readyz"): Case("lists_nothing"),
+    ("GET", "/metrics"): Case("lists_nothing"),
+    ("GET", "/dashboard"): Case("lists_nothing"),
     ("GET", "/v1/tenant"): Case("lists_nothing"),
     ("PATCH", "/v1/tenant"): Case("own_namespace", _fixed({"timezone": "Europe/Paris"})),
     ("GET", "/v1/api-keys"): Case("lists_nothing"),
     ("POST", "/v1/api-keys"): Case("own_namespace", _fixed({"name": "b", "scopes": ["read"]})),
     ("DELETE", "/v1/api-keys/{key_id}"): Case("not_found"),
+    ("GET", "/v1/share-tokens"): Case("lists_nothing"),
+    ("POST", "/v1/share-tokens"): Case("own_namespace", _fixed({"name": "b"})),
+    ("DELETE", "/v1/share-tokens/{token_id}"): Case("not_found"),
+    ("GET", "/v1/widgets/coverage.svg"): Case("lists_nothing", query={"period": PERIOD}),
     ("GET", "/v1/accounts"): Case("lists_nothing"),
     ("GET", "/v1/accounts/{external_id}"): Case("not_found"),
     ("PUT", "/v1/accounts/{external_id}"): Case("own_namespace", _fixed({"name": "B"})),
@@ -269,6 +284,7 @@ async def create_first_tenant(app: FastAPI) -> FirstTenant:
         f"first webhook comment {tag}",
         f"first-key-{tag}",
         f"First Tenant {tag}",
+        f"first-display-{tag}",
         TYPEFORM_SECRET,
         key,
     )
@@ -339,6 +355,8 @@ async def create_first_tenant(app: FastAPI) -> FirstTenant:
         assert erased.status_code == 200, erased.text
         created_key = await api.post("/v1/api-keys", json={"name": markers[4], "scopes": ["read"]})
         assert created_key.status_code == 201, created_key.text
+        created_token = await api.post("/v1/share-tokens", json={"name": markers[6]})
+        assert created_token.status_code == 201, created_token.text
         endpoint = await api.post(
             "/v1/webhook-endpoints",
             json={"source": "typeform", "secret": TYPEFORM_SECRET, "score_field": "nps"},
@@ -360,7 +378,8 @@ async def create_first_tenant(app: FastAPI) -> FirstTenant:
         endpoint_id=endpoint_id,
         delivery_id=delivered.json()["delivery_id"],
         key_id=created_key.json()["id"],
-        markers=markers,
+        token_id=created_token.json()["id"],
+        markers=(*markers, created_token.json()["share_token"]),
     )
 
 
