@@ -2,15 +2,12 @@
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
-import pytest
 from alembic import command
 from sqlalchemy.engine import make_url
 
 from app.db.migrations import alembic_config, head_revision
-from tests.conftest import admin_dsn, run_admin_statement
 
 
 def _plain_dsn(url: str) -> str:
@@ -23,18 +20,6 @@ async def _fetch(url: str, query: str) -> list[asyncpg.Record]:
         return list(await connection.fetch(query))
     finally:
         await connection.close()
-
-
-@pytest.fixture
-def scratch_database(database_url: str) -> Iterator[str]:
-    """An empty database on the test server, dropped afterwards."""
-    name = f"revcov_migrations_{uuid.uuid4().hex[:10]}"
-    admin = admin_dsn(database_url)
-    asyncio.run(run_admin_statement(admin, f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(run_admin_statement(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 TABLES_QUERY = """
@@ -57,30 +42,6 @@ def test_upgrade_downgrade_round_trip(scratch_database: str) -> None:
     assert len(upgraded) >= 6
     assert downgraded == []
     assert version[0]["version_num"] == head_revision()
-
-
-KEYS_QUERY = """
-    SELECT c.conrelid::regclass::text AS table_name, c.conname, c.contype,
-           (SELECT a.attname FROM pg_attribute a
-             WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]) AS first_column
-    FROM pg_constraint c
-    JOIN pg_namespace n ON n.oid = c.connamespace
-    WHERE n.nspname = 'public' AND c.contype IN ('p', 'u', 'f')
-      AND c.conrelid::regclass::text NOT IN ('alembic_version', 'tenants')
-"""
-
-
-def test_tenant_id_leads_every_key(database_url: str) -> None:
-    keys = asyncio.run(_fetch(database_url, KEYS_QUERY))
-
-    offenders = [
-        f"{key['table_name']}.{key['conname']}"
-        for key in keys
-        if key["first_column"] != "tenant_id"
-    ]
-
-    assert keys
-    assert offenders == []
 
 
 def test_money_columns_are_numeric(database_url: str) -> None:
