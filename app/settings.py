@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    database_pooler: Literal["none", "pgbouncer"] = Field(
+        default="none",
+        description="The connection pooler between the service and PostgreSQL. `pgbouncer` "
+        "(transaction pooling) turns off prepared statement caches, names each prepared "
+        "statement uniquely and sets the statement timeout per transaction.",
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)

@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.db.session import driver_connect_args
 from app.models import Base
 from app.settings import get_settings
 
@@ -49,7 +50,7 @@ def _run_migrations(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(_database_url())
+    engine = create_async_engine(_database_url(), connect_args=driver_connect_args(get_settings()))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_migrations)

@@ -9,7 +9,6 @@ requests, so a response fetched twice shows up as a second request.
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import free_port
 from tests.test_webhook_fetch import API_BODY, FORM, SECRET, api_path, completed_response
 from tests.test_webhooks_typeform import SECRET as TYPEFORM_SECRET
 from tests.test_webhooks_typeform import sign, variant
@@ -30,13 +30,6 @@ STARTUP_SECONDS = 60.0
 SETTLE_SECONDS = 60.0
 # Each fetch waits this long, so both fetchers hold claimed deliveries at the same time.
 FETCH_DELAY_SECONDS = 0.3
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @contextmanager
