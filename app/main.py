@@ -11,6 +11,7 @@ from app import __version__
 from app.account_lists.router import router as account_lists_router
 from app.accounts.router import router as accounts_router
 from app.contacts.router import router as contacts_router
+from app.db.freshness import FreshnessHeaderMiddleware
 from app.db.session import create_engine, create_sessionmaker, session_scope
 from app.errors import PROBLEM_RESPONSES, register_error_handlers
 from app.flow.router import router as flow_router
@@ -56,13 +57,21 @@ class BodyLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
-    """Build the app; `database_url` overrides the settings (the embedded server's URL)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    read_database_url: str | None = None,
+) -> FastAPI:
+    """Build the app; `database_url` overrides the settings (the embedded server's URL), and
+    `read_database_url` the replica of the report routes."""
     settings = settings or get_settings()
     if database_url is None:
         if settings.database_url is None:
             raise ValueError("create_app needs REVCOV_DATABASE_URL or a database_url argument")
         database_url = settings.database_url.get_secret_value()
+    if read_database_url is None and settings.read_database_url is not None:
+        read_database_url = settings.read_database_url.get_secret_value()
     mode = "external" if settings.database_url is not None else "embedded"
 
     @asynccontextmanager
@@ -71,6 +80,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        read_engine = None
+        app.state.report_sessionmaker = None
+        if read_database_url is not None:
+            read_engine = create_engine(read_database_url, settings)
+            app.state.report_sessionmaker = create_sessionmaker(read_engine)
         if settings.bootstrap_api_key is not None:
             async with session_scope(app.state.sessionmaker) as session:
                 await tenant_service.create_bootstrap_tenant(
@@ -86,6 +100,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             version=__version__,
             environment=settings.environment,
             database=mode,
+            read_replica=read_database_url is not None,
         )
         try:
             yield
@@ -93,6 +108,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             await stop_fetch_loop(app.state.fetch_task)
             await fetch_client.aclose()
             await engine.dispose()
+            if read_engine is not None:
+                await read_engine.dispose()
             log.info("service.stopped")
 
     app = FastAPI(
@@ -121,4 +138,5 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(FreshnessHeaderMiddleware)
     return app

@@ -16,6 +16,11 @@ class Settings(BaseSettings):
         default=None,
         description="URL of an external PostgreSQL server; unset, an embedded one is started.",
     )
+    read_database_url: SecretStr | None = Field(
+        default=None,
+        description="URL of a streaming replica of REVCOV_DATABASE_URL for the report routes; "
+        "unset, reports read from the primary.",
+    )
     data_dir: Path = Field(
         default=Path(".revcov"),
         description="Directory for the embedded PostgreSQL data files.",
@@ -79,7 +84,7 @@ class Settings(BaseSettings):
         """Accept the level in any case, such as DEBUG as well as debug."""
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("database_url", mode="after")
+    @field_validator("database_url", "read_database_url", mode="after")
     @classmethod
     def normalise_driver(cls, value: SecretStr | None) -> SecretStr | None:
         """Accept `postgres://`, `postgresql://` and psycopg URLs and use the asyncpg driver."""

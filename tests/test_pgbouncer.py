@@ -33,7 +33,7 @@ from app.db.session import session_scope
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import make_tenant
-from tests.helpers import free_port
+from tests.helpers import client_with_key, free_port
 from tests.test_webhooks_typeform import SECRET as TYPEFORM_SECRET
 from tests.test_webhooks_typeform import sign, variant
 
@@ -138,11 +138,7 @@ async def pooled_app(pgbouncer_url: str, settings: Settings) -> AsyncIterator[Fa
 @pytest.fixture
 async def pooled_api(pooled_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     _, key = await make_tenant(pooled_app, "pooled")
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=pooled_app),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {key}"},
-    ) as client:
+    async with client_with_key(pooled_app, key) as client:
         yield client
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.db.freshness import FRESHNESS_STATE_KEY, measure_freshness
 from app.settings import Settings
 
 
@@ -108,5 +109,25 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_report_session(
+    request: Request, session: Annotated[AsyncSession, Depends(get_session, scope="function")]
+) -> AsyncIterator[AsyncSession]:
+    """Yield a session on the read replica (REVCOV_READ_DATABASE_URL), else the request's
+    session on the primary, and record how fresh its data is for the `Data-As-Of` header.
+
+    Reports only read. Authentication and every other route stay on the primary, so a
+    write is visible to the writer's next request except in reports, which may lag.
+    """
+    replica: async_sessionmaker[AsyncSession] | None = request.app.state.report_sessionmaker
+    if replica is None:
+        setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(session))
+        yield session
+        return
+    async with session_scope(replica) as report_session:
+        setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(report_session))
+        yield report_session
+
+
 # `scope="function"` ends the dependency, and so commits, before the response is sent.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReportSessionDep = Annotated[AsyncSession, Depends(get_report_session, scope="function")]
