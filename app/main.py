@@ -1,5 +1,6 @@
 """The FastAPI application: routers, error handlers, middleware and the database lifecycle."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +27,8 @@ from app.settings import Settings, get_settings
 from app.tenancy import service as tenant_service
 from app.tenancy.router import api_keys_router
 from app.tenancy.router import router as tenancy_router
+from app.webhooks.dependencies import system_clock
+from app.webhooks.partitions import run_maintenance_loop
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.tasks import (
     FetchContext,
@@ -95,6 +98,10 @@ def create_app(
             sessionmaker=app.state.sessionmaker, client=fetch_client, settings=settings
         )
         app.state.fetch_task = start_fetch_loop(app.state.fetch_context)
+        maintenance_task = asyncio.create_task(
+            run_maintenance_loop(app.state.sessionmaker, settings, system_clock),
+            name="webhook-partition-maintenance",
+        )
         log.info(
             "service.started",
             version=__version__,
@@ -105,6 +112,8 @@ def create_app(
         try:
             yield
         finally:
+            maintenance_task.cancel()
+            await asyncio.wait([maintenance_task])
             await stop_fetch_loop(app.state.fetch_task)
             await fetch_client.aclose()
             await engine.dispose()

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
         description="Pending deliveries claimed and fetched concurrently in one transaction.",
     )
 
+    webhook_delivery_retention_days: int = Field(
+        default=90,
+        ge=7,
+        le=36500,
+        description="Days raw webhook deliveries are kept: a monthly partition is dropped "
+        "once its whole month is older. Delivery keys, which drop repeated deliveries, are "
+        "kept 7 days longer.",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def lower_case_log_level(cls, value: object) -> object:
