@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 from alembic import command
@@ -85,3 +86,60 @@ def test_existing_api_keys_get_every_scope(scratch_database: str) -> None:
     rows = asyncio.run(_fetch(scratch_database, "SELECT scopes FROM api_keys"))
 
     assert [row["scopes"] for row in rows] == [["ingest", "read", "admin"]]
+
+
+BEFORE_PARTITIONING = "4c8e2a17f3d9"
+PARTITIONING = "3f1d9a6c2b84"
+
+
+def test_partitioning_keeps_deliveries_and_keys(scratch_database: str) -> None:
+    config = alembic_config(scratch_database)
+    command.upgrade(config, BEFORE_PARTITIONING)
+    tenant_id = uuid.uuid4()
+    asyncio.run(
+        _execute(
+            scratch_database,
+            f"INSERT INTO tenants (id, name) VALUES ('{tenant_id}', 'partitioned')",
+            "INSERT INTO webhook_endpoints (tenant_id, id, source, account_field) "
+            f"VALUES ('{tenant_id}', 'wh_1', 'typeform', 'account_id')",
+            "INSERT INTO webhook_deliveries (tenant_id, endpoint_id, delivery_key, source, "
+            "status, headers, body, received_at) "
+            f"VALUES ('{tenant_id}', 'wh_1', 'key-old', 'typeform', 'processed', '{{}}', "
+            "'\\x7b7d', '2024-05-17T10:00:00Z'), "
+            f"('{tenant_id}', 'wh_1', 'key-new', 'typeform', 'processed', '{{}}', "
+            "'\\x7b7d', now())",
+        )
+    )
+    rows_query = (
+        "SELECT tableoid::regclass::text AS stored_in, id, delivery_key "
+        "FROM webhook_deliveries ORDER BY id"
+    )
+
+    command.upgrade(config, PARTITIONING)
+    partitioned = asyncio.run(_fetch(scratch_database, rows_query))
+    keys = asyncio.run(
+        _fetch(scratch_database, "SELECT delivery_key FROM webhook_delivery_keys ORDER BY 1")
+    )
+    asyncio.run(
+        _execute(
+            scratch_database,
+            "INSERT INTO webhook_deliveries (tenant_id, endpoint_id, delivery_key, source, "
+            f"status, headers, body) VALUES ('{tenant_id}', 'wh_1', 'key-third', 'typeform', "
+            "'processed', '{}', '\\x7b7d')",
+        )
+    )
+    command.downgrade(config, BEFORE_PARTITIONING)
+    restored = asyncio.run(_fetch(scratch_database, rows_query))
+
+    assert [row["stored_in"] for row in partitioned] == [
+        "webhook_deliveries_p2024_05",
+        f"webhook_deliveries_p{datetime.now(UTC):%Y_%m}",
+    ]
+    assert [row["id"] for row in partitioned] == [1, 2]
+    assert [row["delivery_key"] for row in keys] == ["key-new", "key-old"]
+    assert [(row["id"], row["delivery_key"]) for row in restored] == [
+        (1, "key-old"),
+        (2, "key-new"),
+        (3, "key-third"),
+    ]
+    assert {row["stored_in"] for row in restored} == {"webhook_deliveries"}
