@@ -49,8 +49,9 @@ class WebhookEndpoint(Base):
 class WebhookDeliveryKey(Base):
     """The delivery key of a stored delivery, which drops a repeat of it.
 
-    The row outlives its raw delivery by `DELIVERY_KEY_MARGIN`, because raw deliveries go
-    when their monthly partition passes the retention period.
+    The row outlives its raw delivery by at least `DELIVERY_KEY_MARGIN`
+    (`app.webhooks.partitions`), because raw deliveries go with their monthly partition
+    once it passes the retention period.
     """
 
     __tablename__ = "webhook_delivery_keys"
