@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from app.db.session import session_scope
 from app.main import create_app
@@ -236,19 +237,24 @@ class TestBehindPgBouncer:
         assert statuses.count("duplicate") == len(bodies)
 
 
-async def test_default_driver_settings_fail_behind_pgbouncer(pgbouncer_url: str) -> None:
-    """asyncpg's own statement cache and numbered statement names clash on shared server
-    connections, which is why REVCOV_DATABASE_POOLER exists."""
-    engine = create_async_engine(pgbouncer_url, pool_size=SERVER_CONNECTIONS * 3)
-
-    async def query(number: int) -> None:
-        async with engine.connect() as connection:
-            for _ in range(5):
-                await connection.execute(text(f"SELECT {number} + :n"), {"n": number})
-                await connection.commit()
-
-    try:
-        with pytest.raises((DBAPIError, asyncpg.PostgresError), match="prepared statement"):
-            await asyncio.gather(*(query(number) for number in range(SERVER_CONNECTIONS * 3)))
-    finally:
-        await engine.dispose()
+async def test_default_driver_settings_fail_behind_pgbouncer(database_url: str) -> None:
+    """asyncpg caches a prepared statement on its connection, which is why
+    REVCOV_DATABASE_POOLER exists: behind PgBouncer the next transaction may run on a
+    server connection without it. Here a second client holds the first server connection,
+    so the first client's next transaction gets a new one."""
+    with run_pgbouncer(database_url) as url:
+        engine = create_async_engine(url, poolclass=NullPool)
+        other = await asyncpg.connect(url.replace("+asyncpg", ""), statement_cache_size=0)
+        try:
+            async with engine.connect() as client:
+                await client.execute(text("SELECT 1 + :n"), {"n": 1})
+                await client.commit()
+                async with other.transaction():
+                    await other.execute("SELECT 1")
+                    with pytest.raises(
+                        (DBAPIError, asyncpg.PostgresError), match="prepared statement"
+                    ):
+                        await client.execute(text("SELECT 1 + :n"), {"n": 1})
+        finally:
+            await other.close()
+            await engine.dispose()
