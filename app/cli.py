@@ -6,6 +6,8 @@ import signal
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -28,6 +30,7 @@ from app.logging import configure_logging
 from app.main import create_app
 from app.settings import Settings, get_settings
 from app.tenancy import service as tenant_service
+from app.webhooks.partitions import run_maintenance
 
 cli = typer.Typer(
     help="revcov: revenue coverage of NPS feedback. Settings come from REVCOV_* variables.",
@@ -155,6 +158,30 @@ def migrate() -> None:
     typer.echo("Database migrated to the newest revision.")
     if creates_database:
         _print_new_database_note(settings.data_dir, "this database")
+
+
+async def _maintain(url: str, settings: Settings) -> dict[str, object]:
+    engine = create_engine(url, settings)
+    try:
+        result = await run_maintenance(create_sessionmaker(engine), settings, datetime.now(UTC))
+    finally:
+        await engine.dispose()
+    return asdict(result)
+
+
+@cli.command()
+def maintain() -> None:
+    """Create the coming months' webhook delivery partitions, drop those past
+    REVCOV_WEBHOOK_DELIVERY_RETENTION_DAYS and delete expired delivery keys; print JSON.
+
+    `serve` does the same at start and every hour.
+    """
+    settings = _settings()
+    with open_database(_database_url(settings), settings.data_dir) as url:
+        if settings.database_url is None:
+            upgrade_to_head(url)
+        result = asyncio.run(_maintain(url, settings))
+    typer.echo(json.dumps(result))
 
 
 async def _create_tenant(url: str, settings: Settings, name: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The FastAPI application: routers, error handlers, middleware and the database lifecycle."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,7 @@ from app.accounts.router import router as accounts_router
 from app.api_docs import API_TAGS, install_openapi
 from app.contacts.router import router as contacts_router
 from app.dashboard.router import install_dashboard
+from app.db.freshness import FreshnessHeaderMiddleware
 from app.db.session import create_engine, create_sessionmaker, session_scope
 from app.errors import PROBLEM_RESPONSES, register_error_handlers
 from app.flow.router import router as flow_router
@@ -29,6 +31,8 @@ from app.settings import Settings, get_settings
 from app.tenancy import service as tenant_service
 from app.tenancy.router import api_keys_router, share_tokens_router
 from app.tenancy.router import router as tenancy_router
+from app.webhooks.dependencies import system_clock
+from app.webhooks.partitions import run_maintenance_loop
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.tasks import (
     FetchContext,
@@ -61,13 +65,21 @@ class BodyLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
-    """Build the app; `database_url` overrides the settings (the embedded server's URL)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    read_database_url: str | None = None,
+) -> FastAPI:
+    """Build the app; `database_url` overrides the settings (the embedded server's URL), and
+    `read_database_url` the replica of the report routes."""
     settings = settings or get_settings()
     if database_url is None:
         if settings.database_url is None:
             raise ValueError("create_app needs REVCOV_DATABASE_URL or a database_url argument")
         database_url = settings.database_url.get_secret_value()
+    if read_database_url is None and settings.read_database_url is not None:
+        read_database_url = settings.read_database_url.get_secret_value()
     mode = "external" if settings.database_url is not None else "embedded"
     metrics = ServiceMetrics()
 
@@ -78,6 +90,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         metrics.watch_pool(engine)
+        read_engine = None
+        app.state.report_sessionmaker = None
+        if read_database_url is not None:
+            read_engine = create_engine(read_database_url, settings)
+            app.state.report_sessionmaker = create_sessionmaker(read_engine)
         if settings.bootstrap_api_key is not None:
             async with session_scope(app.state.sessionmaker) as session:
                 await tenant_service.create_bootstrap_tenant(
@@ -91,19 +108,28 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             metrics=metrics,
         )
         app.state.fetch_task = start_fetch_loop(app.state.fetch_context)
+        maintenance_task = asyncio.create_task(
+            run_maintenance_loop(app.state.sessionmaker, settings, system_clock),
+            name="webhook-partition-maintenance",
+        )
         log.info(
             "service.started",
             version=__version__,
             environment=settings.environment,
             database=mode,
+            read_replica=read_database_url is not None,
         )
         try:
             yield
         finally:
+            maintenance_task.cancel()
+            await asyncio.wait([maintenance_task])
             await stop_fetch_loop(app.state.fetch_task)
             await fetch_client.aclose()
             metrics.unwatch_pool()
             await engine.dispose()
+            if read_engine is not None:
+                await read_engine.dispose()
             log.info("service.stopped")
 
     app = FastAPI(
@@ -138,6 +164,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(FreshnessHeaderMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     install_openapi(app)
     return app

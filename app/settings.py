@@ -16,6 +16,11 @@ class Settings(BaseSettings):
         default=None,
         description="URL of an external PostgreSQL server; unset, an embedded one is started.",
     )
+    read_database_url: SecretStr | None = Field(
+        default=None,
+        description="URL of a streaming replica of REVCOV_DATABASE_URL for the report routes; "
+        "unset, reports read from the primary.",
+    )
     data_dir: Path = Field(
         default=Path(".revcov"),
         description="Directory for the embedded PostgreSQL data files.",
@@ -41,6 +46,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    database_pooler: Literal["none", "pgbouncer"] = Field(
+        default="none",
+        description="The connection pooler between the service and PostgreSQL. `pgbouncer` "
+        "(transaction pooling) turns off prepared statement caches, names each prepared "
+        "statement uniquely and sets the statement timeout per transaction.",
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
@@ -76,13 +87,22 @@ class Settings(BaseSettings):
         description="Pending deliveries claimed and fetched concurrently in one transaction.",
     )
 
+    webhook_delivery_retention_days: int = Field(
+        default=90,
+        ge=7,
+        le=36500,
+        description="Days raw webhook deliveries are kept: a monthly partition is dropped "
+        "once its whole month is older. Delivery keys, which drop repeated deliveries, are "
+        "kept 7 days longer.",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def lower_case_log_level(cls, value: object) -> object:
         """Accept the level in any case, such as DEBUG as well as debug."""
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("database_url", mode="after")
+    @field_validator("database_url", "read_database_url", mode="after")
     @classmethod
     def normalise_driver(cls, value: SecretStr | None) -> SecretStr | None:
         """Accept `postgres://`, `postgresql://` and psycopg URLs and use the asyncpg driver."""

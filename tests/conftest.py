@@ -73,6 +73,18 @@ def database_url() -> Iterator[str]:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.fixture
+def scratch_database(database_url: str) -> Iterator[str]:
+    """An empty database on the test server, dropped afterwards."""
+    name = f"revcov_scratch_{uuid.uuid4().hex[:10]}"
+    admin = admin_dsn(database_url)
+    asyncio.run(run_admin_statement(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(run_admin_statement(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     # Thin-payload tests replay platform APIs from a server on 127.0.0.1.

@@ -1,5 +1,6 @@
 """Small HTTP helpers shared by the test modules."""
 
+import socket
 from typing import Any
 
 import httpx
@@ -53,3 +54,11 @@ def client_with_key(app: Any, key: str) -> httpx.AsyncClient:
         base_url="http://testserver",
         headers={"Authorization": f"Bearer {key}"},
     )
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on at the moment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

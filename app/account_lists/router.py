@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from app.account_lists import service as list_service
 from app.account_lists.dependencies import CSV_MEDIA_TYPE, CsvRequested
 from app.account_lists.schemas import AtRiskItem, AtRiskSort, SurveyNextItem, SurveyNextSort
-from app.db.session import SessionDep
+from app.db.session import ReportSessionDep
 from app.reports.dependencies import ReportPeriod, RollupQuery
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
@@ -49,7 +49,7 @@ def _csv_response(lines: Iterator[str], name: str) -> Response:
     responses=CSV_RESPONSE,
 )
 async def get_at_risk(
-    session: SessionDep,
+    session: ReportSessionDep,
     tenant: ReadTenant,
     period: ReportPeriod,
     csv: CsvRequested,
@@ -85,7 +85,7 @@ async def get_at_risk(
     responses=CSV_RESPONSE,
 )
 async def get_survey_next(
-    session: SessionDep,
+    session: ReportSessionDep,
     tenant: ReadTenant,
     period: ReportPeriod,
     csv: CsvRequested,

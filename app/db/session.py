@@ -6,12 +6,15 @@ Command-line code uses `session_scope`, which commits the same way. Services onl
 """
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.db.freshness import FRESHNESS_STATE_KEY, measure_freshness
 from app.settings import Settings
 
 
@@ -34,8 +38,32 @@ def _json_serializer(value: Any) -> str:
     return json.dumps(value, default=_json_default)
 
 
+def _unique_statement_name() -> str:
+    return f"__revcov_{uuid.uuid4().hex}__"
+
+
+def driver_connect_args(settings: Settings) -> dict[str, Any]:
+    """Return the asyncpg connect arguments for `settings.database_pooler`.
+
+    PgBouncer in transaction pooling mode gives each transaction any server connection,
+    and version 1.18 (Debian 12) does not track prepared statements. So behind it no
+    statement is cached beyond its transaction, each one gets a name no other client
+    uses, and only the startup parameters PgBouncer forwards are sent.
+    """
+    server_settings = {"application_name": "revcov", "timezone": "UTC"}
+    if settings.database_pooler == "pgbouncer":
+        return {
+            "server_settings": server_settings,
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
+    server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return {"server_settings": server_settings}
+
+
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         json_serializer=_json_serializer,
         # Keep request values (emails, comments, secrets) out of error messages and logs.
@@ -43,14 +71,18 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
-        connect_args={
-            "server_settings": {
-                "application_name": "revcov",
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "timezone": "UTC",
-            },
-        },
+        connect_args=driver_connect_args(settings),
     )
+    if settings.database_pooler == "pgbouncer":
+        # PgBouncer rejects `statement_timeout` as a startup parameter, and a session-level
+        # SET would stay on a server connection that other clients share.
+        timeout_statement = f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms:d}"
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def set_statement_timeout(connection: Connection) -> None:
+            connection.exec_driver_sql(timeout_statement)
+
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -77,5 +109,25 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_report_session(
+    request: Request, session: Annotated[AsyncSession, Depends(get_session, scope="function")]
+) -> AsyncIterator[AsyncSession]:
+    """Yield a session on the read replica (REVCOV_READ_DATABASE_URL), else the request's
+    session on the primary, and record how fresh its data is for the `Data-As-Of` header.
+
+    Reports only read. Authentication and every other route stay on the primary, so a
+    write is visible to the writer's next request except in reports, which may lag.
+    """
+    replica: async_sessionmaker[AsyncSession] | None = request.app.state.report_sessionmaker
+    if replica is None:
+        setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(session))
+        yield session
+        return
+    async with session_scope(replica) as report_session:
+        setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(report_session))
+        yield report_session
+
+
 # `scope="function"` ends the dependency, and so commits, before the response is sent.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReportSessionDep = Annotated[AsyncSession, Depends(get_report_session, scope="function")]

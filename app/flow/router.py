@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 
-from app.db.session import SessionDep
+from app.db.session import ReportSessionDep
 from app.flow import service as flow_service
 from app.flow.dependencies import FlowPeriods
 from app.flow.schemas import FlowReport
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=ServiceRo
     response_model_by_alias=True,
 )
 async def get_flow(
-    session: SessionDep, tenant: ReadTenant, periods: FlowPeriods, rollup: RollupQuery = None
+    session: ReportSessionDep, tenant: ReadTenant, periods: FlowPeriods, rollup: RollupQuery = None
 ) -> FlowReport:
     opening, closing = periods
     return await flow_service.flow(session, tenant, opening, closing, rollup=rollup)

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.accounts.router import ExternalIdPath
-from app.db.session import SessionDep
+from app.db.session import ReportSessionDep
 from app.reports import service as report_service
 from app.reports.dependencies import (
     MAX_TREND_PERIODS,
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/v1", tags=["reports"], route_class=ServiceRoute)
     ),
 )
 async def get_coverage(
-    session: SessionDep, tenant: ReadTenant, period: ReportPeriod, rollup: RollupQuery = None
+    session: ReportSessionDep, tenant: ReadTenant, period: ReportPeriod, rollup: RollupQuery = None
 ) -> CoverageReport:
     return await report_service.coverage(session, tenant, period, rollup=rollup)
 
@@ -46,7 +46,7 @@ async def get_coverage(
     summary="Explain an account's bucket in a period under a roll-up rule",
 )
 async def get_classification(
-    session: SessionDep,
+    session: ReportSessionDep,
     tenant: ReadTenant,
     external_id: ExternalIdPath,
     period: ReportPeriod,
@@ -66,7 +66,7 @@ async def get_classification(
     ),
 )
 async def get_coverage_segments(
-    session: SessionDep,
+    session: ReportSessionDep,
     tenant: ReadTenant,
     period: ReportPeriod,
     by: SegmentByQuery,
@@ -84,7 +84,7 @@ async def get_coverage_segments(
     ),
 )
 async def get_coverage_trend(
-    session: SessionDep,
+    session: ReportSessionDep,
     tenant: ReadTenant,
     periods: TrendPeriods,
     granularity: Annotated[Granularity, Query(description="Length of each period.")] = (

@@ -8,12 +8,10 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
-    Identity,
     Index,
     Integer,
     LargeBinary,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
@@ -48,13 +46,47 @@ class WebhookEndpoint(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class WebhookDeliveryKey(Base):
+    """The delivery key of a stored delivery, which drops a repeat of it.
+
+    The row outlives its raw delivery by at least `DELIVERY_KEY_MARGIN`
+    (`app.webhooks.partitions`), because raw deliveries go with their monthly partition
+    once it passes the retention period.
+    """
+
+    __tablename__ = "webhook_delivery_keys"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    delivery_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "endpoint_id"],
+            ["webhook_endpoints.tenant_id", "webhook_endpoints.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_webhook_delivery_keys_received_at", "received_at"),
+    )
+
+
 class WebhookDelivery(Base):
-    """One verified delivery, stored raw before it is mapped, once per platform delivery id."""
+    """One verified delivery, stored raw before it is mapped, once per platform delivery id.
+
+    The table is partitioned by month of `received_at` (see `app.webhooks.partitions`).
+    """
 
     __tablename__ = "webhook_deliveries"
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger,
+        server_default=text("nextval('webhook_deliveries_id_seq')"),
+        primary_key=True,
+    )
     endpoint_id: Mapped[str] = mapped_column(Text)
     delivery_key: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(Text)
@@ -69,13 +101,12 @@ class WebhookDelivery(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), server_default=func.now(), primary_key=True
     )
     # Set when an erasure request emptied `body` and `headers`.
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        UniqueConstraint("tenant_id", "endpoint_id", "delivery_key"),
         ForeignKeyConstraint(
             ["tenant_id", "endpoint_id"],
             ["webhook_endpoints.tenant_id", "webhook_endpoints.id"],
@@ -87,4 +118,5 @@ class WebhookDelivery(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        {"postgresql_partition_by": "RANGE (received_at)"},
     )

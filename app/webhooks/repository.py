@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+from app.webhooks.models import WebhookDelivery, WebhookDeliveryKey, WebhookEndpoint
 
 
 async def add_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> WebhookEndpoint:
@@ -57,21 +57,24 @@ async def list_endpoints(
 async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> WebhookDelivery | None:
     """Store a delivery once per (tenant, endpoint, delivery key); None when already stored.
 
-    A concurrent copy waits on the unique index until the first commits, then gets None.
+    The key goes into `webhook_delivery_keys` first. A concurrent copy waits on its primary
+    key until the first commits, then gets None.
     """
-    statement = (
-        insert(WebhookDelivery)
-        .values(**values)
-        .on_conflict_do_nothing(
-            index_elements=[
-                WebhookDelivery.tenant_id,
-                WebhookDelivery.endpoint_id,
-                WebhookDelivery.delivery_key,
-            ]
+    claimed = await session.execute(
+        insert(WebhookDeliveryKey)
+        .values(
+            tenant_id=values["tenant_id"],
+            endpoint_id=values["endpoint_id"],
+            delivery_key=values["delivery_key"],
+            received_at=values["received_at"],
         )
-        .returning(WebhookDelivery)
+        .on_conflict_do_nothing()
+        .returning(WebhookDeliveryKey.delivery_key)
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+    if claimed.scalar_one_or_none() is None:
+        return None
+    statement = insert(WebhookDelivery).values(**values).returning(WebhookDelivery)
+    return (await session.execute(statement)).scalar_one()
 
 
 async def get_delivery(
