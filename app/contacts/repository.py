@@ -121,3 +121,30 @@ async def delete_contact(session: AsyncSession, tenant_id: uuid.UUID, email: str
         .returning(Contact.email)
     )
     return (await session.execute(statement)).scalars().all()
+
+
+async def move_links(
+    session: AsyncSession, tenant_id: uuid.UUID, from_id: int, to_id: int
+) -> list[str]:
+    """Move the contact links of `from_id` to `to_id`; return the emails moved.
+
+    A person linked to both keeps the link to `to_id` with its role.
+    """
+    moved = await session.execute(
+        delete(Contact)
+        .where(Contact.tenant_id == tenant_id, Contact.account_id == from_id)
+        .returning(Contact.email, Contact.role)
+    )
+    links = sorted((row.email, row.role) for row in moved)
+    if links:
+        await session.execute(
+            insert(Contact)
+            .values(
+                [
+                    {"tenant_id": tenant_id, "email": email, "account_id": to_id, "role": role}
+                    for email, role in links
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
+    return [email for email, _ in links]
