@@ -78,6 +78,17 @@ class TestMergeResult:
         assert survivor["domains"] == ["m.example"]
         assert (await get_json(api, "/v1/accounts/M-KID"))["parent_external_id"] == "S"
 
+    async def test_descendant_survivor_takes_place(self, api: httpx.AsyncClient) -> None:
+        for account, parent in (("M", "TOP"), ("C", "M"), ("S", "C")):
+            response = await api.put(f"/v1/accounts/{account}", json={"parent_external_id": parent})
+            assert response.status_code in (200, 201), response.text
+
+        result = await merged(api, "M", into="S")
+
+        assert result["moved"]["children"] == 1
+        assert (await get_json(api, "/v1/accounts/S"))["parent_external_id"] == "TOP"
+        assert (await get_json(api, "/v1/accounts/C"))["parent_external_id"] == "S"
+
     async def test_old_account_names_survivor(self, api: httpx.AsyncClient) -> None:
         await load_pair(api)
 

@@ -48,10 +48,10 @@ async def merge_account(
 ) -> AccountMergeResult:
     """Merge the account into `body.into`, or confirm a merge already recorded.
 
-    Raises AccountNotFoundError for an unknown account, InvalidMergeError (422) for an
-    unknown `into` or a merge into the account itself (also through a merge chain), and
-    AccountMergedError (409) when the account was merged away before into another account
-    or at another instant.
+    Raises AccountNotFoundError for an unknown account. Raises InvalidMergeError (422) for
+    an unknown `into` or a merge into the account itself, also through a merge chain.
+    Raises AccountMergedError (409) when the account was merged away before, into another
+    account or at another instant.
     """
     # Both locks before any read: merges re-parent children, and they move responses,
     # contacts and domains that the match rules read.

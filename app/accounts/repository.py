@@ -252,15 +252,20 @@ async def upsert_revenue(
 _HIERARCHY_LOCK_CLASS = 0x72636F77
 
 
-async def lock_hierarchy(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+async def lock_hierarchy(
+    session: AsyncSession, tenant_id: uuid.UUID, *, exclusive: bool = True
+) -> None:
     """Take the tenant's hierarchy lock until the transaction ends.
 
-    Parent changes and merges take it before they read the hierarchy, so two writers that
-    would together close a cycle run one after the other, and the second one sees the
-    first one's parent. Take it before the response resolution lock, never after.
+    Parent changes and merges take it exclusively before they read the hierarchy, so two
+    writers that would together close a cycle run one after the other, and the second
+    one sees the first one's parent. Revenue updates take it shared before they read the
+    merges, so a merge committing meanwhile cannot leave an update on the merged-away
+    account. Take it before the response resolution lock, never after.
     """
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
     key = (literal(_HIERARCHY_LOCK_CLASS, Integer), func.hashtext(str(tenant_id)))
-    await session.execute(select(func.pg_advisory_xact_lock(*key)))
+    await session.execute(select(lock(*key)))
 
 
 async def get_account(

@@ -187,13 +187,13 @@ async def _parent_id(
     existing: Account | None,
     parent_external_id: str,
 ) -> int:
-    """Return the id of the account's new parent, creating an empty parent when unknown.
+    """Find the account's new parent, or create it empty when unknown, and return its id.
 
     A merged-away parent stands for its survivor. Raises HierarchyCycleError, before any
     write, when the parent is the account itself or one of its descendants.
     """
     if parent_external_id == external_id:
-        raise _cycle_error([external_id, external_id])
+        raise _cycle_error(parent_external_id, [external_id, external_id])
     parent = await repository.get_account(session, tenant.id, parent_external_id)
     if parent is None:
         # An unknown parent cannot be a descendant, so no cycle is possible.
@@ -214,16 +214,16 @@ async def _parent_id(
         ids = [account_id for account_id, _ in chain]
         if existing.id in ids:
             path = [external_id, *(name for _, name in chain[: ids.index(existing.id) + 1])]
-            raise _cycle_error(path)
+            raise _cycle_error(parent_external_id, path)
     return parent_id
 
 
-def _cycle_error(path: list[str]) -> HierarchyCycleError:
+def _cycle_error(parent_external_id: str, path: list[str]) -> HierarchyCycleError:
     cycle = " -> ".join(repr(name) for name in path)
     message = f"the parent would make a cycle: {cycle}"
     return HierarchyCycleError(
-        f"Invalid parent_external_id {path[1]!r}: {message}. An account cannot be its own "
-        "ancestor; remove the parent of one of these accounts first.",
+        f"Invalid parent_external_id {parent_external_id!r}: {message}. An account cannot "
+        "be its own ancestor; remove the parent of one of these accounts first.",
         errors=[InvalidField(location="body.parent_external_id", message=message)],
     )
 
@@ -253,6 +253,7 @@ async def apply_revenue_updates(
         if names.get(update.account_external_id) is None:
             names[update.account_external_id] = update.account_name
 
+    await repository.lock_hierarchy(session, tenant.id, exclusive=False)
     account_ids, accounts_created = await repository.ensure_accounts(session, tenant.id, names)
     merges = await repository.merge_links(session, tenant.id)
     latest: dict[tuple[int, datetime], Any] = {}
