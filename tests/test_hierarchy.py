@@ -324,6 +324,7 @@ class TestParentLevelWorkedExample:
             ("D", "750000.00"),
             ("E", "200000.00"),
         ]
+        assert items[0]["contacts"] == []
         assert items[1]["contacts"] == [
             {"email": "ceo@e.example", "role": "decision_maker"},
             {"email": "ops@e1.example", "role": "user"},

@@ -21,7 +21,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    union,
 )
 from sqlalchemy import true as sql_true
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, distinct_on
@@ -146,21 +145,21 @@ def at_risk_statement(
     return _page(rows, order, limit)
 
 
-def _members(account_map: CTE, report_account_id: Any, window: ReportWindow) -> Any:
-    """Build a subquery of the accounts that count as the report account: itself, and the
-    accounts the map sends to it (merged-away accounts, and children at `level=parent`)."""
-    mapped = select(account_map.c.account_id).where(
-        account_map.c.report_account_id == report_account_id
+def _member_of(account_id: Any, account_map: CTE, report_account_id: Any) -> Any:
+    """Build the condition that `account_id` counts as the report account: it is that
+    account, or the map sends it there (merged away, or a child at `level=parent`)."""
+    # Correlated explicitly: within a derived table SQLAlchemy does not correlate on its own.
+    mapped = (
+        select(account_map.c.account_id)
+        .where(account_map.c.report_account_id == report_account_id)
+        .correlate_except(account_map)
     )
-    itself = select(Account.id).where(
-        Account.tenant_id == window.tenant_id, Account.id == report_account_id
-    )
-    return union(itself, mapped)
+    return or_(account_id == report_account_id, account_id.in_(mapped))
 
 
-def _contacts_by_seniority(members: Any, window: ReportWindow) -> Any:
-    """Build a scalar subquery: the contacts of the report account's `members` as a JSON
-    array, most senior first.
+def _contacts_by_seniority(account_map: CTE, report_account_id: Any, window: ReportWindow) -> Any:
+    """Build a scalar subquery: the contacts of every account that counts as the report
+    account, as a JSON array, most senior first.
 
     Seniority is `decision_maker`, `influencer`, `user`, then contacts without a role;
     contacts of one rank are ordered by email. A person linked to several members is
@@ -172,9 +171,13 @@ def _contacts_by_seniority(members: Any, window: ReportWindow) -> Any:
     )
     people = (
         select(Contact.email, Contact.role, rank.label("rank"))
-        .where(Contact.tenant_id == window.tenant_id, Contact.account_id.in_(members))
+        .where(
+            Contact.tenant_id == window.tenant_id,
+            _member_of(Contact.account_id, account_map, report_account_id),
+        )
         .ext(distinct_on(Contact.email))
         .order_by(Contact.email, rank.desc())
+        .correlate_except(Contact)
         .subquery("people")
     )
     contact = func.jsonb_build_object("email", people.c.email, "role", people.c.role)
@@ -250,12 +253,11 @@ def survey_next_statement(
         .where(base.c.covered.is_(False))
         .subquery("plan")
     )
-    members = _members(account_map, plan.c.account_id, window)
     last_response_at = (
         select(func.max(SurveyResponse.submitted_at))
         .where(
             SurveyResponse.tenant_id == window.tenant_id,
-            SurveyResponse.account_id.in_(members),
+            _member_of(SurveyResponse.account_id, account_map, plan.c.account_id),
             SurveyResponse.score.is_not(None),
             SurveyResponse.submitted_at <= literal(window.as_of, DateTime(timezone=True)),
         )
@@ -265,7 +267,7 @@ def survey_next_statement(
     # the rows that the LIMIT keeps.
     return _page(plan, order, limit).add_columns(
         last_response_at.label("last_response_at"),
-        _contacts_by_seniority(members, window).label("contacts"),
+        _contacts_by_seniority(account_map, plan.c.account_id, window).label("contacts"),
     )
 
 
