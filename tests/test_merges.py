@@ -271,7 +271,7 @@ class TestReportsAroundMerge:
         assert bucket_revenue(report)["safe"] == "700000.00"
         assert before["total_revenue"] == "1000000.00"
 
-    async def test_revenue_update_to_old_id_lands_on_survivor(self, api: httpx.AsyncClient) -> None:
+    async def test_old_id_revenue_lands_on_survivor(self, api: httpx.AsyncClient) -> None:
         await load_pair(api)
         await merged(api, "M", into="S", effective_at=MERGED_AT)
 
