@@ -131,8 +131,8 @@ async def _move_to_survivor(
     responses = await response_service.move_responses(session, tenant_id, merged.id, survivor.id)
     emails = await contact_repository.move_links(session, tenant_id, merged.id, survivor.id)
     domains = await repository.move_domains(session, tenant_id, merged.id, survivor.id)
-    # A contact or domain both accounts listed was ambiguous and matched nothing; now it
-    # names the survivor alone.
+    # A contact or domain that both accounts listed was ambiguous and matched nothing, and
+    # now it names the survivor alone.
     await response_service.resolve_accounts(session, tenant_id, email_keys=emails, domains=domains)
     return MergeMovedRead(
         responses=responses, contact_links=len(emails), domains=len(domains), children=children

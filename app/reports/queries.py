@@ -209,6 +209,8 @@ def _account_map(tenant_id: uuid.UUID, level: Level, moments: CTE, keys: Sequenc
     account goes to its parent. The steps repeat up to the last account, so a chain of
     merges ends at the survivor of the time and a child at its top-level ancestor.
     Accounts that report as themselves have no row.
+    NOTE: parents are not effective-dated, so past periods use today's hierarchy, while
+    merges apply from their own `merged_at`.
     """
     key_columns = [moments.c[key] for key in keys]
     end, as_of = moments.c.period_end, moments.c.as_of
