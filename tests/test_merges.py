@@ -123,6 +123,16 @@ class TestMergeResult:
         }
         assert events[0]["counts"]["responses"] == 1
 
+    async def test_unlink_by_old_id(self, api: httpx.AsyncClient) -> None:
+        await load_pair(api)
+        await link_contact(api, "pat@m.example", "M", "user")
+        await merged(api, "M", into="S", effective_at=MERGED_AT)
+
+        response = await api.delete("/v1/contacts/pat@m.example/accounts/M")
+
+        assert response.status_code == 204, response.text
+        assert_problem(await api.get("/v1/contacts/pat@m.example"), 404)
+
     async def test_shared_contact_matches_after_merge(self, api: httpx.AsyncClient) -> None:
         await load_pair(api)
         await link_contact(api, "both@x.example", "M", "user")

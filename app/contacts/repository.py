@@ -94,9 +94,12 @@ async def list_links(
 async def delete_link(
     session: AsyncSession, tenant_id: uuid.UUID, email: str, account_external_id: str
 ) -> str | None:
-    """Remove one link; return the stored email, or None when there was no such link."""
+    """Remove one link; return the stored email, or None when there was no such link.
+
+    A merged-away account stands for its survivor, which holds its links.
+    """
     account_id = (
-        select(Account.id)
+        select(func.coalesce(Account.survivor_id, Account.id))
         .where(Account.tenant_id == tenant_id, Account.external_id == account_external_id)
         .scalar_subquery()
     )
