@@ -89,6 +89,7 @@ COVERAGE_2026_Q1: dict[str, Any] = {
     "period": PERIOD_2026_Q1,
     "currency": "USD",
     "rollup": "latest",
+    "level": "account",
     "target": 0.8,
     "total_revenue": "2100000.00",
     "covered_revenue": "1620000.00",
@@ -223,6 +224,9 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "status": 201,
         "response": {
             "external_id": "ACME-001",
+            "parent_external_id": None,
+            "merged_into_external_id": None,
+            "merged_at": None,
             "name": "Acme Corp",
             "region": "EMEA",
             "industry": "Manufacturing",
@@ -240,6 +244,19 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
                 {"amount": "250000.00", "currency": "USD", "effective_at": "2026-01-01T00:00:00Z"}
             ],
         },
+    },
+    ("POST", "/v1/accounts/{external_id}/merge"): {
+        "request": {"into": "ACME-001", "effective_at": "2026-04-01T00:00:00Z"},
+        "status": 200,
+        "response": {
+            "account_external_id": "ACME-EU-7",
+            "into_external_id": "ACME-001",
+            "survivor_external_id": "ACME-001",
+            "effective_at": "2026-04-01T00:00:00Z",
+            "moved": {"responses": 2, "contact_links": 1, "domains": 1, "children": 0},
+            "replayed": False,
+        },
+        "parameters": {"external_id": "ACME-EU-7"},
     },
     ("POST", "/v1/revenue-updates"): {
         "request": {
@@ -290,6 +307,9 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
             "items": [
                 {
                     "external_id": "ACME-001",
+                    "parent_external_id": None,
+                    "merged_into_external_id": None,
+                    "merged_at": None,
                     "name": "Acme Corp",
                     "region": "EMEA",
                     "industry": "Manufacturing",
@@ -312,6 +332,9 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "status": 200,
         "response": {
             "external_id": "ACME-001",
+            "parent_external_id": None,
+            "merged_into_external_id": None,
+            "merged_at": None,
             "name": "Acme Corp",
             "region": "EMEA",
             "industry": "Manufacturing",
@@ -506,6 +529,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
                     "period": PERIOD_2026_Q1,
                     "currency": "USD",
                     "rollup": "latest",
+                    "level": "account",
                     "target": 0.8,
                     "total_revenue": "1320000.00",
                     "covered_revenue": "1320000.00",
@@ -538,6 +562,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
                     "period": PERIOD_2026_Q1,
                     "currency": "USD",
                     "rollup": "latest",
+                    "level": "account",
                     "target": 0.8,
                     "total_revenue": "480000.00",
                     "covered_revenue": "0.00",
@@ -583,6 +608,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
                     "period": PERIOD_2025_Q4,
                     "currency": "USD",
                     "rollup": "latest",
+                    "level": "account",
                     "target": 0.8,
                     "total_revenue": "480000.00",
                     "covered_revenue": "0.00",
@@ -622,8 +648,10 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "status": 200,
         "response": {
             "account_external_id": "ACME-001",
+            "reported_as": "ACME-001",
             "period": PERIOD_2026_Q1,
             "rollup": "latest",
+            "level": "account",
             "currency": "USD",
             "revenue": "300000.00",
             "bucket": "safe",
@@ -703,6 +731,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
             "to": PERIOD_2026_Q1,
             "currency": "USD",
             "rollup": "latest",
+            "level": "account",
             "flows": [
                 {
                     "from_state": "unaccounted",
@@ -742,6 +771,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
                     "source": "csv-import",
                     "response_id": "r-1002",
                     "counts": {"responses": 1},
+                    "details": {},
                     "created_at": "2026-03-02T09:15:00Z",
                 },
                 {
@@ -751,6 +781,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
                     "source": None,
                     "response_id": None,
                     "counts": {"responses": 1, "contact_links": 1, "webhook_deliveries": 0},
+                    "details": {},
                     "created_at": "2026-03-02T09:15:00Z",
                 },
             ],

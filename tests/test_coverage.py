@@ -114,6 +114,7 @@ class TestShape:
             "period",
             "currency",
             "rollup",
+            "level",
             "target",
             "total_revenue",
             "covered_revenue",

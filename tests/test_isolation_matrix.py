@@ -150,6 +150,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/accounts"): Case("lists_nothing"),
     ("GET", "/v1/accounts/{external_id}"): Case("not_found"),
     ("PUT", "/v1/accounts/{external_id}"): Case("own_namespace", _fixed({"name": "B"})),
+    ("POST", "/v1/accounts/{external_id}/merge"): Case(
+        "not_found", lambda first: {"into": first.external_id}
+    ),
     ("GET", "/v1/accounts/{external_id}/classification"): Case(
         "not_found", query={"period": PERIOD}
     ),

@@ -88,7 +88,7 @@ def test_existing_api_keys_get_every_scope(scratch_database: str) -> None:
     assert [row["scopes"] for row in rows] == [["ingest", "read", "admin"]]
 
 
-BEFORE_PARTITIONING = "4c8e2a17f3d9"
+BEFORE_PARTITIONING = "9d3f1b6a2c48"
 PARTITIONING = "3f1d9a6c2b84"
 
 

@@ -24,6 +24,7 @@ EXPECTED_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/accounts"): "read",
     ("GET", "/v1/accounts/{external_id}"): "read",
     ("PUT", "/v1/accounts/{external_id}"): "ingest",
+    ("POST", "/v1/accounts/{external_id}/merge"): "ingest",
     ("POST", "/v1/revenue-updates"): "ingest",
     ("PUT", "/v1/fx-rates"): "ingest",
     ("GET", "/v1/fx-rates"): "read",

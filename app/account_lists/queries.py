@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     DateTime,
     Numeric,
     Select,
@@ -33,6 +34,7 @@ from app.reports.queries import (
     ReportWindow,
     RollupRule,
     account_buckets_cte,
+    account_map_cte,
     counted_cte,
     revenue_at_end_cte,
     scored_cte,
@@ -87,8 +89,9 @@ def at_risk_statement(
     the rule counts one response, so that is the one. Revenue is in the tenant's
     reporting currency.
     """
-    revenue_at_end = revenue_at_end_cte(window)
-    scored = scored_cte(window)
+    account_map = account_map_cte(window)
+    revenue_at_end = revenue_at_end_cte(window, account_map)
+    scored = scored_cte(window, account_map)
     counted = counted_cte(scored, rule.rollup)
     account_buckets = account_buckets_cte(counted, rule)
     deciding = (
@@ -142,23 +145,46 @@ def at_risk_statement(
     return _page(rows, order, limit)
 
 
-def _contacts_by_seniority(account_id: Any, window: ReportWindow) -> Any:
-    """Build a scalar subquery: the account's contacts as a JSON array, most senior first.
+def _member_of(account_id: Any, account_map: CTE, report_account_id: Any) -> Any:
+    """Build the condition that `account_id` counts as the report account: it is that
+    account, or the map sends it there (merged away, or a child at `level=parent`)."""
+    # Correlated explicitly: within a derived table SQLAlchemy does not correlate on its own.
+    mapped = (
+        select(account_map.c.account_id)
+        .where(account_map.c.report_account_id == report_account_id)
+        .correlate_except(account_map)
+    )
+    return or_(account_id == report_account_id, account_id.in_(mapped))
+
+
+def _contacts_by_seniority(account_map: CTE, report_account_id: Any, window: ReportWindow) -> Any:
+    """Build a scalar subquery: the contacts of every account that counts as the report
+    account, as a JSON array, most senior first.
 
     Seniority is `decision_maker`, `influencer`, `user`, then contacts without a role;
-    contacts of one rank are ordered by email. It is null when the account has none.
+    contacts of one rank are ordered by email. A person linked to several members is
+    listed once, with the most senior role. It is null when there is none.
     """
     rank = case(
         *((Contact.role == role.value, value) for role, value in ROLE_RANKS.items()),
         else_=0,
     )
-    contact = func.jsonb_build_object("email", Contact.email, "role", Contact.role)
-    aggregate = func.jsonb_agg(aggregate_order_by(contact, rank.desc(), Contact.email), type_=JSONB)
-    return (
-        select(aggregate)
-        .where(Contact.tenant_id == window.tenant_id, Contact.account_id == account_id)
-        .scalar_subquery()
+    people = (
+        select(Contact.email, Contact.role, rank.label("rank"))
+        .where(
+            Contact.tenant_id == window.tenant_id,
+            _member_of(Contact.account_id, account_map, report_account_id),
+        )
+        .ext(distinct_on(Contact.email))
+        .order_by(Contact.email, rank.desc())
+        .correlate_except(Contact)
+        .subquery("people")
     )
+    contact = func.jsonb_build_object("email", people.c.email, "role", people.c.role)
+    aggregate = func.jsonb_agg(
+        aggregate_order_by(contact, people.c.rank.desc(), people.c.email), type_=JSONB
+    )
+    return select(aggregate).scalar_subquery()
 
 
 def survey_next_statement(
@@ -179,8 +205,9 @@ def survey_next_statement(
     `last_response_at` is the account's latest scored response submitted at or before
     `as_of`, in any period, or null. Money is in the tenant's reporting currency.
     """
-    revenue_at_end = revenue_at_end_cte(window)
-    scored = scored_cte(window)
+    account_map = account_map_cte(window)
+    revenue_at_end = revenue_at_end_cte(window, account_map)
+    scored = scored_cte(window, account_map)
     covered = (
         select(scored.c.account_id)
         .where(scored.c.account_id.is_not(None))
@@ -230,7 +257,7 @@ def survey_next_statement(
         select(func.max(SurveyResponse.submitted_at))
         .where(
             SurveyResponse.tenant_id == window.tenant_id,
-            SurveyResponse.account_id == plan.c.account_id,
+            _member_of(SurveyResponse.account_id, account_map, plan.c.account_id),
             SurveyResponse.score.is_not(None),
             SurveyResponse.submitted_at <= literal(window.as_of, DateTime(timezone=True)),
         )
@@ -240,7 +267,7 @@ def survey_next_statement(
     # the rows that the LIMIT keeps.
     return _page(plan, order, limit).add_columns(
         last_response_at.label("last_response_at"),
-        _contacts_by_seniority(plan.c.account_id, window).label("contacts"),
+        _contacts_by_seniority(account_map, plan.c.account_id, window).label("contacts"),
     )
 
 

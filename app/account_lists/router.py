@@ -8,7 +8,8 @@ from app.account_lists import service as list_service
 from app.account_lists.dependencies import CSV_MEDIA_TYPE, CsvRequested
 from app.account_lists.schemas import AtRiskItem, AtRiskSort, SurveyNextItem, SurveyNextSort
 from app.db.session import ReportSessionDep
-from app.reports.dependencies import ReportPeriod, RollupQuery
+from app.reports.dependencies import LevelQuery, ReportPeriod, RollupQuery
+from app.reports.schemas import Level
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import ReadTenant
@@ -54,6 +55,7 @@ async def get_at_risk(
     period: ReportPeriod,
     csv: CsvRequested,
     rollup: RollupQuery = None,
+    level: LevelQuery = Level.ACCOUNT,
     sort: Annotated[AtRiskSort, Query(description="Sort column; `-` for descending.")] = (
         AtRiskSort.REVENUE_DESC
     ),
@@ -62,11 +64,18 @@ async def get_at_risk(
 ) -> Page[AtRiskItem] | Response:
     if csv:
         lines = await list_service.at_risk_csv(
-            session, tenant, period, rollup=rollup, sort=sort, cursor=cursor
+            session, tenant, period, rollup=rollup, level=level, sort=sort, cursor=cursor
         )
         return _csv_response(lines, "at-risk")
     return await list_service.at_risk_page(
-        session, tenant, period, rollup=rollup, sort=sort, limit=limit, cursor=cursor
+        session,
+        tenant,
+        period,
+        rollup=rollup,
+        level=level,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
     )
 
 
@@ -89,6 +98,7 @@ async def get_survey_next(
     tenant: ReadTenant,
     period: ReportPeriod,
     csv: CsvRequested,
+    level: LevelQuery = Level.ACCOUNT,
     sort: Annotated[SurveyNextSort, Query(description="Sort column; `-` for descending.")] = (
         SurveyNextSort.REVENUE_DESC
     ),
@@ -97,9 +107,9 @@ async def get_survey_next(
 ) -> Page[SurveyNextItem] | Response:
     if csv:
         lines = await list_service.survey_next_csv(
-            session, tenant, period, sort=sort, cursor=cursor
+            session, tenant, period, level=level, sort=sort, cursor=cursor
         )
         return _csv_response(lines, "survey-next")
     return await list_service.survey_next_page(
-        session, tenant, period, sort=sort, limit=limit, cursor=cursor
+        session, tenant, period, level=level, sort=sort, limit=limit, cursor=cursor
     )

@@ -26,7 +26,7 @@ from app.account_lists.schemas import (
 from app.errors import InvalidField, UnprocessableError
 from app.money import format_amount
 from app.periods import Period
-from app.reports.schemas import Rollup
+from app.reports.schemas import Level, Rollup
 from app.reports.service import report_window, rollup_rule
 from app.schemas import Page, decode_cursor, encode_cursor
 from app.tenancy.models import Tenant
@@ -180,6 +180,7 @@ async def at_risk_page(
     period: Period,
     *,
     rollup: Rollup | None,
+    level: Level,
     sort: AtRiskSort,
     limit: int,
     cursor: str | None,
@@ -187,7 +188,7 @@ async def at_risk_page(
     """List one page of the period's at-risk accounts under `rollup` (default: the tenant's)."""
     order = _list_order(sort.value, cursor)
     statement = queries.at_risk_statement(
-        report_window(tenant, period), rollup_rule(tenant, rollup), order, limit + 1
+        report_window(tenant, period, level), rollup_rule(tenant, rollup), order, limit + 1
     )
     rows, next_cursor = _split_page(await queries.fetch_rows(session, statement), limit, sort)
     currency = tenant.reporting_currency
@@ -200,13 +201,14 @@ async def at_risk_csv(
     period: Period,
     *,
     rollup: Rollup | None,
+    level: Level,
     sort: AtRiskSort,
     cursor: str | None,
 ) -> Iterator[str]:
     """Render every at-risk account from the cursor's position on (all without one) as CSV."""
     order = _list_order(sort.value, cursor)
     statement = queries.at_risk_statement(
-        report_window(tenant, period), rollup_rule(tenant, rollup), order, None
+        report_window(tenant, period, level), rollup_rule(tenant, rollup), order, None
     )
     # NOTE: the whole list is built in memory; it has at most one row per account.
     rows = await queries.fetch_rows(session, statement)
@@ -222,6 +224,7 @@ async def survey_next_page(
     tenant: Tenant,
     period: Period,
     *,
+    level: Level,
     sort: SurveyNextSort,
     limit: int,
     cursor: str | None,
@@ -229,7 +232,7 @@ async def survey_next_page(
     """List one page of the survey-next plan: the period's unaccounted base accounts."""
     order = _list_order(sort.value, cursor)
     statement = queries.survey_next_statement(
-        report_window(tenant, period), Decimal(tenant.coverage_target), order, limit + 1
+        report_window(tenant, period, level), Decimal(tenant.coverage_target), order, limit + 1
     )
     rows, next_cursor = _split_page(await queries.fetch_rows(session, statement), limit, sort)
     currency = tenant.reporting_currency
@@ -249,13 +252,14 @@ async def survey_next_csv(
     tenant: Tenant,
     period: Period,
     *,
+    level: Level,
     sort: SurveyNextSort,
     cursor: str | None,
 ) -> Iterator[str]:
     """Render the survey-next plan from the cursor's position on (all without one) as CSV."""
     order = _list_order(sort.value, cursor)
     statement = queries.survey_next_statement(
-        report_window(tenant, period), Decimal(tenant.coverage_target), order, None
+        report_window(tenant, period, level), Decimal(tenant.coverage_target), order, None
     )
     rows = await queries.fetch_rows(session, statement)
     items = (_survey_next_item(row, tenant.reporting_currency, period.as_of) for row in rows)

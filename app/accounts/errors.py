@@ -1,7 +1,7 @@
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from app.errors import InvalidField, NotFoundError, UnprocessableError
+from app.errors import ConflictError, InvalidField, NotFoundError, UnprocessableError
 
 if TYPE_CHECKING:
     from app.accounts.schemas import RevenueImportResult
@@ -27,3 +27,19 @@ class RevenueCsvRejectedError(UnprocessableError):
     ) -> None:
         super().__init__(detail, errors=errors)
         self.result = result
+
+
+class AccountMergedError(ConflictError):
+    """A write to an account that was merged away and now exists only as its survivor's alias."""
+
+    code = "account-merged"
+
+
+class HierarchyCycleError(UnprocessableError):
+    code = "account-hierarchy-cycle"
+    title = "Account hierarchy cycle"
+
+
+class InvalidMergeError(UnprocessableError):
+    code = "invalid-account-merge"
+    title = "Invalid account merge"

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -27,7 +28,13 @@ MONEY = Numeric(22, 4)
 
 
 class Account(Base):
-    """A customer account of a tenant, known by the tenant's own (CRM) id."""
+    """A customer account of a tenant, known by the tenant's own (CRM) id.
+
+    `parent_id` names the account's parent in the tenant's hierarchy, which has no cycles.
+    A merged-away account keeps its row, so its external id still resolves:
+    `merged_into_id` is the account named in the merge, `merged_at` the instant the merge
+    takes effect and `survivor_id` the live account at the end of the merge chain.
+    """
 
     __tablename__ = "accounts"
 
@@ -43,8 +50,33 @@ class Account(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    parent_id: Mapped[int | None] = mapped_column(BigInteger)
+    merged_into_id: Mapped[int | None] = mapped_column(BigInteger)
+    merged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    survivor_id: Mapped[int | None] = mapped_column(BigInteger)
 
-    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_id"),
+        *(
+            ForeignKeyConstraint(["tenant_id", name], ["accounts.tenant_id", "accounts.id"])
+            for name in ("parent_id", "merged_into_id", "survivor_id")
+        ),
+        *(
+            Index(
+                f"ix_accounts_tenant_id_{name}",
+                "tenant_id",
+                name,
+                postgresql_where=text(f"{name} IS NOT NULL"),
+            )
+            for name in ("parent_id", "merged_into_id", "survivor_id")
+        ),
+        CheckConstraint(
+            "(merged_into_id IS NULL) = (merged_at IS NULL) "
+            "AND (merged_into_id IS NULL) = (survivor_id IS NULL)",
+            name="merge_complete",
+        ),
+        CheckConstraint("parent_id IS DISTINCT FROM id", name="not_own_parent"),
+    )
 
 
 class RevenueRecord(Base):

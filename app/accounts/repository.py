@@ -8,18 +8,23 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     DateTime,
+    Integer,
     Numeric,
     Row,
     Select,
     Text,
+    and_,
     cast,
     delete,
     func,
+    literal,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.accounts.models import Account, AccountDomain, RevenueRecord
 from app.db.base import INSERTED
@@ -40,8 +45,18 @@ def _current_revenue(tenant_id: uuid.UUID, at: datetime) -> Any:
     )
 
 
+def _external_id_of(tenant_id: uuid.UUID, account_id: Any) -> Any:
+    other = aliased(Account, name="other")
+    return (
+        select(other.external_id)
+        .where(other.tenant_id == tenant_id, other.id == account_id)
+        .scalar_subquery()
+    )
+
+
 def _accounts_with_revenue(tenant_id: uuid.UUID, at: datetime) -> Select[*tuple[Any, ...]]:
-    """Accounts with the revenue in force at `at` and their sorted domains (null for none)."""
+    """Accounts with the revenue in force at `at`, their sorted domains (null for none) and
+    the external ids of their parent and of the account they were merged into."""
     revenue = _current_revenue(tenant_id, at)
     domains = (
         select(func.array_agg(aggregate_order_by(AccountDomain.domain, AccountDomain.domain)))
@@ -55,6 +70,8 @@ def _accounts_with_revenue(tenant_id: uuid.UUID, at: datetime) -> Select[*tuple[
             revenue.c.currency,
             revenue.c.effective_at,
             domains.label("domains"),
+            _external_id_of(tenant_id, Account.parent_id).label("parent_external_id"),
+            _external_id_of(tenant_id, Account.merged_into_id).label("merged_into_external_id"),
         )
         .outerjoin(revenue, true())
         .where(Account.tenant_id == tenant_id)
@@ -229,3 +246,163 @@ async def upsert_revenue(
     flags = (await session.execute(statement)).scalars().all()
     created = sum(1 for inserted in flags if inserted)
     return created, len(flags) - created
+
+
+# Key class of the tenant's hierarchy lock, with the tenant id's hash as the object key.
+_HIERARCHY_LOCK_CLASS = 0x72636F77
+
+
+async def lock_hierarchy(
+    session: AsyncSession, tenant_id: uuid.UUID, *, exclusive: bool = True
+) -> None:
+    """Take the tenant's hierarchy lock until the transaction ends.
+
+    Parent changes and merges take it exclusively before they read the hierarchy, so two
+    writers that would together close a cycle run one after the other, and the second
+    one sees the first one's parent. Revenue updates take it shared before they read the
+    merges, so a merge committing meanwhile cannot leave an update on the merged-away
+    account. Take it before the response resolution lock, never after.
+    """
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    key = (literal(_HIERARCHY_LOCK_CLASS, Integer), func.hashtext(str(tenant_id)))
+    await session.execute(select(lock(*key)))
+
+
+async def get_account(
+    session: AsyncSession, tenant_id: uuid.UUID, external_id: str
+) -> Account | None:
+    statement = select(Account).where(
+        Account.tenant_id == tenant_id, Account.external_id == external_id
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def external_ids(
+    session: AsyncSession, tenant_id: uuid.UUID, account_ids: Sequence[int]
+) -> dict[int, str]:
+    statement = select(Account.id, Account.external_id).where(
+        Account.tenant_id == tenant_id, Account.id.in_(account_ids)
+    )
+    return {row.id: row.external_id for row in await session.execute(statement)}
+
+
+# Deeper parent chains than this are not followed; the hierarchy has no cycles, so only a
+# hierarchy this deep ends the walk early.
+MAX_HIERARCHY_DEPTH = 1000
+
+
+async def ancestors(
+    session: AsyncSession, tenant_id: uuid.UUID, account_id: int
+) -> list[tuple[int, str]]:
+    """Return the account and its ancestors, nearest first, as (id, external id) pairs."""
+    chain = (
+        select(Account.id, Account.external_id, Account.parent_id, literal(0).label("depth"))
+        .where(Account.tenant_id == tenant_id, Account.id == account_id)
+        .cte("chain", recursive=True)
+    )
+    parent = aliased(Account, name="parent")
+    chain = chain.union_all(
+        select(parent.id, parent.external_id, parent.parent_id, chain.c.depth + 1).join(
+            chain,
+            and_(
+                parent.tenant_id == tenant_id,
+                parent.id == chain.c.parent_id,
+                chain.c.depth < MAX_HIERARCHY_DEPTH,
+            ),
+        )
+    )
+    statement = select(chain.c.id, chain.c.external_id).order_by(chain.c.depth)
+    return [(row.id, row.external_id) for row in (await session.execute(statement)).all()]
+
+
+async def merge_links(
+    session: AsyncSession, tenant_id: uuid.UUID
+) -> dict[int, tuple[int, datetime]]:
+    """Return every merged-away account of the tenant: id to (merged into id, merged at)."""
+    statement = select(Account.id, Account.merged_into_id, Account.merged_at).where(
+        Account.tenant_id == tenant_id, Account.merged_into_id.is_not(None)
+    )
+    return {
+        row.id: (row.merged_into_id, row.merged_at)
+        for row in (await session.execute(statement)).all()
+    }
+
+
+async def move_children(
+    session: AsyncSession, tenant_id: uuid.UUID, old_parent_id: int, new_parent_id: int
+) -> int:
+    """Give the children of `old_parent_id`, except `new_parent_id`, the new parent.
+
+    Returns the number of accounts changed.
+    """
+    result = await session.execute(
+        update(Account)
+        .where(
+            Account.tenant_id == tenant_id,
+            Account.parent_id == old_parent_id,
+            Account.id != new_parent_id,
+        )
+        .values(parent_id=new_parent_id, updated_at=func.now())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def set_parent(
+    session: AsyncSession, tenant_id: uuid.UUID, account_id: int, parent_id: int | None
+) -> None:
+    await session.execute(
+        update(Account)
+        .where(Account.tenant_id == tenant_id, Account.id == account_id)
+        .values(parent_id=parent_id, updated_at=func.now())
+    )
+
+
+async def move_domains(
+    session: AsyncSession, tenant_id: uuid.UUID, from_id: int, to_id: int
+) -> list[str]:
+    """Move the domains of `from_id` to `to_id`, which may list some already; return them."""
+    moved = await session.execute(
+        delete(AccountDomain)
+        .where(AccountDomain.tenant_id == tenant_id, AccountDomain.account_id == from_id)
+        .returning(AccountDomain.domain)
+    )
+    domains = sorted(moved.scalars().all())
+    if domains:
+        await session.execute(
+            insert(AccountDomain)
+            .values(
+                [
+                    {"tenant_id": tenant_id, "domain": domain, "account_id": to_id}
+                    for domain in domains
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
+    return domains
+
+
+async def mark_merged(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    account_id: int,
+    *,
+    into_id: int,
+    survivor_id: int,
+    merged_at: datetime,
+) -> None:
+    """Mark the account merged away, and point the accounts merged into it at the survivor."""
+    await session.execute(
+        update(Account)
+        .where(Account.tenant_id == tenant_id, Account.id == account_id)
+        .values(
+            merged_into_id=into_id,
+            merged_at=merged_at,
+            survivor_id=survivor_id,
+            updated_at=func.now(),
+        )
+    )
+    await session.execute(
+        update(Account)
+        .where(Account.tenant_id == tenant_id, Account.survivor_id == account_id)
+        .values(survivor_id=survivor_id)
+    )

@@ -4,10 +4,12 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from starlette.routing import Match
 from starlette.types import Scope
 
-from app.accounts import revenue_csv
+from app.accounts import merges, revenue_csv
 from app.accounts import service as account_service
 from app.accounts.schemas import (
     AccountDetail,
+    AccountMergeRequest,
+    AccountMergeResult,
     AccountPut,
     AccountRead,
     RevenueImportResult,
@@ -136,6 +138,33 @@ router.add_api_route(
     route_class_override=CsvBodyRoute,
     include_in_schema=False,
 )
+
+
+@router.post(
+    "/v1/accounts/{external_id}/merge",
+    summary="Merge an account into a surviving account, as a CRM merge did",
+    description=(
+        "Moves the account's responses, contact links, domains and children to the "
+        "survivor (`into`, or the account it was itself merged into). The old external id "
+        "keeps resolving to the survivor for later deliveries, responses and revenue "
+        "updates. Reports count the merged-away account in the revenue base for periods "
+        "whose revenue instant is before `effective_at`, with its own responses, and leave "
+        "it out from then on. Sending the same merge again changes nothing "
+        "(`replayed: true`); another merge of a merged-away account gets 409. Recorded in "
+        "the audit log."
+    ),
+    responses={
+        409: problem_content("The account was merged away before into another account."),
+        422: problem_content("`into` is unknown, or is the account itself."),
+    },
+)
+async def merge_account(
+    session: SessionDep,
+    tenant: IngestTenant,
+    external_id: ExternalIdPath,
+    body: AccountMergeRequest,
+) -> AccountMergeResult:
+    return await merges.merge_account(session, tenant.id, external_id, body)
 
 
 @router.post(

@@ -126,6 +126,17 @@ class AccountPut(WriteModel):
         "list subdomains too. Replaced as a whole, so a PUT without it removes them all.",
         examples=[["acme.com"]],
     )
+    parent_external_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^/]+$",
+        description="The external id of the parent account, which `level=parent` reports roll "
+        "this account into. An unknown parent is created as an empty account; a merged-away "
+        "one stands for its survivor. A parent that would make a cycle gets 422. Replaced "
+        "like the other fields, so a PUT without it removes the parent.",
+        examples=["ACME-GROUP"],
+    )
     revenue: RevenueInput | None = None
 
     @field_validator("attributes")
@@ -154,6 +165,14 @@ class AccountRead(ReadModel):
     attributes: dict[str, Any]
     domains: list[str] = Field(description="Email domains that match responses, sorted.")
     revenue: RevenueRead | None = Field(description="The revenue in force now; null if none.")
+    parent_external_id: str | None = Field(description="The parent account; null if none.")
+    merged_into_external_id: str | None = Field(
+        description="For a merged-away account, the account it was merged into; its id now "
+        "stands for the survivor in deliveries, responses and revenue updates."
+    )
+    merged_at: datetime | None = Field(
+        description="For a merged-away account, when it left the revenue base."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -214,4 +233,39 @@ class RevenueImportResult(ReadModel):
     accounts_created: int = Field(description="Accounts that did not exist before.")
     errors: list[RevenueImportLineError] = Field(
         default_factory=list, description="The first 100 invalid lines."
+    )
+
+
+class AccountMergeRequest(WriteModel):
+    into: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The external id of the surviving account. A merged-away account stands "
+        "for its survivor.",
+    )
+    effective_at: Timestamp | None = Field(
+        default=None,
+        description="When the merged-away account leaves the revenue base, with offset; "
+        "default now. Periods ending at or before it keep its revenue.",
+    )
+
+
+class MergeMovedRead(ReadModel):
+    responses: int = Field(description="Responses moved to the survivor.")
+    contact_links: int = Field(description="Contact links moved to the survivor.")
+    domains: int = Field(description="Email domains moved to the survivor.")
+    children: int = Field(description="Child accounts that now have the survivor as parent.")
+
+
+class AccountMergeResult(ReadModel):
+    account_external_id: str = Field(description="The merged-away account.")
+    into_external_id: str = Field(description="The account named in `into`.")
+    survivor_external_id: str = Field(
+        description="The live account at the end of the merge chain, which now holds the "
+        "responses, contacts and domains."
+    )
+    effective_at: datetime
+    moved: MergeMovedRead
+    replayed: bool = Field(
+        description="True when this merge was already recorded and nothing changed."
     )

@@ -18,8 +18,8 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
-from app.accounts.errors import AccountNotFoundError
-from app.accounts.models import RevenueRecord
+from app.accounts.errors import AccountMergedError, AccountNotFoundError, HierarchyCycleError
+from app.accounts.models import Account, RevenueRecord
 from app.accounts.schemas import (
     AccountDetail,
     AccountPut,
@@ -28,6 +28,7 @@ from app.accounts.schemas import (
     RevenueUpdateBatch,
     RevenueUpdateResult,
 )
+from app.errors import InvalidField
 from app.money import format_amount
 from app.responses import service as response_service
 from app.schemas import Page, decode_cursor, encode_cursor
@@ -45,7 +46,7 @@ def _revenue_read(amount: Any, currency: str | None, effective_at: Any) -> Reven
 
 
 def _account_read(row: Row[*tuple[Any, ...]]) -> AccountRead:
-    account, amount, currency, effective_at, domains = row
+    account, amount, currency, effective_at, domains, parent, merged_into = row
     return AccountRead(
         external_id=account.external_id,
         name=account.name,
@@ -55,6 +56,9 @@ def _account_read(row: Row[*tuple[Any, ...]]) -> AccountRead:
         attributes=account.attributes,
         domains=domains or [],
         revenue=_revenue_read(amount, currency, effective_at),
+        parent_external_id=parent,
+        merged_into_external_id=merged_into,
+        merged_at=account.merged_at,
         created_at=account.created_at,
         updated_at=account.updated_at,
     )
@@ -91,6 +95,22 @@ async def get_account_id(session: AsyncSession, tenant_id: uuid.UUID, external_i
     return account_id
 
 
+async def resolve_account_id(session: AsyncSession, tenant_id: uuid.UUID, external_id: str) -> int:
+    """Return the id of the account that writes naming `external_id` go to: the account
+    itself, or the survivor of a merged-away account."""
+    account = await repository.get_account(session, tenant_id, external_id)
+    if account is None:
+        raise AccountNotFoundError(
+            f"No account with external id {external_id!r}; "
+            f"create it with PUT /v1/accounts/{external_id} first."
+        )
+    return account.survivor_id or account.id
+
+
+async def external_id(session: AsyncSession, tenant_id: uuid.UUID, account_id: int) -> str:
+    return (await repository.external_ids(session, tenant_id, [account_id]))[account_id]
+
+
 async def list_accounts(
     session: AsyncSession, tenant: Tenant, *, limit: int, cursor: str | None
 ) -> Page[AccountRead]:
@@ -110,7 +130,19 @@ async def put_account(
 
     Returns the account and whether it was created.
     """
-    fields = body.model_dump(exclude={"revenue", "domains"})
+    existing = await repository.get_account(session, tenant.id, external_id)
+    if existing is not None and existing.merged_into_id is not None:
+        raise await merged_error(session, tenant.id, existing)
+    parent_id = None
+    if body.parent_external_id is not None:
+        # Locked before the parent chain is read, so concurrent writers cannot close a cycle.
+        await repository.lock_hierarchy(session, tenant.id)
+        parent_id = await _parent_id(
+            session, tenant, external_id, existing, body.parent_external_id
+        )
+
+    fields = body.model_dump(exclude={"revenue", "domains", "parent_external_id"})
+    fields["parent_id"] = parent_id
     account, created = await repository.upsert_account(session, tenant.id, external_id, fields)
     changed_domains = await repository.replace_domains(session, tenant.id, account.id, body.domains)
     if body.revenue is not None:
@@ -133,24 +165,105 @@ async def put_account(
     return await get_account(session, tenant, external_id), created
 
 
+async def merged_error(
+    session: AsyncSession, tenant_id: uuid.UUID, account: Account
+) -> AccountMergedError:
+    """Build the error for a write to a merged-away account, naming its survivor."""
+    assert account.survivor_id is not None
+    survivor = (await repository.external_ids(session, tenant_id, [account.survivor_id]))[
+        account.survivor_id
+    ]
+    return AccountMergedError(
+        f"Account {account.external_id!r} was merged into {survivor!r} effective "
+        f"{account.merged_at:%Y-%m-%dT%H:%M:%SZ}; send changes to "
+        f"PUT /v1/accounts/{survivor} instead."
+    )
+
+
+async def _parent_id(
+    session: AsyncSession,
+    tenant: Tenant,
+    external_id: str,
+    existing: Account | None,
+    parent_external_id: str,
+) -> int:
+    """Find the account's new parent, or create it empty when unknown, and return its id.
+
+    A merged-away parent stands for its survivor. Raises HierarchyCycleError, before any
+    write, when the parent is the account itself or one of its descendants.
+    """
+    if parent_external_id == external_id:
+        raise _cycle_error(parent_external_id, [external_id, external_id])
+    parent = await repository.get_account(session, tenant.id, parent_external_id)
+    if parent is None:
+        # An unknown parent cannot be a descendant, so no cycle is possible.
+        created, _ = await repository.ensure_accounts(
+            session, tenant.id, {parent_external_id: None}
+        )
+        await response_service.resolve_accounts(
+            session, tenant.id, account_refs=[parent_external_id]
+        )
+        log.info(
+            "account.created", tenant_id=str(tenant.id), account_id=created[parent_external_id]
+        )
+        return created[parent_external_id]
+
+    parent_id = parent.survivor_id or parent.id
+    if existing is not None:
+        chain = await repository.ancestors(session, tenant.id, parent_id)
+        ids = [account_id for account_id, _ in chain]
+        if existing.id in ids:
+            path = [external_id, *(name for _, name in chain[: ids.index(existing.id) + 1])]
+            raise _cycle_error(parent_external_id, path)
+    return parent_id
+
+
+def _cycle_error(parent_external_id: str, path: list[str]) -> HierarchyCycleError:
+    cycle = " -> ".join(repr(name) for name in path)
+    message = f"the parent would make a cycle: {cycle}"
+    return HierarchyCycleError(
+        f"Invalid parent_external_id {parent_external_id!r}: {message}. An account cannot "
+        "be its own ancestor; remove the parent of one of these accounts first.",
+        errors=[InvalidField(location="body.parent_external_id", message=message)],
+    )
+
+
+def _route_to_survivor(
+    account_id: int, effective_at: datetime, merges: dict[int, tuple[int, datetime]]
+) -> int:
+    """Return the account a record effective at `effective_at` belongs to: an account merged
+    away at or before that instant hands it on to the account it was merged into."""
+    while account_id in merges and merges[account_id][1] <= effective_at:
+        account_id = merges[account_id][0]
+    return account_id
+
+
 async def apply_revenue_updates(
     session: AsyncSession, tenant: Tenant, batch: RevenueUpdateBatch
 ) -> RevenueUpdateResult:
     """Apply a batch of revenue updates, all or nothing, creating unknown accounts.
 
-    Updates for the same account and `effective_at` are merged, the last one winning.
+    Updates for the same account and `effective_at` are merged, the last one winning. An
+    update for a merged-away account effective at or after the merge is recorded for the
+    account it was merged into (following a chain of merges), as that account's revenue;
+    one effective before the merge stays in the merged-away account's history.
     """
     names: dict[str, str | None] = {}
-    latest: dict[tuple[str, datetime], Any] = {}
     for update in batch.updates:
         if names.get(update.account_external_id) is None:
             names[update.account_external_id] = update.account_name
-        latest[(update.account_external_id, update.effective_at)] = update
 
+    await repository.lock_hierarchy(session, tenant.id, exclusive=False)
     account_ids, accounts_created = await repository.ensure_accounts(session, tenant.id, names)
+    merges = await repository.merge_links(session, tenant.id)
+    latest: dict[tuple[int, datetime], Any] = {}
+    for update in batch.updates:
+        account_id = account_ids[update.account_external_id]
+        account_id = _route_to_survivor(account_id, update.effective_at, merges)
+        latest[(account_id, update.effective_at)] = update
     records = [
-        (account_ids[external_id], effective_at, update.amount, update.currency)
-        for (external_id, effective_at), update in latest.items()
+        (account_id, effective_at, update.amount, update.currency)
+        for (account_id, effective_at), update in latest.items()
     ]
     created, updated = await repository.upsert_revenue(session, tenant.id, records)
     if accounts_created:

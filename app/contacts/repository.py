@@ -94,9 +94,12 @@ async def list_links(
 async def delete_link(
     session: AsyncSession, tenant_id: uuid.UUID, email: str, account_external_id: str
 ) -> str | None:
-    """Remove one link; return the stored email, or None when there was no such link."""
+    """Remove one link; return the stored email, or None when there was no such link.
+
+    A merged-away account stands for its survivor, which holds its links.
+    """
     account_id = (
-        select(Account.id)
+        select(func.coalesce(Account.survivor_id, Account.id))
         .where(Account.tenant_id == tenant_id, Account.external_id == account_external_id)
         .scalar_subquery()
     )
@@ -121,3 +124,30 @@ async def delete_contact(session: AsyncSession, tenant_id: uuid.UUID, email: str
         .returning(Contact.email)
     )
     return (await session.execute(statement)).scalars().all()
+
+
+async def move_links(
+    session: AsyncSession, tenant_id: uuid.UUID, from_id: int, to_id: int
+) -> list[str]:
+    """Move the contact links of `from_id` to `to_id`; return the emails moved.
+
+    A person linked to both keeps the link to `to_id` with its role.
+    """
+    moved = await session.execute(
+        delete(Contact)
+        .where(Contact.tenant_id == tenant_id, Contact.account_id == from_id)
+        .returning(Contact.email, Contact.role)
+    )
+    links = sorted((row.email, row.role) for row in moved)
+    if links:
+        await session.execute(
+            insert(Contact)
+            .values(
+                [
+                    {"tenant_id": tenant_id, "email": email, "account_id": to_id, "role": role}
+                    for email, role in links
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
+    return [email for email, _ in links]

@@ -62,9 +62,13 @@ async def put_contact(
 ) -> tuple[ContactRead, bool]:
     """Link the contact to the account, keeping its other links, or set that link's role.
 
+    A merged-away account stands for its survivor.
+
     Returns the contact and whether the link is new.
     """
-    account_id = await account_service.get_account_id(session, tenant_id, body.account_external_id)
+    account_id = await account_service.resolve_account_id(
+        session, tenant_id, body.account_external_id
+    )
     stored_email, created = await repository.upsert_link(
         session, tenant_id, email, account_id, body.role
     )

@@ -16,6 +16,7 @@ from app.reports.queries import (
     ReportWindow,
     RollupRule,
     account_buckets_cte,
+    account_map_cte,
     counted_cte,
     revenue_at_end_cte,
     scored_cte,
@@ -40,9 +41,11 @@ def _period_states(window: ReportWindow, rule: RollupRule, name: str) -> Subquer
 
     The builders name their CTEs alike, so each period's CTEs are nested inside its own
     subquery (`nest_here`) instead of the top-level WITH, where the names would clash.
+    The account map is recursive and stays in the top-level WITH under a name of its own.
     """
-    revenue_at_end = revenue_at_end_cte(window)
-    scored = scored_cte(window)
+    account_map = account_map_cte(window, f"{name}_account")
+    revenue_at_end = revenue_at_end_cte(window, account_map)
+    scored = scored_cte(window, account_map)
     counted = counted_cte(scored, rule.rollup)
     account_buckets = account_buckets_cte(counted, rule)
     return (

@@ -4,7 +4,8 @@ from app.db.session import ReportSessionDep
 from app.flow import service as flow_service
 from app.flow.dependencies import FlowPeriods
 from app.flow.schemas import FlowReport
-from app.reports.dependencies import RollupQuery
+from app.reports.dependencies import LevelQuery, RollupQuery
+from app.reports.schemas import Level
 from app.routing import ServiceRoute
 from app.tenancy.dependencies import ReadTenant
 
@@ -24,7 +25,11 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=ServiceRo
     response_model_by_alias=True,
 )
 async def get_flow(
-    session: ReportSessionDep, tenant: ReadTenant, periods: FlowPeriods, rollup: RollupQuery = None
+    session: ReportSessionDep,
+    tenant: ReadTenant,
+    periods: FlowPeriods,
+    rollup: RollupQuery = None,
+    level: LevelQuery = Level.ACCOUNT,
 ) -> FlowReport:
     opening, closing = periods
-    return await flow_service.flow(session, tenant, opening, closing, rollup=rollup)
+    return await flow_service.flow(session, tenant, opening, closing, rollup=rollup, level=level)

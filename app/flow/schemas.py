@@ -2,7 +2,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from app.reports.schemas import PeriodRead, Rollup
+from app.reports.schemas import Level, PeriodRead, Rollup
 
 
 class FlowState(StrEnum):
@@ -38,6 +38,7 @@ class FlowReport(BaseModel):
     to_period: PeriodRead = Field(serialization_alias="to")
     currency: str
     rollup: Rollup
+    level: Level
     flows: list[FlowRead] = Field(
         description="One row per pair of states with at least one account, by state order "
         "(at_risk, passive, safe, unaccounted, not_in_base) of `from_state`, then "

@@ -6,7 +6,7 @@ from app.flow import queries
 from app.flow.schemas import FlowRead, FlowReport, FlowState
 from app.money import format_amount
 from app.periods import Period
-from app.reports.schemas import PeriodRead, Rollup
+from app.reports.schemas import Level, PeriodRead, Rollup
 from app.reports.service import report_window, rollup_rule
 from app.tenancy.models import Tenant
 
@@ -24,11 +24,15 @@ async def flow(
     closing: Period,
     *,
     rollup: Rollup | None = None,
+    level: Level = Level.ACCOUNT,
 ) -> FlowReport:
     """Sum every account's move between its states in the two periods, by pair of states."""
     rule = rollup_rule(tenant, rollup)
     rows = await queries.flow_rows(
-        session, report_window(tenant, opening), report_window(tenant, closing), rule
+        session,
+        report_window(tenant, opening, level),
+        report_window(tenant, closing, level),
+        rule,
     )
     currency = tenant.reporting_currency
     return FlowReport(
@@ -36,6 +40,7 @@ async def flow(
         to_period=_period_read(closing),
         currency=currency,
         rollup=rule.rollup,
+        level=level,
         flows=[
             FlowRead(
                 from_state=FlowState(row.from_state),

@@ -22,11 +22,15 @@ class ErasureResult(ReadModel):
 
 class AuditEventRead(ReadModel):
     id: int
-    action: str = Field(examples=["response.deleted", "person.erased"])
+    action: str = Field(examples=["response.deleted", "person.erased", "account.merged"])
     subject_sha256: str | None = Field(
         description="For an erasure, the hex SHA-256 digest of the lower-cased email."
     )
     source: str | None = Field(description="For a deletion, the response's source.")
     response_id: str | None = Field(description="For a deletion, the response's id.")
     counts: dict[str, int] = Field(description="Rows changed, per kind.")
+    details: dict[str, str] = Field(
+        description="For an account merge, the external ids of the merged-away account "
+        "(`account_external_id`), of `into` and of the survivor, and `effective_at`."
+    )
     created_at: datetime

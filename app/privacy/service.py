@@ -91,6 +91,7 @@ async def list_audit_events(
             source=event.source,
             response_id=event.response_id,
             counts=event.counts,
+            details=event.details,
             created_at=event.created_at,
         )
         for event in rows[:limit]

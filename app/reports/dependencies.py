@@ -6,7 +6,7 @@ from fastapi import Depends, Query
 
 from app.errors import InvalidField, UnprocessableError
 from app.periods import ACCEPTED_FORMS, MIN_YEAR, Period, parse_as_of, resolve_period
-from app.reports.schemas import Granularity, Rollup, SegmentBy, SegmentDimension
+from app.reports.schemas import Granularity, Level, Rollup, SegmentBy, SegmentDimension
 from app.tenancy.dependencies import CurrentTenant
 from app.tenancy.schemas import validate_timezone
 
@@ -36,6 +36,14 @@ AsOfQuery = Annotated[
 RollupQuery = Annotated[
     Rollup | None,
     Query(description="Roll-up rule; default: the tenant's `default_rollup`."),
+]
+LevelQuery = Annotated[
+    Level,
+    Query(
+        description="`account` counts each account; `parent` counts each top-level account "
+        "with all its descendants as one, summing their revenue and classifying the family "
+        "by the roll-up rule over all their responses."
+    ),
 ]
 
 

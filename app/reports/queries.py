@@ -4,6 +4,12 @@ Every roll-up rule works in two steps. First it picks the responses it counts fo
 account (`counted_cte`), then it turns their scores into a bucket with aggregates
 (`account_buckets_cte`). Scores are whole numbers from 0 to 10, so each rule compares sums
 and counts as integers and never rounds before comparing.
+
+Reports count "report accounts". `account_map_cte` maps an account that reports as
+another one to it: a merged-away account to the account it was merged into once the
+merge is in force, and at `level=parent` every account to its top-level ancestor.
+`revenue_at_end_cte` and `scored_cte` apply the map, so the CTEs after them see report
+accounts only.
 """
 
 import uuid
@@ -29,7 +35,9 @@ from sqlalchemy import (
     column,
     func,
     literal,
+    not_,
     null,
+    or_,
     select,
     union,
     values,
@@ -38,13 +46,15 @@ from sqlalchemy import true as sql_true
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.accounts.models import Account, RevenueRecord
+from app.accounts.repository import MAX_HIERARCHY_DEPTH
 from app.contacts.models import Contact, ContactRole
 from app.fx.models import FxRate
 from app.fx.service import missing_rate_as_error
 from app.money import currency_exponent
-from app.reports.schemas import Rollup
+from app.reports.schemas import Level, Rollup
 from app.responses.models import SurveyResponse
 
 BUCKETS = ("at_risk", "passive", "safe", "unaccounted")
@@ -69,7 +79,8 @@ class ReportWindow:
 
     Responses count when submitted in `[start, end)`. Revenue is the record in force at
     the last instant before `end`, or at `as_of` when that is earlier, converted into
-    `reporting_currency` at the rate in force at the same instant.
+    `reporting_currency` at the rate in force at the same instant. `level` says whether
+    children count as their top-level parent.
     """
 
     tenant_id: uuid.UUID
@@ -77,6 +88,7 @@ class ReportWindow:
     end: datetime
     as_of: datetime
     reporting_currency: str
+    level: Level = Level.ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -110,10 +122,13 @@ class ClassifiedResponse:
 
 @dataclass(frozen=True)
 class AccountClassification:
-    """One account's state in a period: `revenue` is None when the account has no record
-    in force, `bucket` is None when no scored response counts, and `value` is the rule's
-    figure (the deciding score, the mean or the account NPS)."""
+    """One account's state in a period, as the report account it counts as there.
 
+    `revenue` is None when the report account has no record in force, `bucket` is None
+    when no scored response counts, and `value` is the rule's figure (the deciding score,
+    the mean or the account NPS)."""
+
+    report_account_id: int
     revenue: Decimal | None
     bucket: str | None
     value: Decimal | None
@@ -165,33 +180,169 @@ def converted_amount(
     )
 
 
-def revenue_at_end_cte(window: ReportWindow, account_id: int | None = None) -> CTE:
-    """Select each account's revenue in force at the report's revenue instant, in the
+def _merge_in_force(
+    account: Any, end: ColumnElement[datetime], as_of: ColumnElement[datetime]
+) -> ColumnElement[bool]:
+    """Build the condition that the account was merged away by the revenue instant of the
+    period ending at `end`, the instant at which revenue records are read."""
+    return func.coalesce(and_(account.merged_at < end, account.merged_at <= as_of), False)
+
+
+def _next_account(
+    account: Any, level: Level, end: ColumnElement[datetime], as_of: ColumnElement[datetime]
+) -> ColumnElement[Any]:
+    """Build the account that `account` reports as, one step up, or null for none."""
+    steps: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [
+        (_merge_in_force(account, end, as_of), account.merged_into_id)
+    ]
+    if level is Level.PARENT:
+        steps.append((account.parent_id.is_not(None), account.parent_id))
+    return case(*steps, else_=null())
+
+
+def _account_map(tenant_id: uuid.UUID, level: Level, moments: CTE, keys: Sequence[str]) -> CTE:
+    """Select (keys, account_id, report_account_id, merged_away) for every account that
+    reports as another account at each row of `moments` (keys, period_end, as_of).
+
+    A merged-away account goes to the account it was merged into once the merge is in
+    force at the revenue instant (`merged_away` is then true), and at `level=parent` an
+    account goes to its parent. The steps repeat up to the last account, so a chain of
+    merges ends at the survivor of the time and a child at its top-level ancestor.
+    Accounts that report as themselves have no row.
+    NOTE: parents are not effective-dated, so past periods use today's hierarchy, while
+    merges apply from their own `merged_at`.
+    """
+    key_columns = [moments.c[key] for key in keys]
+    end, as_of = moments.c.period_end, moments.c.as_of
+    first = _next_account(Account, level, end, as_of)
+    has_step = (
+        or_(Account.merged_into_id.is_not(None), Account.parent_id.is_not(None))
+        if level is Level.PARENT
+        else Account.merged_into_id.is_not(None)
+    )
+    hops = (
+        select(
+            *key_columns,
+            end.label("period_end"),
+            as_of.label("as_of"),
+            Account.id.label("account_id"),
+            first.label("report_account_id"),
+            _merge_in_force(Account, end, as_of).label("merged_away"),
+            literal(1).label("depth"),
+        )
+        .select_from(moments)
+        .join(Account, and_(Account.tenant_id == tenant_id, has_step))
+        .where(first.is_not(None))
+        .cte(f"{moments.name}_hops", recursive=True)
+    )
+    upper = aliased(Account, name="upper_account")
+    further = _next_account(upper, level, hops.c.period_end, hops.c.as_of)
+    hops = hops.union_all(
+        select(
+            *(hops.c[key] for key in keys),
+            hops.c.period_end,
+            hops.c.as_of,
+            hops.c.account_id,
+            further,
+            hops.c.merged_away,
+            hops.c.depth + 1,
+        )
+        .select_from(hops)
+        .join(upper, and_(upper.tenant_id == tenant_id, upper.id == hops.c.report_account_id))
+        # The hierarchy and merge chains have no cycles; the depth bound is a safeguard.
+        .where(further.is_not(None), hops.c.depth < MAX_HIERARCHY_DEPTH)
+    )
+    own_keys = [hops.c[key] for key in keys]
+    return (
+        select(*own_keys, hops.c.account_id, hops.c.report_account_id, hops.c.merged_away)
+        .ext(distinct_on(*own_keys, hops.c.account_id))
+        .order_by(*own_keys, hops.c.account_id, hops.c.depth.desc())
+        .cte(f"{moments.name}_map")
+    )
+
+
+def account_map_cte(window: ReportWindow, name: str = "account") -> CTE:
+    """Select the accounts that report as another account in the period (see `_account_map`).
+
+    `name` prefixes the CTE names, so two periods can have maps in one statement.
+    """
+    moment = select(
+        literal(window.end, DateTime(timezone=True)).label("period_end"),
+        literal(window.as_of, DateTime(timezone=True)).label("as_of"),
+    ).cte(name)
+    return _account_map(window.tenant_id, window.level, moment, ())
+
+
+def _report_account(account_map: CTE, account_id: ColumnElement[Any]) -> ColumnElement[Any]:
+    return func.coalesce(account_map.c.report_account_id, account_id)
+
+
+def _mapped_target(account_map: CTE, account_id: int) -> ColumnElement[Any]:
+    """Build the report account of one account, as a scalar subquery."""
+    mapped = (
+        select(account_map.c.report_account_id)
+        .where(account_map.c.account_id == account_id)
+        .scalar_subquery()
+    )
+    return func.coalesce(mapped, account_id)
+
+
+def revenue_at_end_cte(
+    window: ReportWindow, account_map: CTE, account_id: int | None = None
+) -> CTE:
+    """Select each report account's revenue in force at the report's revenue instant, in the
     reporting currency (see `converted_amount`).
 
-    Every report reads revenue through this CTE or, for several periods at once,
-    `_revenue_in_windows`, which converts the same way.
+    An account merged away by that instant is left out, because its revenue now belongs
+    to the survivor's records. At `level=parent` a family's revenue is the sum of its
+    accounts' converted amounts. With `account_id`, only that account's report account
+    (itself, its survivor or its family) is selected. Every report reads revenue through
+    this CTE or, for several periods at once, `_revenue_in_windows`, which converts the
+    same way.
     """
+    end = literal(window.end, DateTime(timezone=True))
+    as_of = literal(window.as_of, DateTime(timezone=True))
     statement = (
         select(RevenueRecord.account_id, RevenueRecord.amount, RevenueRecord.currency)
+        .join(
+            Account,
+            and_(
+                Account.tenant_id == RevenueRecord.tenant_id, Account.id == RevenueRecord.account_id
+            ),
+        )
         .where(
             RevenueRecord.tenant_id == window.tenant_id,
             RevenueRecord.effective_at < window.end,
             RevenueRecord.effective_at <= window.as_of,
+            not_(_merge_in_force(Account, end, as_of)),
         )
         .ext(distinct_on(RevenueRecord.account_id))
         .order_by(RevenueRecord.account_id, RevenueRecord.effective_at.desc())
     )
-    if account_id is not None:
-        statement = statement.where(RevenueRecord.account_id == account_id)
+    if account_id is not None and window.level is Level.ACCOUNT:
+        statement = statement.where(
+            RevenueRecord.account_id == _mapped_target(account_map, account_id)
+        )
     # The conversion runs on the one record per account that DISTINCT ON keeps, so an
     # older record in a currency without a rate cannot fail the statement.
     latest = statement.subquery("latest_revenue")
-    end = literal(window.end, DateTime(timezone=True))
-    as_of = literal(window.as_of, DateTime(timezone=True))
     amount = converted_amount(latest, window.tenant_id, window.reporting_currency, end, as_of)
     converted = select(latest.c.account_id, amount.label("amount")).subquery("converted")
-    return select(*converted.c, _convert_all(converted)).cte("revenue_at_end")
+    if window.level is Level.ACCOUNT:
+        return select(*converted.c, _convert_all(converted)).cte("revenue_at_end")
+
+    # Summing reads every converted amount, so no `_convert_all` is needed here.
+    family = _report_account(account_map, converted.c.account_id)
+    families = (
+        select(family.label("account_id"), func.sum(converted.c.amount).label("amount"))
+        .select_from(
+            converted.outerjoin(account_map, account_map.c.account_id == converted.c.account_id)
+        )
+        .group_by(family)
+    )
+    if account_id is not None:
+        families = families.having(family == _mapped_target(account_map, account_id))
+    return families.cte("revenue_at_end")
 
 
 def _convert_all(converted: Subquery) -> ColumnElement[int]:
@@ -217,14 +368,22 @@ def _role_rank() -> ColumnElement[Any]:
     )
 
 
-def scored_cte(window: ReportWindow, account_id: int | None = None) -> CTE:
-    """Select the scored responses submitted in the period, with respondent key and role rank."""
+def scored_cte(window: ReportWindow, account_map: CTE, account_id: int | None = None) -> CTE:
+    """Select the scored responses submitted in the period, with respondent key and role rank.
+
+    `account_id` is the report account (see `account_map_cte`) of the account the response
+    belonged to before any merge moved it, so a period before a merge counts it for the
+    merged-away account. With `account_id` given, only the responses of its report
+    account are selected.
+    """
     respondent = _respondent_key()
     role_rank = _role_rank()
+    origin = func.coalesce(SurveyResponse.merged_from_account_id, SurveyResponse.account_id)
+    report_account = _report_account(account_map, origin)
     statement = (
         select(
             SurveyResponse.id,
-            SurveyResponse.account_id,
+            report_account.label("account_id"),
             SurveyResponse.score,
             SurveyResponse.submitted_at,
             SurveyResponse.response_id,
@@ -241,6 +400,7 @@ def scored_cte(window: ReportWindow, account_id: int | None = None) -> CTE:
                 Contact.email == respondent,
             ),
         )
+        .outerjoin(account_map, account_map.c.account_id == origin)
         .where(
             SurveyResponse.tenant_id == window.tenant_id,
             SurveyResponse.score.is_not(None),
@@ -249,9 +409,9 @@ def scored_cte(window: ReportWindow, account_id: int | None = None) -> CTE:
         )
     )
     if account_id is not None:
-        statement = statement.where(SurveyResponse.account_id == account_id)
+        statement = statement.where(report_account == _mapped_target(account_map, account_id))
     # The contact join adds no rows: a contact link's key is (tenant, email, account), and
-    # the join fixes all three.
+    # the join fixes all three. The map has one row per account.
     return statement.cte("scored")
 
 
@@ -358,8 +518,9 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
       scored response in the period, matched to an account or not; a response without an
       email is a respondent of its own. This part does not depend on the rule.
     """
-    revenue_at_end = revenue_at_end_cte(window)
-    scored = scored_cte(window)
+    account_map = account_map_cte(window)
+    revenue_at_end = revenue_at_end_cte(window, account_map)
+    scored = scored_cte(window, account_map)
     account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
     classified = (
         select(
@@ -476,17 +637,23 @@ def classification_statement(
 ) -> Select[tuple[object, ...]]:
     """Build the statement for one account's classification in the period.
 
-    It returns one row per response of the account submitted in the period, scored or
-    not, in submission order; with no response it returns one row whose response columns
-    are null. Every row repeats the account's revenue, bucket and the rule's figure, which
-    come from the same CTEs as the coverage statement. `counted` marks the responses the
-    rule used; a null score is never counted.
+    The account is classified as its report account (see `account_map_cte`): itself, the
+    survivor of a merge in force, or at `level=parent` its top-level family.
+    It returns one row per response of the report account submitted in the period, scored
+    or not, in submission order; with no response it returns one row whose response
+    columns are null. Every row repeats the report account's id, revenue, bucket and the
+    rule's figure, which come from the same CTEs as the coverage statement. `counted`
+    marks the responses the rule used; a null score is never counted.
     """
-    revenue_at_end = revenue_at_end_cte(window, account_id)
-    scored = scored_cte(window, account_id)
+    account_map = account_map_cte(window)
+    revenue_at_end = revenue_at_end_cte(window, account_map, account_id)
+    scored = scored_cte(window, account_map, account_id)
     counted = counted_cte(scored, rule.rollup)
     account_buckets = account_buckets_cte(counted, rule)
+    target = _mapped_target(account_map, account_id)
+    origin = func.coalesce(SurveyResponse.merged_from_account_id, SurveyResponse.account_id)
     summary = select(
+        target.label("report_account_id"),
         select(revenue_at_end.c.amount).scalar_subquery().label("revenue"),
         select(account_buckets.c.bucket).scalar_subquery().label("bucket"),
         select(account_buckets.c.value).scalar_subquery().label("value"),
@@ -510,9 +677,10 @@ def classification_statement(
                 Contact.email == SurveyResponse.email_key,
             ),
         )
+        .outerjoin(account_map, account_map.c.account_id == origin)
         .where(
             SurveyResponse.tenant_id == window.tenant_id,
-            SurveyResponse.account_id == account_id,
+            _report_account(account_map, origin) == target,
             SurveyResponse.submitted_at >= window.start,
             SurveyResponse.submitted_at < window.end,
         )
@@ -546,6 +714,7 @@ async def account_classification(
         rows = (await session.execute(statement)).mappings().all()
     first = rows[0]
     return AccountClassification(
+        report_account_id=first["report_account_id"],
         revenue=None if first["revenue"] is None else Decimal(first["revenue"]),
         bucket=first["bucket"],
         value=None if first["value"] is None else Decimal(first["value"]),
@@ -598,12 +767,17 @@ def _blank_as_null(value: Any) -> ColumnElement[Any]:
     return func.nullif(func.btrim(value), "")
 
 
-def _account_segments(key: SegmentKey, tenant_id: uuid.UUID, revenue_at_end: CTE) -> CTE:
-    """Select every account of the tenant with its segment value, null when it has none.
+def _account_segments(
+    key: SegmentKey, tenant_id: uuid.UUID, revenue_at_end: CTE, account_map: CTE
+) -> CTE:
+    """Select every report account of the tenant with its segment value, null when it has
+    none.
 
-    A tier comes from the revenue in force at the report's revenue instant, so an account
-    without revenue above 0 there has no tier. Other values are the account's field or
-    attribute as text, with blank text as no value.
+    Accounts that report as another one (merged away, or children at `level=parent`)
+    are left out, so their values make no segment. A tier comes from the revenue in force
+    at the report's revenue instant, so an account without revenue above 0 there has no
+    tier. Other values are the account's field or attribute as text, with blank text as
+    no value.
     """
     source: Any = Account.__table__
     segment: ColumnElement[Any]
@@ -624,10 +798,11 @@ def _account_segments(key: SegmentKey, tenant_id: uuid.UUID, revenue_at_end: CTE
     else:
         fields = {"region": Account.region, "industry": Account.industry, "owner": Account.owner}
         segment = _blank_as_null(fields[key.dimension])
+    mapped = select(account_map.c.account_id).where(account_map.c.account_id == Account.id)
     return (
         select(Account.id.label("account_id"), segment.label("segment"))
         .select_from(source)
-        .where(Account.tenant_id == tenant_id)
+        .where(Account.tenant_id == tenant_id, ~mapped.exists())
         .cte("account_segments")
     )
 
@@ -709,10 +884,11 @@ def segments_statement(
     Unmatched responses belong to no segment. Rows come by total revenue descending,
     ties by segment value, with accounts without a value (a null segment) last.
     """
-    revenue_at_end = revenue_at_end_cte(window)
-    scored = scored_cte(window)
+    account_map = account_map_cte(window)
+    revenue_at_end = revenue_at_end_cte(window, account_map)
+    scored = scored_cte(window, account_map)
     account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
-    account_segments = _account_segments(key, window.tenant_id, revenue_at_end)
+    account_segments = _account_segments(key, window.tenant_id, revenue_at_end, account_map)
     classified = (
         select(
             account_segments.c.segment,
@@ -772,9 +948,11 @@ def _window_rows(windows: Sequence[ReportWindow]) -> CTE:
     return select(rows).cte("windows")
 
 
-def _revenue_in_windows(tenant_id: uuid.UUID, reporting_currency: str, windows: CTE) -> CTE:
-    """Select, for each period, each account's revenue in force at its revenue instant, in
-    the reporting currency, as `revenue_at_end_cte` does for one period."""
+def _revenue_in_windows(
+    tenant_id: uuid.UUID, reporting_currency: str, level: Level, windows: CTE, account_map: CTE
+) -> CTE:
+    """Select, for each period, each report account's revenue in force at its revenue
+    instant, in the reporting currency, as `revenue_at_end_cte` does for one period."""
     latest = (
         select(
             windows.c.period_index,
@@ -793,6 +971,14 @@ def _revenue_in_windows(tenant_id: uuid.UUID, reporting_currency: str, windows: 
                 RevenueRecord.effective_at <= windows.c.as_of,
             ),
         )
+        .join(
+            Account,
+            and_(
+                Account.tenant_id == RevenueRecord.tenant_id,
+                Account.id == RevenueRecord.account_id,
+                not_(_merge_in_force(Account, windows.c.period_end, windows.c.as_of)),
+            ),
+        )
         .ext(distinct_on(windows.c.period_index, RevenueRecord.account_id))
         .order_by(
             windows.c.period_index, RevenueRecord.account_id, RevenueRecord.effective_at.desc()
@@ -805,17 +991,39 @@ def _revenue_in_windows(tenant_id: uuid.UUID, reporting_currency: str, windows: 
     converted = select(latest.c.period_index, latest.c.account_id, amount.label("amount")).subquery(
         "converted"
     )
-    return select(*converted.c, _convert_all(converted)).cte("revenue_at_end")
+    if level is Level.ACCOUNT:
+        return select(*converted.c, _convert_all(converted)).cte("revenue_at_end")
+
+    family = _report_account(account_map, converted.c.account_id)
+    return (
+        select(
+            converted.c.period_index,
+            family.label("account_id"),
+            func.sum(converted.c.amount).label("amount"),
+        )
+        .select_from(
+            converted.outerjoin(
+                account_map,
+                and_(
+                    account_map.c.period_index == converted.c.period_index,
+                    account_map.c.account_id == converted.c.account_id,
+                ),
+            )
+        )
+        .group_by(converted.c.period_index, family)
+        .cte("revenue_at_end")
+    )
 
 
-def _scored_in_windows(tenant_id: uuid.UUID, windows: CTE) -> CTE:
+def _scored_in_windows(tenant_id: uuid.UUID, windows: CTE, account_map: CTE) -> CTE:
     """Select, for each period, the scored responses submitted in it, as `scored_cte` does."""
     respondent = _respondent_key()
+    origin = func.coalesce(SurveyResponse.merged_from_account_id, SurveyResponse.account_id)
     return (
         select(
             windows.c.period_index,
             SurveyResponse.id,
-            SurveyResponse.account_id,
+            _report_account(account_map, origin).label("account_id"),
             SurveyResponse.score,
             SurveyResponse.submitted_at,
             SurveyResponse.response_id,
@@ -841,6 +1049,13 @@ def _scored_in_windows(tenant_id: uuid.UUID, windows: CTE) -> CTE:
                 Contact.email == respondent,
             ),
         )
+        .outerjoin(
+            account_map,
+            and_(
+                account_map.c.period_index == windows.c.period_index,
+                account_map.c.account_id == origin,
+            ),
+        )
         .cte("scored")
     )
 
@@ -855,8 +1070,12 @@ def trend_statement(
     carry `period_index`, the period's place in `windows`.
     """
     window_rows = _window_rows(windows)
-    revenue_at_end = _revenue_in_windows(tenant_id, windows[0].reporting_currency, window_rows)
-    scored = _scored_in_windows(tenant_id, window_rows)
+    level = windows[0].level
+    account_map = _account_map(tenant_id, level, window_rows, ("period_index",))
+    revenue_at_end = _revenue_in_windows(
+        tenant_id, windows[0].reporting_currency, level, window_rows, account_map
+    )
+    scored = _scored_in_windows(tenant_id, window_rows, account_map)
     keys = ("period_index",)
     account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup, keys), rule, keys)
     classified = (

@@ -7,6 +7,7 @@ from app.db.session import ReportSessionDep
 from app.reports import service as report_service
 from app.reports.dependencies import (
     MAX_TREND_PERIODS,
+    LevelQuery,
     ReportPeriod,
     RollupQuery,
     SegmentByQuery,
@@ -16,6 +17,7 @@ from app.reports.schemas import (
     ClassificationRead,
     CoverageReport,
     Granularity,
+    Level,
     SegmentsReport,
     TrendReport,
 )
@@ -36,9 +38,13 @@ router = APIRouter(prefix="/v1", tags=["reports"], route_class=ServiceRoute)
     ),
 )
 async def get_coverage(
-    session: ReportSessionDep, tenant: ReadTenant, period: ReportPeriod, rollup: RollupQuery = None
+    session: ReportSessionDep,
+    tenant: ReadTenant,
+    period: ReportPeriod,
+    rollup: RollupQuery = None,
+    level: LevelQuery = Level.ACCOUNT,
 ) -> CoverageReport:
-    return await report_service.coverage(session, tenant, period, rollup=rollup)
+    return await report_service.coverage(session, tenant, period, rollup=rollup, level=level)
 
 
 @router.get(
@@ -51,8 +57,11 @@ async def get_classification(
     external_id: ExternalIdPath,
     period: ReportPeriod,
     rollup: RollupQuery = None,
+    level: LevelQuery = Level.ACCOUNT,
 ) -> ClassificationRead:
-    return await report_service.classification(session, tenant, external_id, period, rollup=rollup)
+    return await report_service.classification(
+        session, tenant, external_id, period, rollup=rollup, level=level
+    )
 
 
 @router.get(
@@ -71,8 +80,9 @@ async def get_coverage_segments(
     period: ReportPeriod,
     by: SegmentByQuery,
     rollup: RollupQuery = None,
+    level: LevelQuery = Level.ACCOUNT,
 ) -> SegmentsReport:
-    return await report_service.segments(session, tenant, period, by, rollup=rollup)
+    return await report_service.segments(session, tenant, period, by, rollup=rollup, level=level)
 
 
 @router.get(
@@ -91,7 +101,8 @@ async def get_coverage_trend(
         Granularity.QUARTER
     ),
     rollup: RollupQuery = None,
+    level: LevelQuery = Level.ACCOUNT,
 ) -> TrendReport:
     return await report_service.trend(
-        session, tenant, periods, granularity=granularity, rollup=rollup
+        session, tenant, periods, granularity=granularity, rollup=rollup, level=level
     )

@@ -16,6 +16,13 @@ class Rollup(StrEnum):
     DECISION_MAKER = "decision_maker"
 
 
+class Level(StrEnum):
+    """Which accounts a report counts as one: each account, or each top-level family."""
+
+    ACCOUNT = "account"
+    PARENT = "parent"
+
+
 class PeriodRead(BaseModel):
     label: str = Field(examples=["2026-Q1"])
     start: datetime = Field(description="Inclusive, at local midnight of `timezone`.")
@@ -91,6 +98,12 @@ class CoverageReport(BaseModel):
     period: PeriodRead
     currency: str
     rollup: str = Field(description="How an account's responses become its bucket.")
+    # The default lets `revcov demo` read reports of servers that predate this field.
+    level: Level = Field(
+        default=Level.ACCOUNT,
+        description="`account`, or `parent` when each top-level account counts with its "
+        "descendants as one.",
+    )
     target: float
     total_revenue: str
     covered_revenue: str
@@ -179,8 +192,14 @@ class ClassificationRead(BaseModel):
     """One account's bucket in a period under a roll-up rule, with the responses behind it."""
 
     account_external_id: str
+    reported_as: str = Field(
+        description="The account whose figures these are: the account itself, the "
+        "survivor once a merge of it is in force, or at `level=parent` its top-level "
+        "ancestor, whose family's revenue and responses are shown."
+    )
     period: PeriodRead
     rollup: Rollup
+    level: Level
     currency: str
     revenue: str | None = Field(
         description="Revenue in force at the period end (or at `as_of` when earlier); "

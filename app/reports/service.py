@@ -23,6 +23,7 @@ from app.reports.schemas import (
     CoverageReport,
     Granularity,
     HalfRevenueAccountsRead,
+    Level,
     NpsFigure,
     NpsRead,
     NullReason,
@@ -52,13 +53,16 @@ def _nps(positive: Decimal | int, negative: Decimal | int, total: Decimal | int)
     return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
-def report_window(tenant: Tenant, period: Period) -> queries.ReportWindow:
+def report_window(
+    tenant: Tenant, period: Period, level: Level = Level.ACCOUNT
+) -> queries.ReportWindow:
     return queries.ReportWindow(
         tenant_id=tenant.id,
         start=period.start,
         end=period.end,
         as_of=period.as_of,
         reporting_currency=tenant.reporting_currency,
+        level=level,
     )
 
 
@@ -122,7 +126,11 @@ def _nps_read(totals: queries.CoverageTotals, min_responses: int) -> NpsRead:
 
 
 def _coverage_report(
-    tenant: Tenant, period: Period, rule: queries.RollupRule, totals: queries.CoverageTotals
+    tenant: Tenant,
+    period: Period,
+    rule: queries.RollupRule,
+    level: Level,
+    totals: queries.CoverageTotals,
 ) -> CoverageReport:
     """Turn one period's aggregates into the coverage report."""
     currency = tenant.reporting_currency
@@ -144,6 +152,7 @@ def _coverage_report(
         period=_period_read(period),
         currency=currency,
         rollup=rule.rollup.value,
+        level=level,
         target=float(target),
         total_revenue=format_amount(totals.total_revenue, currency),
         covered_revenue=format_amount(covered_revenue, currency),
@@ -160,12 +169,17 @@ def _coverage_report(
 
 
 async def coverage(
-    session: AsyncSession, tenant: Tenant, period: Period, *, rollup: Rollup | None = None
+    session: AsyncSession,
+    tenant: Tenant,
+    period: Period,
+    *,
+    rollup: Rollup | None = None,
+    level: Level = Level.ACCOUNT,
 ) -> CoverageReport:
     """Build the coverage report under `rollup`, or the tenant's default rule when None."""
     rule = rollup_rule(tenant, rollup)
-    totals = await queries.coverage_totals(session, report_window(tenant, period), rule)
-    return _coverage_report(tenant, period, rule, totals)
+    totals = await queries.coverage_totals(session, report_window(tenant, period, level), rule)
+    return _coverage_report(tenant, period, rule, level, totals)
 
 
 def _segment_key(tenant: Tenant, by: SegmentBy) -> queries.SegmentKey:
@@ -187,6 +201,7 @@ async def segments(
     by: SegmentBy,
     *,
     rollup: Rollup | None = None,
+    level: Level = Level.ACCOUNT,
 ) -> SegmentsReport:
     """Build the coverage report of each segment of accounts, all from one statement.
 
@@ -195,13 +210,13 @@ async def segments(
     """
     rule = rollup_rule(tenant, rollup)
     found = await queries.segment_totals(
-        session, report_window(tenant, period), rule, _segment_key(tenant, by)
+        session, report_window(tenant, period, level), rule, _segment_key(tenant, by)
     )
     reports = [
         SegmentCoverage(
             segment=UNASSIGNED_SEGMENT if row.segment is None else row.segment,
             unassigned=row.segment is None,
-            **dict(_coverage_report(tenant, period, rule, row.totals)),
+            **dict(_coverage_report(tenant, period, rule, level, row.totals)),
         )
         for row in found
     ]
@@ -215,15 +230,16 @@ async def trend(
     *,
     granularity: Granularity,
     rollup: Rollup | None = None,
+    level: Level = Level.ACCOUNT,
 ) -> TrendReport:
     """Build the coverage report of each period, in order, all from one statement."""
     rule = rollup_rule(tenant, rollup)
-    windows = [report_window(tenant, period) for period in periods]
+    windows = [report_window(tenant, period, level) for period in periods]
     found = await queries.trend_totals(session, tenant.id, windows, rule)
     return TrendReport(
         granularity=granularity,
         periods=[
-            _coverage_report(tenant, period, rule, totals)
+            _coverage_report(tenant, period, rule, level, totals)
             for period, totals in zip(periods, found, strict=True)
         ],
     )
@@ -236,17 +252,21 @@ async def classification(
     period: Period,
     *,
     rollup: Rollup | None = None,
+    level: Level = Level.ACCOUNT,
 ) -> ClassificationRead:
     """Explain one account's bucket: its revenue, the rule's figure and the responses.
 
+    The account is explained as the account it counts as in the period: itself, the
+    survivor once a merge of it is in force, or at `level=parent` its top-level family.
     Raises AccountNotFoundError for an unknown account.
     """
     account_id = await account_service.get_account_id(session, tenant.id, external_id)
     rule = rollup_rule(tenant, rollup)
     # NOTE: every response of the account in the period is returned, without pagination.
     found = await queries.account_classification(
-        session, report_window(tenant, period), rule, account_id
+        session, report_window(tenant, period, level), rule, account_id
     )
+    reported_as = await account_service.external_id(session, tenant.id, found.report_account_id)
 
     currency = tenant.reporting_currency
     if found.revenue is None or found.revenue <= 0:
@@ -258,8 +278,10 @@ async def classification(
         value = float(found.value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
     return ClassificationRead(
         account_external_id=external_id,
+        reported_as=reported_as,
         period=_period_read(period),
         rollup=rule.rollup,
+        level=level,
         currency=currency,
         revenue=None if found.revenue is None else format_amount(found.revenue, currency),
         bucket=bucket,

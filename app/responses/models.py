@@ -37,6 +37,9 @@ class SurveyResponse(Base):
     `account_ref` is the account id the response named. `account_id` is the account it counts
     for, and `matched_by` the rule that found it; both are null while no rule finds one.
     `erased_at` is set when an erasure request removed the email and comment.
+    `merged_from_account_id` is the merged-away account a response belonged to before an
+    account merge moved it (or before the match rules sent it on to the survivor), so
+    periods before the merge still count it for that account.
     """
 
     __tablename__ = "responses"
@@ -49,6 +52,7 @@ class SurveyResponse(Base):
     response_id: Mapped[str] = mapped_column(Text)
     account_ref: Mapped[str | None] = mapped_column(Text)
     account_id: Mapped[int | None] = mapped_column(BigInteger)
+    merged_from_account_id: Mapped[int | None] = mapped_column(BigInteger)
     email: Mapped[str | None] = mapped_column(Text)
     score: Mapped[int | None] = mapped_column(SmallInteger)
     comment: Mapped[str | None] = mapped_column(Text)
@@ -71,6 +75,10 @@ class SurveyResponse(Base):
         UniqueConstraint("tenant_id", "source", "response_id"),
         ForeignKeyConstraint(
             ["tenant_id", "account_id"],
+            ["accounts.tenant_id", "accounts.id"],
+        ),
+        ForeignKeyConstraint(
+            ["tenant_id", "merged_from_account_id"],
             ["accounts.tenant_id", "accounts.id"],
         ),
         CheckConstraint("score BETWEEN 0 AND 10", name="score_range"),

@@ -171,7 +171,8 @@ def _resolution(tenant_id: uuid.UUID, candidates: CTE) -> Select[*tuple[Any, ...
     account_ref, email_key and email_domain of the tenant's responses.
 
     Returns one row per candidate: `account_id` and `matched_by` from the first rule that
-    finds an account (both null when none does), and `reason` when none does. The rules:
+    finds an account (both null when none does), `merged_from_account_id` when the named
+    account was merged away, and `reason` when no rule finds an account. The rules:
     1. the account whose external id the response named;
     2. the contact with the response's email, when it is linked to exactly one account;
     3. the account that lists the email's domain, when exactly one account does.
@@ -205,8 +206,10 @@ def _resolution(tenant_id: uuid.UUID, candidates: CTE) -> Select[*tuple[Any, ...
     by_name = named.id.is_not(None)
     by_contact = contact_links.c.accounts == 1
     by_domain = and_(contact_links.c.accounts == 0, domain_links.c.accounts == 1)
+    # A response naming a merged-away account counts for the merge's survivor, and keeps
+    # the named account for the periods before the merge.
     account_id = case(
-        (by_name, named.id),
+        (by_name, func.coalesce(named.survivor_id, named.id)),
         (by_contact, contact_links.c.account_id),
         (by_domain, domain_links.c.account_id),
     )
@@ -228,6 +231,9 @@ def _resolution(tenant_id: uuid.UUID, candidates: CTE) -> Select[*tuple[Any, ...
             candidates.c.id,
             account_id.label("account_id"),
             matched_by.label("matched_by"),
+            case(
+                (by_name, func.nullif(named.id, func.coalesce(named.survivor_id, named.id)))
+            ).label("merged_from_account_id"),
             reason.label("reason"),
         )
         .select_from(candidates)
@@ -324,7 +330,11 @@ async def resolve_accounts(
                 tuple_(resolved.c.account_id, resolved.c.matched_by)
             ),
         )
-        .values(account_id=resolved.c.account_id, matched_by=resolved.c.matched_by)
+        .values(
+            account_id=resolved.c.account_id,
+            matched_by=resolved.c.matched_by,
+            merged_from_account_id=resolved.c.merged_from_account_id,
+        )
     )
     result = await session.execute(statement)
     return int(getattr(result, "rowcount", 0) or 0)
@@ -363,12 +373,19 @@ async def list_unmatched(
 async def assign_account(
     session: AsyncSession, tenant_id: uuid.UUID, response_pk: int, account_external_id: str
 ) -> bool:
-    """Assign the response to the account by hand; False when no such account exists."""
-    account_id = (
-        select(Account.id)
+    """Assign the response to the account by hand; False when no such account exists.
+
+    An account merged away stands for its survivor, as in `_resolution`.
+    """
+    named = (
+        select(Account.id, Account.survivor_id)
         .where(Account.tenant_id == tenant_id, Account.external_id == account_external_id)
-        .scalar_subquery()
+        .subquery("named")
     )
+    account_id = select(func.coalesce(named.c.survivor_id, named.c.id)).scalar_subquery()
+    merged_from = select(
+        func.nullif(named.c.id, func.coalesce(named.c.survivor_id, named.c.id))
+    ).scalar_subquery()
     statement = (
         update(SurveyResponse)
         .where(
@@ -376,7 +393,11 @@ async def assign_account(
             SurveyResponse.id == response_pk,
             account_id.is_not(None),
         )
-        .values(account_id=account_id, matched_by=MatchRule.MANUAL.value)
+        .values(
+            account_id=account_id,
+            matched_by=MatchRule.MANUAL.value,
+            merged_from_account_id=merged_from,
+        )
         .returning(SurveyResponse.id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
@@ -391,7 +412,7 @@ async def clear_assignment(session: AsyncSession, tenant_id: uuid.UUID, response
             SurveyResponse.id == response_pk,
             SurveyResponse.matched_by == MatchRule.MANUAL.value,
         )
-        .values(account_id=None, matched_by=None)
+        .values(account_id=None, matched_by=None, merged_from_account_id=None)
     )
 
 
@@ -470,3 +491,24 @@ async def list_responses(
         statement = statement.where(SurveyResponse.id > after_id)
     rows: Sequence[Row[*tuple[Any, ...]]] = (await session.execute(statement)).all()
     return rows
+
+
+async def move_to_survivor(
+    session: AsyncSession, tenant_id: uuid.UUID, from_id: int, to_id: int
+) -> int:
+    """Move the responses of a merged-away account to the survivor; return how many.
+
+    Each keeps the account it belonged to before its first merge, so reports of periods
+    before the merge still count it there.
+    """
+    result = await session.execute(
+        update(SurveyResponse)
+        .where(SurveyResponse.tenant_id == tenant_id, SurveyResponse.account_id == from_id)
+        .values(
+            account_id=to_id,
+            merged_from_account_id=func.coalesce(
+                SurveyResponse.merged_from_account_id, SurveyResponse.account_id
+            ),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -102,6 +102,16 @@ async def resolve_accounts(
     return changed
 
 
+async def move_responses(
+    session: AsyncSession, tenant_id: uuid.UUID, from_id: int, to_id: int
+) -> int:
+    """Move a merged-away account's responses to the survivor; return how many.
+
+    Call `lock_account_resolution` first.
+    """
+    return await repository.move_to_survivor(session, tenant_id, from_id, to_id)
+
+
 def _response_read(row: Row[*tuple[Any, ...]]) -> ResponseRead:
     response, account_external_id = row
     return ResponseRead(

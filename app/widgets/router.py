@@ -5,12 +5,14 @@ from app.reports import service as report_service
 from app.reports.dependencies import (
     AsOfQuery,
     FromQuery,
+    LevelQuery,
     PeriodQuery,
     RollupQuery,
     TimezoneQuery,
     ToQuery,
     report_period,
 )
+from app.reports.schemas import Level
 from app.routing import ServiceRoute
 from app.tenancy.dependencies import ReadOrShareTenant
 from app.widgets.svg import render_coverage_svg
@@ -49,9 +51,10 @@ async def get_coverage_svg(
     timezone: TimezoneQuery = None,
     as_of: AsOfQuery = None,
     rollup: RollupQuery = None,
+    level: LevelQuery = Level.ACCOUNT,
 ) -> Response:
     # The share token path has no API key, so the period is resolved here rather than by
     # the `ReportPeriod` dependency, which authenticates one.
     resolved = await report_period(tenant, period, start, end, timezone, as_of)
-    report = await report_service.coverage(session, tenant, resolved, rollup=rollup)
+    report = await report_service.coverage(session, tenant, resolved, rollup=rollup, level=level)
     return Response(render_coverage_svg(report), media_type=SVG_MEDIA_TYPE, headers=WIDGET_HEADERS)

@@ -8,7 +8,7 @@ without a monthly partition go to the default partition, so an insert never fail
 want of one. `revcov maintain` creates the coming months' partitions.
 
 Revision ID: 3f1d9a6c2b84
-Revises: 4c8e2a17f3d9
+Revises: 9d3f1b6a2c48
 Create Date: 2026-12-05 00:10:00+00:00
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "3f1d9a6c2b84"
-down_revision: str | None = "4c8e2a17f3d9"
+down_revision: str | None = "9d3f1b6a2c48"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
