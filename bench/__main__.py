@@ -99,7 +99,15 @@ async def _load(
     return tenant
 
 
-def _run(size: Size, dsn: str, url: str, seed: int, work_dir: Path, output: Path | None) -> bool:
+def _run(
+    size: Size,
+    dsn: str,
+    url: str,
+    seed: int,
+    work_dir: Path,
+    output: Path | None,
+    profile_dir: Path | None,
+) -> bool:
     quarters = generate.recent_quarters(datetime.now(UTC))
     revcov_port, baseline_port = services.free_port(), services.free_port()
     base_url = f"http://127.0.0.1:{revcov_port}"
@@ -166,33 +174,36 @@ def _run(size: Size, dsn: str, url: str, seed: int, work_dir: Path, output: Path
 
         rss.phase("ingest")
         endpoint_id = _create_endpoint(base_url, ingest_tenant.api_key, secret)
-        ingest = asyncio.run(
-            scenarios.ingest(
-                seed=seed,
-                requests=size.ingest_requests,
-                half_rate_seconds=size.ingest_half_rate_seconds,
-                revcov_port=revcov_port,
-                revcov_path=f"/v1/webhooks/{endpoint_id}",
-                baseline_port=baseline_port,
-                secret=secret,
-                account_refs=[f"acct-{index:07d}" for index in range(size.ingest_accounts)],
-                quarter=quarters[-1],
+        with services.profiled(revcov.pid, profile_dir and profile_dir / "ingest.txt"):
+            ingest = asyncio.run(
+                scenarios.ingest(
+                    seed=seed,
+                    requests=size.ingest_requests,
+                    half_rate_seconds=size.ingest_half_rate_seconds,
+                    revcov_port=revcov_port,
+                    revcov_path=f"/v1/webhooks/{endpoint_id}",
+                    baseline_port=baseline_port,
+                    secret=secret,
+                    account_refs=[f"acct-{index:07d}" for index in range(size.ingest_accounts)],
+                    quarter=quarters[-1],
+                )
             )
-        )
         _step("measured webhook ingest")
 
         rss.phase("bulk")
         updates = scenarios.bulk_rows(seed, size.bulk_rows, quarters)
-        api_seconds = asyncio.run(scenarios.bulk_via_api(base_url, bulk_api_key, updates))
+        with services.profiled(revcov.pid, profile_dir and profile_dir / "bulk.txt"):
+            api_seconds = asyncio.run(scenarios.bulk_via_api(base_url, bulk_api_key, updates))
         copy_seconds = asyncio.run(scenarios.bulk_via_copy(dsn, bulk_copy_id, updates))
         _step("measured bulk revenue updates")
 
         rss.phase("reports")
-        large_times = asyncio.run(
-            scenarios.reports(
-                base_url, dsn, large.tenant_id, large.api_key, quarters, size.report_repeats
+        with services.profiled(revcov.pid, profile_dir and profile_dir / "reports.txt"):
+            large_times = asyncio.run(
+                scenarios.reports(
+                    base_url, dsn, large.tenant_id, large.api_key, quarters, size.report_repeats
+                )
             )
-        )
         growth_times = asyncio.run(
             scenarios.reports(
                 base_url, dsn, growth.tenant_id, growth.api_key, quarters, size.report_repeats
@@ -335,12 +346,21 @@ def run(
     output: Annotated[
         Path | None, typer.Option(help="Also write the figures as JSON here.")
     ] = None,
+    profile_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sample the service with py-spy during ingest, bulk and large-tenant reports, "
+            "and write collapsed stacks into this directory."
+        ),
+    ] = None,
     check: Annotated[
         bool, typer.Option(help="Exit with code 1 when a figure misses its target.")
     ] = False,
 ) -> None:
     """Generate data, measure revcov and its baselines, and print every figure as a ratio."""
     chosen = SIZES[size]
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
     # The server logs stay after the run, for a look at any error.
     work_dir = Path(tempfile.mkdtemp(prefix="revcov-bench-"))
     console.log(f"server logs go to {work_dir}")
@@ -348,14 +368,16 @@ def run(
         if database_url is None:
             embedded = start_embedded_postgres(Path(database_dir), delete_on_stop=True)
             try:
-                met = _run(chosen, embedded.dsn(), embedded.url(), seed, work_dir, output)
+                met = _run(
+                    chosen, embedded.dsn(), embedded.url(), seed, work_dir, output, profile_dir
+                )
             finally:
                 embedded.stop()
         else:
             asyncio.run(_recreate_database(database_url, BENCH_DATABASE))
             dsn = _with_database(database_url, BENCH_DATABASE)
             url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-            met = _run(chosen, dsn, url, seed, work_dir, output)
+            met = _run(chosen, dsn, url, seed, work_dir, output, profile_dir)
     if check and not met:
         raise typer.Exit(1)
 

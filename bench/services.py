@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -113,3 +114,24 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(0.1):
             self._sample()
+
+
+@contextmanager
+def profiled(pid: int, output: Path | None) -> Iterator[None]:
+    """Sample `pid` with py-spy during the block and write collapsed stacks to `output`.
+
+    Without `output` the block runs unprofiled. py-spy writes its file when it gets SIGINT.
+    """
+    if output is None:
+        yield
+        return
+    executable = Path(sys.executable).parent / "py-spy"
+    command = [str(executable), "record", "--pid", str(pid), "--format", "raw"]
+    command += ["--rate", "200", "--output", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
