@@ -43,11 +43,30 @@ def build_request(host: str, port: int, path: str, headers: dict[str, str], body
 
 
 class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
 
     async def send(self, request: bytes) -> int:
+        """Send one request and return the response status.
+
+        A server closes keep-alive connections that stay idle (uvicorn after 5 s), so a
+        connection found closed before any response byte arrived is opened again and the
+        request sent once more, as HTTP clients do.
+        """
+        try:
+            return await self._send(request)
+        except (asyncio.IncompleteReadError, ConnectionResetError) as error:
+            if isinstance(error, asyncio.IncompleteReadError) and error.partial:
+                raise
+            self.close()
+            return await self._send(request)
+
+    async def _send(self, request: bytes) -> int:
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
@@ -61,12 +80,15 @@ class _Connection:
         return status
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
 async def _connect(host: str, port: int) -> _Connection:
-    reader, writer = await asyncio.open_connection(host, port)
-    return _Connection(reader, writer)
+    connection = _Connection(host, port)
+    connection.reader, connection.writer = await asyncio.open_connection(host, port)
+    return connection
 
 
 async def closed_loop(
