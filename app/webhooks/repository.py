@@ -54,8 +54,9 @@ async def list_endpoints(
     return (await session.scalars(statement)).all()
 
 
-async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> WebhookDelivery | None:
-    """Store a delivery once per (tenant, endpoint, delivery key); None when already stored.
+async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """Store a delivery once per (tenant, endpoint, delivery key) and return its id; None
+    when it is already stored.
 
     A concurrent copy waits on the unique index until the first commits, then gets None.
     """
@@ -69,9 +70,10 @@ async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> Webh
                 WebhookDelivery.delivery_key,
             ]
         )
-        .returning(WebhookDelivery)
+        .returning(WebhookDelivery.id)
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+    delivery_id: int | None = (await session.execute(statement)).scalar_one_or_none()
+    return delivery_id
 
 
 async def get_delivery(

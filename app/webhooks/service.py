@@ -11,6 +11,7 @@ import ipaddress
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidField, UnprocessableError
 from app.responses import service as response_service
+from app.responses.schemas import ResponseIn
 from app.schemas import decode_cursor, encode_cursor, text_problem
 from app.tenancy.models import Tenant
 from app.webhooks import repository
@@ -249,56 +251,34 @@ async def find_endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpo
     return endpoint
 
 
-async def receive(
-    session: AsyncSession, endpoint: WebhookEndpoint, delivery: InboundDelivery
-) -> WebhookAck:
+@dataclass(frozen=True)
+class _Outcome:
+    """What mapping a delivery gave: its stored status and fields, and the response to write."""
+
+    status: Literal["processed", "pending", "ignored", "failed"]
+    event_type: str | None = None
+    response: ResponseIn | None = None
+    error: str | None = None
+    fetch: dict[str, str] | None = None
+    next_attempt_at: datetime | None = None
+    # An exception an adapter raised on this payload, logged once the delivery has an id.
+    crash: Exception | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "event_type": self.event_type,
+            "response_id": self.response.response_id if self.response else None,
+            "error": self.error,
+            "fetch": self.fetch,
+            "next_attempt_at": self.next_attempt_at,
+        }
+
+
+def _map(endpoint: WebhookEndpoint, delivery: InboundDelivery) -> _Outcome:
+    """Map a delivery with the endpoint's current settings; nothing is written here."""
     adapter = adapter_for(endpoint.source)
-    config = endpoint_config(endpoint)
-    adapter.verify(delivery, config)
-
-    key = _delivery_key(adapter, delivery)
-    stored = await repository.insert_delivery(
-        session,
-        {
-            "tenant_id": endpoint.tenant_id,
-            "endpoint_id": endpoint.id,
-            "delivery_key": key,
-            "source": endpoint.source,
-            "status": "received",
-            "content_type": delivery.headers.get("content-type"),
-            "headers": {
-                name: value
-                for name, value in delivery.headers.items()
-                if name not in _PRIVATE_HEADERS
-            },
-            "body": delivery.body,
-            "received_at": delivery.received_at,
-        },
-    )
-    if stored is None:
-        log.info(
-            "webhook.duplicate_ignored",
-            tenant_id=str(endpoint.tenant_id),
-            endpoint_id=endpoint.id,
-            key=key,
-        )
-        return WebhookAck(status="duplicate", delivery_id=None)
-    return await _process(session, endpoint, stored, delivery)
-
-
-async def _process(
-    session: AsyncSession,
-    endpoint: WebhookEndpoint,
-    stored: WebhookDelivery,
-    delivery: InboundDelivery,
-) -> WebhookAck:
-    """Map a stored delivery with the endpoint's current settings and record the outcome."""
-    adapter = adapter_for(endpoint.source)
-    fields = {
-        "tenant_id": str(endpoint.tenant_id),
-        "endpoint_id": endpoint.id,
-        "delivery_id": stored.id,
-    }
+    crash = None
     try:
         mapped = adapter.map(delivery, endpoint_config(endpoint))
     except RecursionError:
@@ -310,51 +290,91 @@ async def _process(
     except Exception as adapter_error:
         # An adapter bug must not lose a verified delivery: it is kept as failed, and can
         # be replayed once a fixed release is deployed.
-        log.exception("webhook.adapter_crashed", **fields)
         mapped = None
+        crash = adapter_error
         error = MappingError(
             f"the {endpoint.source} adapter could not read this payload "
             f"({type(adapter_error).__name__}); replay it after upgrading revcov"
         )
     if mapped is None:
-        await repository.set_delivery_outcome(
-            session,
-            endpoint.tenant_id,
-            stored.id,
-            status="failed",
-            event_type=None,
-            response_id=None,
-            error=_storable(error.reason),
-        )
-        log.warning("webhook.mapping_failed", reason=error.reason, **fields)
-        return WebhookAck(status="failed", delivery_id=stored.id, detail=error.reason)
+        return _Outcome(status="failed", error=_storable(error.reason), crash=crash)
 
-    status: Literal["processed", "pending", "ignored"]
-    next_attempt_at: datetime | None = None
-    if mapped.response is not None:
-        await response_service.write_responses(session, endpoint.tenant_id, [mapped.response])
-        status = "processed"
-    elif mapped.fetch is not None:
-        status = "pending"
-        next_attempt_at = delivery.received_at
-    else:
-        status = "ignored"
-    response_id = mapped.response.response_id if mapped.response else None
     event_type = None if mapped.event_type is None else _storable(mapped.event_type)
-    fetch = {key: _storable(value) for key, value in mapped.fetch.items()} if mapped.fetch else None
-    await repository.set_delivery_outcome(
+    if mapped.response is not None:
+        return _Outcome(status="processed", event_type=event_type, response=mapped.response)
+    if mapped.fetch is not None:
+        fetch = {key: _storable(value) for key, value in mapped.fetch.items()}
+        return _Outcome(
+            status="pending",
+            event_type=event_type,
+            fetch=fetch,
+            next_attempt_at=delivery.received_at,
+        )
+    return _Outcome(status="ignored", event_type=event_type)
+
+
+async def _apply(
+    session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: int, outcome: _Outcome
+) -> WebhookAck:
+    """Write the mapped response of a stored delivery, log the outcome and acknowledge it."""
+    fields = {
+        "tenant_id": str(endpoint.tenant_id),
+        "endpoint_id": endpoint.id,
+        "delivery_id": delivery_id,
+    }
+    if outcome.crash is not None:
+        log.error("webhook.adapter_crashed", exc_info=outcome.crash, **fields)
+    if outcome.status == "failed":
+        log.warning("webhook.mapping_failed", reason=outcome.error, **fields)
+        return WebhookAck(status="failed", delivery_id=delivery_id, detail=outcome.error)
+
+    if outcome.response is not None:
+        await response_service.write_responses(session, endpoint.tenant_id, [outcome.response])
+    log.info("webhook.received", status=outcome.status, event_type=outcome.event_type, **fields)
+    return WebhookAck(status=outcome.status, delivery_id=delivery_id)
+
+
+async def receive(
+    session: AsyncSession, endpoint: WebhookEndpoint, delivery: InboundDelivery
+) -> WebhookAck:
+    """Verify a delivery, store it once with the outcome of mapping it, and write its response.
+
+    The delivery is mapped before it is stored, so that one INSERT records it with its
+    outcome; a duplicate is mapped for nothing but writes nothing.
+    """
+    adapter = adapter_for(endpoint.source)
+    config = endpoint_config(endpoint)
+    adapter.verify(delivery, config)
+
+    key = _delivery_key(adapter, delivery)
+    outcome = _map(endpoint, delivery)
+    delivery_id = await repository.insert_delivery(
         session,
-        endpoint.tenant_id,
-        stored.id,
-        status=status,
-        event_type=event_type,
-        response_id=response_id,
-        error=None,
-        fetch=fetch,
-        next_attempt_at=next_attempt_at,
+        {
+            "tenant_id": endpoint.tenant_id,
+            "endpoint_id": endpoint.id,
+            "delivery_key": key,
+            "source": endpoint.source,
+            "content_type": delivery.headers.get("content-type"),
+            "headers": {
+                name: value
+                for name, value in delivery.headers.items()
+                if name not in _PRIVATE_HEADERS
+            },
+            "body": delivery.body,
+            "received_at": delivery.received_at,
+            **outcome.columns(),
+        },
     )
-    log.info("webhook.received", status=status, event_type=event_type, **fields)
-    return WebhookAck(status=status, delivery_id=stored.id)
+    if delivery_id is None:
+        log.info(
+            "webhook.duplicate_ignored",
+            tenant_id=str(endpoint.tenant_id),
+            endpoint_id=endpoint.id,
+            key=key,
+        )
+        return WebhookAck(status="duplicate", delivery_id=None)
+    return await _apply(session, endpoint, delivery_id, outcome)
 
 
 async def list_deliveries(
@@ -400,4 +420,6 @@ async def replay_delivery(session: AsyncSession, tenant: Tenant, delivery_id: in
         body=stored.body, headers=stored.headers, received_at=stored.received_at
     )
     log.info("webhook.replayed", tenant_id=str(tenant.id), delivery_id=delivery_id)
-    return await _process(session, endpoint, stored, delivery)
+    outcome = _map(endpoint, delivery)
+    await repository.set_delivery_outcome(session, tenant.id, stored.id, **outcome.columns())
+    return await _apply(session, endpoint, stored.id, outcome)
