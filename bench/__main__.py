@@ -3,6 +3,7 @@
 import asyncio
 import platform
 import secrets
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -22,7 +23,8 @@ from bench.report import Figure, at_least, at_most, print_figures, write_json
 from bench.sizes import SIZES, Size, SizeName
 
 cli = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
-console = Console()
+# Wide enough for the figures table when the output goes to a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 130)
 
 BENCH_DATABASE = "revcov_bench"
 MEBIBYTE = 1024 * 1024
@@ -67,6 +69,16 @@ def _create_endpoint(base_url: str, api_key: str, secret: str) -> str:
     )
     response.raise_for_status()
     return str(response.json()["id"])
+
+
+def _cpu_model() -> str:
+    """Return the processor's model name from /proc/cpuinfo, or the architecture elsewhere."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.machine()
 
 
 def _step(message: str) -> None:
@@ -153,7 +165,13 @@ def _run(
         rss.phase("reports")
         small_alone = asyncio.run(
             scenarios.reports(
-                base_url, dsn, small[0].tenant_id, small[0].api_key, quarters, size.report_repeats
+                base_url,
+                dsn,
+                small[0].tenant_id,
+                small[0].api_key,
+                quarters,
+                size.report_repeats,
+                size.report_warmup,
             )
         )
         rss.phase(None)
@@ -201,17 +219,35 @@ def _run(
         with services.profiled(revcov.pid, profile_dir and profile_dir / "reports.txt"):
             large_times = asyncio.run(
                 scenarios.reports(
-                    base_url, dsn, large.tenant_id, large.api_key, quarters, size.report_repeats
+                    base_url,
+                    dsn,
+                    large.tenant_id,
+                    large.api_key,
+                    quarters,
+                    size.report_repeats,
+                    size.report_warmup,
                 )
             )
         growth_times = asyncio.run(
             scenarios.reports(
-                base_url, dsn, growth.tenant_id, growth.api_key, quarters, size.report_repeats
+                base_url,
+                dsn,
+                growth.tenant_id,
+                growth.api_key,
+                quarters,
+                size.report_repeats,
+                size.report_warmup,
             )
         )
         small_shared = asyncio.run(
             scenarios.reports(
-                base_url, dsn, small[0].tenant_id, small[0].api_key, quarters, size.report_repeats
+                base_url,
+                dsn,
+                small[0].tenant_id,
+                small[0].api_key,
+                quarters,
+                size.report_repeats,
+                size.report_warmup,
             )
         )
         rss.phase(None)
@@ -234,8 +270,8 @@ def _run(
         "size": size.name.value,
         "seed": seed,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 1024**3:.0f} GiB",
+        "machine": f"{_cpu_model()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 1024**3:.0f} GiB, {platform.system()}",
         "postgresql": durability,
         "large_tenant": {"accounts": large.accounts, "responses": large.responses},
     }
