@@ -1,4 +1,5 @@
-"""Webhook endpoints and deliveries: verify, store raw, map, then write the response.
+"""Webhook endpoints and deliveries: verify, map, store raw with the outcome, then write the
+response.
 
 All of it happens in the request's transaction, so the 2xx that follows the commit means
 the delivery and its effects are stored. A verified delivery that cannot be mapped is kept
