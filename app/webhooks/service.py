@@ -349,6 +349,8 @@ async def receive(
 
     key = _delivery_key(adapter, delivery)
     outcome = _map(endpoint, delivery)
+    # TODO: the writes below take four round trips through the ORM, so ingest reaches about
+    # a tenth of a raw asyncpg insert's rate; one CTE statement would remove most of them.
     delivery_id = await repository.insert_delivery(
         session,
         {
