@@ -318,6 +318,22 @@ class TestCsvApi:
             "accounts_created": 1,
         }
 
+    async def test_csv_options_on_json_rejected(self, api: httpx.AsyncClient) -> None:
+        update = {
+            "account_external_id": "ACME-1",
+            "amount": "1.00",
+            "currency": "USD",
+            "effective_at": "2026-01-01T00:00:00Z",
+        }
+
+        response = await api.post(
+            "/v1/revenue-updates", params={"on_error": "skip"}, json={"updates": [update]}
+        )
+
+        problem = assert_problem(response, 422)
+        assert [error["location"] for error in problem["errors"]] == ["query.on_error"]
+        assert (await api.get("/v1/accounts/ACME-1")).status_code == 404
+
 
 class TestLargeEuropeanFile:
     async def test_api_imports_exactly(self, api: httpx.AsyncClient) -> None:

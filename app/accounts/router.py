@@ -1,6 +1,6 @@
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -17,7 +17,7 @@ from app.accounts.schemas import (
     RevenueUpdateResult,
 )
 from app.db.session import SessionDep
-from app.errors import problem_content
+from app.errors import InvalidField, UnprocessableError, problem_content
 from app.idempotency.dependencies import Idempotency
 from app.routing import MAX_BODY_SCOPE_KEY, ServiceRoute, read_body_capped
 from app.schemas import Cursor, Limit, Page
@@ -90,6 +90,10 @@ class CsvBodyRoute(ServiceRoute):
         if match is Match.FULL and _media_type(scope)[0] != CSV_MEDIA_TYPE:
             return Match.NONE, {}
         return match, child_scope
+
+
+# The query parameters of post_revenue_updates_csv.
+CSV_OPTIONS = frozenset({"decimal", "thousands", "delimiter", "currency", "column", "on_error"})
 
 
 async def post_revenue_updates_csv(
@@ -167,9 +171,28 @@ async def merge_account(
     return await merges.merge_account(session, tenant.id, external_id, body)
 
 
+def reject_csv_options(request: Request) -> None:
+    """Reject the text/csv query parameters on a JSON body, which would otherwise ignore
+    them silently."""
+    sent = sorted(set(request.query_params) & CSV_OPTIONS)
+    if sent:
+        raise UnprocessableError(
+            "The query parameters of a CSV import apply only to a `Content-Type: text/csv` "
+            "body; this body is JSON.",
+            errors=[
+                InvalidField(
+                    location=f"query.{name}",
+                    message=f"{name!r} is accepted only with a text/csv body; remove it.",
+                )
+                for name in sent
+            ],
+        )
+
+
 @router.post(
     "/v1/revenue-updates",
     summary="Apply up to 10,000 revenue updates in one transaction",
+    dependencies=[Depends(reject_csv_options)],
     responses={409: problem_content("A request with the same Idempotency-Key is in progress.")},
 )
 async def post_revenue_updates(

@@ -1,20 +1,24 @@
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     CTE,
     BigInteger,
+    BindParameter,
     ColumnElement,
     DateTime,
     Integer,
     Row,
     Select,
     SmallInteger,
+    Table,
     Text,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -57,65 +61,44 @@ def _readable(tenant_id: uuid.UUID) -> Select[*tuple[Any, ...]]:
     )
 
 
-async def upsert_responses(
-    session: AsyncSession, tenant_id: uuid.UUID, responses: Sequence[ResponseIn]
-) -> list[tuple[int, bool]]:
-    """Insert responses or replace stored ones with newer versions, in one statement.
+# Columns of the response upsert, each sent as one array parameter named `in_<column>`. The
+# names differ from the table's columns so that SQLAlchemy never reads them as column values.
+_UPSERT_ARRAYS: tuple[tuple[str, Any], ...] = (
+    ("source", Text),
+    ("response_id", Text),
+    ("account_ref", Text),
+    ("email", Text),
+    ("score", SmallInteger),
+    ("comment", Text),
+    ("submitted_at", DateTime(timezone=True)),
+    ("source_updated_at", DateTime(timezone=True)),
+)
 
-    `responses` must hold each (source, response_id) once. A stored response is replaced
-    when both versions carry `updated_at` and the new one is later, or, when either lacks
-    it, when the content differs. A replaced response keeps its account until
-    `resolve_accounts` runs, and loses its erasure mark because the new version may carry
-    personal data again. Returns the id of each row created or replaced, and whether it
-    was created.
-    """
+
+@cache
+def _upsert_statement() -> Any:
+    """Build the response upsert once; every webhook runs it, and building it costs more
+    CPU than PostgreSQL spends running it."""
+    tenant_id = bindparam("in_tenant_id", type_=SurveyResponse.tenant_id.type)
     rows = (
         func.unnest(
-            cast([item.source for item in responses], ARRAY(Text)),
-            cast([item.response_id for item in responses], ARRAY(Text)),
-            cast([item.account_external_id for item in responses], ARRAY(Text)),
-            cast([item.email for item in responses], ARRAY(Text)),
-            cast([item.score for item in responses], ARRAY(SmallInteger)),
-            cast([item.comment for item in responses], ARRAY(Text)),
-            cast([item.submitted_at for item in responses], ARRAY(DateTime(timezone=True))),
-            cast([item.updated_at for item in responses], ARRAY(DateTime(timezone=True))),
+            *(
+                cast(bindparam(f"in_{name}", type_=ARRAY(item_type)), ARRAY(item_type))
+                for name, item_type in _UPSERT_ARRAYS
+            )
         )
-        .table_valued(
-            "source",
-            "response_id",
-            "account_ref",
-            "email",
-            "score",
-            "comment",
-            "submitted_at",
-            "source_updated_at",
-        )
+        .table_valued(*(name for name, _ in _UPSERT_ARRAYS))
         .render_derived()
     )
     incoming = select(
         cast(tenant_id, SurveyResponse.tenant_id.type),
-        rows.c.source,
-        rows.c.response_id,
-        rows.c.account_ref,
-        rows.c.email,
-        rows.c.score,
-        rows.c.comment,
-        rows.c.submitted_at,
-        rows.c.source_updated_at,
+        *(rows.c[name] for name, _ in _UPSERT_ARRAYS),
     ).select_from(rows)
-    inserts = insert(SurveyResponse).from_select(
-        [
-            "tenant_id",
-            "source",
-            "response_id",
-            "account_ref",
-            "email",
-            "score",
-            "comment",
-            "submitted_at",
-            "source_updated_at",
-        ],
-        incoming,
+    # The table, not the mapped class: with a parameter dict, an ORM insert would be run as
+    # an ORM bulk insert of that dict.
+    table: Table = SurveyResponse.__table__  # type: ignore[assignment]
+    inserts = insert(table).from_select(
+        ["tenant_id", *(name for name, _ in _UPSERT_ARRAYS)], incoming
     )
     new = inserts.excluded
     stored = SurveyResponse.__table__.c
@@ -126,7 +109,7 @@ async def upsert_responses(
     content_changed = tuple_(*(stored[name] for name in _CONTENT)).is_distinct_from(
         tuple_(*(new[name] for name in _CONTENT))
     )
-    statement = inserts.on_conflict_do_update(
+    return inserts.on_conflict_do_update(
         index_elements=[
             SurveyResponse.tenant_id,
             SurveyResponse.source,
@@ -145,12 +128,44 @@ async def upsert_responses(
             and_(~both_versioned, content_changed),
         ),
     ).returning(SurveyResponse.id, INSERTED)
-    written = (await session.execute(statement)).all()
+
+
+async def upsert_responses(
+    session: AsyncSession, tenant_id: uuid.UUID, responses: Sequence[ResponseIn]
+) -> list[tuple[int, bool]]:
+    """Insert responses or replace stored ones with newer versions, in one statement.
+
+    `responses` must hold each (source, response_id) once. A stored response is replaced
+    when both versions carry `updated_at` and the new one is later, or, when either lacks
+    it, when the content differs. A replaced response keeps its account until
+    `resolve_accounts` runs, and loses its erasure mark because the new version may carry
+    personal data again. Returns the id of each row created or replaced, and whether it
+    was created.
+    """
+    parameters: dict[str, Any] = {
+        "in_tenant_id": tenant_id,
+        "in_source": [item.source for item in responses],
+        "in_response_id": [item.response_id for item in responses],
+        "in_account_ref": [item.account_external_id for item in responses],
+        "in_email": [item.email for item in responses],
+        "in_score": [item.score for item in responses],
+        "in_comment": [item.comment for item in responses],
+        "in_submitted_at": [item.submitted_at for item in responses],
+        "in_source_updated_at": [item.updated_at for item in responses],
+    }
+    written = (await session.execute(_upsert_statement(), parameters)).all()
     return [(response_id, bool(inserted)) for response_id, inserted in written]
 
 
 # Key class of the tenant's resolution lock, with the tenant id's hash as the object key.
 _RESOLUTION_LOCK_CLASS = 0x72636F76
+
+
+@cache
+def _lock_statement(exclusive: bool) -> Any:
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    tenant_key = func.hashtext(bindparam("lock_tenant_id", type_=Text))
+    return select(lock(literal(_RESOLUTION_LOCK_CLASS, Integer), tenant_key))
 
 
 async def lock_resolution(session: AsyncSession, tenant_id: uuid.UUID, *, exclusive: bool) -> None:
@@ -161,12 +176,12 @@ async def lock_resolution(session: AsyncSession, tenant_id: uuid.UUID, *, exclus
     response writes wait until the change is committed. Without the lock, a response and
     a contact written at the same moment could each miss the other.
     """
-    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
-    key = (literal(_RESOLUTION_LOCK_CLASS, Integer), func.hashtext(str(tenant_id)))
-    await session.execute(select(lock(*key)))
+    await session.execute(_lock_statement(exclusive), {"lock_tenant_id": str(tenant_id)})
 
 
-def _resolution(tenant_id: uuid.UUID, candidates: CTE) -> Select[*tuple[Any, ...]]:
+def _resolution(
+    tenant_id: uuid.UUID | BindParameter[uuid.UUID], candidates: CTE
+) -> Select[*tuple[Any, ...]]:
     """Apply the match rules to `candidates`, a CTE with the columns tenant_id, id,
     account_ref, email_key and email_domain of the tenant's responses.
 
@@ -258,39 +273,33 @@ def _follows_rules(response: type[SurveyResponse]) -> ColumnElement[bool]:
     )
 
 
-async def resolve_accounts(
-    session: AsyncSession,
-    tenant_id: uuid.UUID,
-    *,
-    response_ids: Sequence[int] = (),
-    account_refs: Sequence[str] = (),
-    email_keys: Sequence[str] = (),
-    domains: Sequence[str] = (),
-) -> int:
-    """Recompute the account of the responses in scope from the match rules, in one statement.
+# The scopes of `resolve_accounts`: a column of `responses` and the type of its values.
+_RESOLVE_SCOPES: dict[str, Any] = {
+    "id": BigInteger,
+    "account_ref": Text,
+    "email_key": Text,
+    "email_domain": Text,
+}
 
-    The scope is every response that has one of `response_ids`, names one of
-    `account_refs`, has one of `email_keys` (lower-cased emails) or has an email at one of
-    `domains`. With all four empty, nothing is done. Responses assigned by hand keep their
-    account. So do matched responses whose personal data was erased, because the email
-    that matched them is gone. Returns the number of responses whose account changed.
+
+@cache
+def _resolve_statement(columns: tuple[str, ...]) -> Any:
+    """Build the resolution update for the scopes on `columns` once, with the tenant id as
+    parameter `resolve_tenant_id` and each scope's values as `resolve_<column>_values`.
+
+    Each scope's values drive one index lookup per value. OFFSET 0 keeps PostgreSQL from
+    flattening the LATERAL subquery into a join, which the generic plans of asyncpg's
+    prepared statements can run as a comparison of every stored row with the whole array
+    (seconds for 10,000 ids, as `column = ANY($1)` did too).
     """
-    scopes: list[tuple[str, Sequence[Any], ARRAY[Any]]] = [
-        ("id", response_ids, ARRAY(BigInteger)),
-        ("account_ref", account_refs, ARRAY(Text)),
-        ("email_key", email_keys, ARRAY(Text)),
-        ("email_domain", domains, ARRAY(Text)),
-    ]
-    # Each scope's values drive one index lookup per value. OFFSET 0 keeps PostgreSQL from
-    # flattening the LATERAL subquery into a join, which the generic plans of asyncpg's
-    # prepared statements can run as a comparison of every stored row with the whole array
-    # (seconds for 10,000 ids, as `column = ANY($1)` did too).
+    tenant_id = bindparam("resolve_tenant_id", type_=SurveyResponse.tenant_id.type)
     selects = []
-    for column, values, array_type in scopes:
-        if not values:
-            continue
+    for column in columns:
+        array_type = ARRAY(_RESOLVE_SCOPES[column])
         scope_values = (
-            func.unnest(cast(list(values), array_type)).table_valued("value").render_derived()
+            func.unnest(cast(bindparam(f"resolve_{column}_values", type_=array_type), array_type))
+            .table_valued("value")
+            .render_derived()
         )
         stored = aliased(SurveyResponse, name="stored")
         matches = (
@@ -310,11 +319,9 @@ async def resolve_accounts(
             .lateral("matches")
         )
         selects.append(select(matches).select_from(scope_values).join(matches, true()))
-    if not selects:
-        return 0
     candidates = union(*selects).cte("candidates")
     resolved = _resolution(tenant_id, candidates).subquery("resolved")
-    statement = (
+    return (
         update(SurveyResponse)
         .where(
             # Reached through the resolved rows, which are all the tenant's, and not
@@ -336,7 +343,39 @@ async def resolve_accounts(
             merged_from_account_id=resolved.c.merged_from_account_id,
         )
     )
-    result = await session.execute(statement)
+
+
+async def resolve_accounts(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    response_ids: Sequence[int] = (),
+    account_refs: Sequence[str] = (),
+    email_keys: Sequence[str] = (),
+    domains: Sequence[str] = (),
+) -> int:
+    """Recompute the account of the responses in scope from the match rules, in one statement.
+
+    The scope is every response that has one of `response_ids`, names one of
+    `account_refs`, has one of `email_keys` (lower-cased emails) or has an email at one of
+    `domains`. With all four empty, nothing is done. Responses assigned by hand keep their
+    account. So do matched responses whose personal data was erased, because the email
+    that matched them is gone. Returns the number of responses whose account changed.
+    """
+    scopes = {
+        "id": response_ids,
+        "account_ref": account_refs,
+        "email_key": email_keys,
+        "email_domain": domains,
+    }
+    parameters: dict[str, Any] = {
+        f"resolve_{column}_values": list(values) for column, values in scopes.items() if values
+    }
+    if not parameters:
+        return 0
+    columns = tuple(column for column, values in scopes.items() if values)
+    parameters["resolve_tenant_id"] = tenant_id
+    result = await session.execute(_resolve_statement(columns), parameters)
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -54,8 +54,9 @@ async def list_endpoints(
     return (await session.scalars(statement)).all()
 
 
-async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> WebhookDelivery | None:
-    """Store a delivery once per (tenant, endpoint, delivery key); None when already stored.
+async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """Store a delivery once per (tenant, endpoint, delivery key) and return its id; None
+    when it is already stored.
 
     The key goes into `webhook_delivery_keys` first. A concurrent copy waits on its primary
     key until the first commits, then gets None.
@@ -73,8 +74,9 @@ async def insert_delivery(session: AsyncSession, values: dict[str, Any]) -> Webh
     )
     if claimed.scalar_one_or_none() is None:
         return None
-    statement = insert(WebhookDelivery).values(**values).returning(WebhookDelivery)
-    return (await session.execute(statement)).scalar_one()
+    statement = insert(WebhookDelivery).values(**values).returning(WebhookDelivery.id)
+    delivery_id: int = (await session.execute(statement)).scalar_one()
+    return delivery_id
 
 
 async def get_delivery(
