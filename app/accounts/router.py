@@ -50,7 +50,10 @@ async def get_account(
 @router.put(
     "/v1/accounts/{external_id}",
     summary="Create or replace an account, optionally with a revenue record",
-    responses={201: {"description": "The account was created.", "model": AccountDetail}},
+    responses={
+        201: {"description": "The account was created.", "model": AccountDetail},
+        409: problem_content("The account was merged into another; send changes to the survivor."),
+    },
 )
 async def put_account(
     session: SessionDep,
@@ -171,9 +174,9 @@ async def merge_account(
     return await merges.merge_account(session, tenant.id, external_id, body)
 
 
-def reject_csv_options(request: Request) -> None:
+def reject_csv_options(request: Request, tenant: IngestTenant) -> None:
     """Reject the text/csv query parameters on a JSON body, which would otherwise ignore
-    them silently."""
+    them silently. It takes the tenant so that the API key is checked first."""
     sent = sorted(set(request.query_params) & CSV_OPTIONS)
     if sent:
         raise UnprocessableError(
