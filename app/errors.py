@@ -331,6 +331,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: problem_content("Not found, or it belongs to another tenant."),
     422: problem_content("Invalid request; `errors` lists each invalid field."),
     413: problem_content("The body is larger than the limit."),
+    429: problem_content("Over the rate limit; retry after `Retry-After` seconds."),
     503: problem_content("The database is unavailable; retry after `Retry-After` seconds."),
 }
 

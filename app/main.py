@@ -18,6 +18,7 @@ from app.fx.router import router as fx_router
 from app.health import router as health_router
 from app.logging import RequestIdMiddleware
 from app.privacy.router import router as privacy_router
+from app.ratelimit import RateLimitMiddleware
 from app.reports.router import router as reports_router
 from app.responses.router import router as responses_router
 from app.routing import MAX_BODY_SCOPE_KEY, RejectNulMiddleware
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -37,6 +37,27 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
     webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    rate_limit_per_second: float = Field(
+        default=100.0,
+        ge=0,
+        description="Requests per second each API key may send on average; 0 turns the limit off.",
+    )
+    rate_limit_burst: int = Field(
+        default=1000,
+        ge=1,
+        description="Requests an API key may send at once before the per-second rate applies.",
+    )
+    webhook_rate_limit_per_second: float = Field(
+        default=200.0,
+        ge=0,
+        description="Deliveries per second each webhook endpoint may receive on average; "
+        "0 turns the limit off.",
+    )
+    webhook_rate_limit_burst: int = Field(
+        default=5000,
+        ge=1,
+        description="Deliveries an endpoint may receive at once before the rate applies.",
+    )
     webhook_fetch_interval_seconds: float = Field(
         default=2.0,
         gt=0,
