@@ -293,7 +293,14 @@ async def _render_database_error(request: Request, exc: Exception) -> JSONRespon
         log.warning("database.pool_exhausted")
         detail = "All database connections are busy; retry after a few seconds."
     else:
-        log.error("database.unavailable", error=type(exc).__name__, exc_info=exc)
+        # One line without the traceback: while the database is down every request ends
+        # here, and formatting thousands of identical tracebacks would slow the service.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.error(
+            "database.unavailable",
+            error=type(exc).__name__,
+            reason=reason[0][:200] if reason else "",
+        )
         detail = "The database is unavailable; retry after a few seconds."
     return problem_response(
         request,

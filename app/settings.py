@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_connect_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds a new database connection may take before the request gets 503.",
+    )
     webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     rate_limit_per_second: float = Field(

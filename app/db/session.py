@@ -44,6 +44,9 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         connect_args={
+            # Without a limit, a database host that does not respond would hold each
+            # request until the operating system gives up on the connection.
+            "timeout": settings.db_connect_timeout_seconds,
             "server_settings": {
                 "application_name": "revcov",
                 "statement_timeout": str(settings.db_statement_timeout_ms),
