@@ -259,6 +259,10 @@ def _sqlstate(exc: DBAPIError) -> str:
 
 # SQLSTATEs of transactions that PostgreSQL aborted because of a concurrent one.
 _CONFLICT_SQLSTATES = {"40P01", "40001"}
+# SQLSTATEs of a server that is shutting down or starting up (class 57P), out of
+# connection slots (53300), or of a broken connection (class 08). asyncpg reports "the
+# database system is shutting down" (57P03) as a plain DBAPIError, not an OperationalError.
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
 
 
 async def _render_database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -287,7 +291,8 @@ async def _render_database_error(request: Request, exc: Exception) -> JSONRespon
                 "retry it.",
                 headers={"Retry-After": "1"},
             )
-        if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+        unavailable = state in _UNAVAILABLE_SQLSTATES or state.startswith("08")
+        if not (unavailable or exc.connection_invalidated or isinstance(exc, OperationalError)):
             raise exc
     if isinstance(exc, SQLAlchemyTimeoutError):
         log.warning("database.pool_exhausted")

@@ -58,6 +58,19 @@ class ControlledPostgres:
         _pg_ctl(["-w", "-m", "fast", "stop"], self.pgdata, self.user)
         self.running = False
 
+    def begin_smart_stop(self) -> None:
+        """Ask the server to stop once its open sessions end, without waiting. Until then
+        it rejects new connections with "the database system is shutting down"."""
+        _pg_ctl(["-W", "-m", "smart", "stop"], self.pgdata, self.user)
+        self.running = False
+
+    def wait_stopped(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while (self.pgdata / "postmaster.pid").exists():
+            if time.monotonic() > deadline:
+                pytest.fail(f"PostgreSQL did not stop within {timeout} seconds")
+            time.sleep(0.1)
+
     def start(self) -> None:
         """Start the server again on the same data directory and socket; return when it
         accepts connections."""

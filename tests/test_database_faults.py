@@ -174,6 +174,35 @@ class TestDatabaseDown:
         assert tenant.json()["timezone"] == "UTC"
 
 
+class TestDatabaseShuttingDown:
+    async def test_new_connection_rejected_gets_503(
+        self, controlled_postgres: ControlledPostgres, settings: Settings
+    ) -> None:
+        # A smart shutdown waits for the open session below, and meanwhile rejects new
+        # connections with SQLSTATE 57P03, which asyncpg reports as a plain DBAPIError.
+        session = await asyncpg.connect(controlled_postgres.dsn())
+        controlled_postgres.begin_smart_stop()
+        application = create_app(settings, database_url=controlled_postgres.url())
+        try:
+            async with application.router.lifespan_context(application):
+                transport = httpx.ASGITransport(app=application)
+                async with httpx.AsyncClient(
+                    transport=transport,
+                    base_url="http://testserver",
+                    headers={"Authorization": "Bearer rcv_x"},
+                ) as client:
+                    read = await _send(client.get("/v1/accounts"))
+                    ready = await _send(client.get("/readyz"))
+        finally:
+            await session.close()
+            await asyncio.to_thread(controlled_postgres.wait_stopped)
+            controlled_postgres.start()
+
+        problem = assert_unavailable(read)
+        assert problem["type"] == "urn:revcov:problem:service-unavailable"
+        assert ready.status_code == 503, ready.text
+
+
 async def _wait_for_lock_waiter(admin: asyncpg.Connection) -> None:
     for _ in range(600):
         waiting = await admin.fetchval(
