@@ -28,6 +28,13 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL that survey platforms reach the service at, for webhook URLs.",
     )
+    shutdown_timeout_seconds: int = Field(
+        default=25,
+        ge=1,
+        le=3600,
+        description="Seconds that `serve` waits on SIGTERM or Ctrl-C for requests in flight "
+        "to finish before it cancels them and stops.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

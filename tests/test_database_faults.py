@@ -28,6 +28,8 @@ from tests.fault_servers import ControlledPostgres
 from tests.helpers import PROBLEM_JSON, assert_problem, client_with_key
 from tests.webhook_samples import create_endpoint, load_sample, post_delivery
 
+pytestmark = pytest.mark.faults
+
 TYPEFORM = load_sample("typeform-form_response")
 SECRET = TYPEFORM.signature["test_secret"]
 # A hung request fails the test instead of hanging the suite.
