@@ -145,7 +145,9 @@ class ServeProcess:
         self._log.close()
 
     def log(self) -> str:
-        self._log.flush()
+        """Return the end of the process's output, also after `close`."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-6000:]
 
 
