@@ -144,7 +144,7 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             log_config=None,
-            timeout_graceful_shutdown=25,
+            timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         )
 
 

@@ -259,6 +259,10 @@ def _sqlstate(exc: DBAPIError) -> str:
 
 # SQLSTATEs of transactions that PostgreSQL aborted because of a concurrent one.
 _CONFLICT_SQLSTATES = {"40P01", "40001"}
+# SQLSTATEs of a server that is shutting down or starting up (class 57P), out of
+# connection slots (53300), or of a broken connection (class 08). asyncpg reports "the
+# database system is shutting down" (57P03) as a plain DBAPIError, not an OperationalError.
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
 
 
 async def _render_database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -287,13 +291,21 @@ async def _render_database_error(request: Request, exc: Exception) -> JSONRespon
                 "retry it.",
                 headers={"Retry-After": "1"},
             )
-        if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+        unavailable = state in _UNAVAILABLE_SQLSTATES or state.startswith("08")
+        if not (unavailable or exc.connection_invalidated or isinstance(exc, OperationalError)):
             raise exc
     if isinstance(exc, SQLAlchemyTimeoutError):
         log.warning("database.pool_exhausted")
         detail = "All database connections are busy; retry after a few seconds."
     else:
-        log.error("database.unavailable", error=type(exc).__name__, exc_info=exc)
+        # One line without the traceback: while the database is down every request ends
+        # here, and formatting thousands of identical tracebacks would slow the service.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.error(
+            "database.unavailable",
+            error=type(exc).__name__,
+            reason=reason[0][:200] if reason else "",
+        )
         detail = "The database is unavailable; retry after a few seconds."
     return problem_response(
         request,
@@ -332,6 +344,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: problem_content("Not found, or it belongs to another tenant."),
     422: problem_content("Invalid request; `errors` lists each invalid field."),
     413: problem_content("The body is larger than the limit."),
+    429: problem_content("Over the rate limit; retry after `Retry-After` seconds."),
     503: problem_content("The database is unavailable; retry after `Retry-After` seconds."),
 }
 

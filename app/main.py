@@ -24,6 +24,7 @@ from app.logging import RequestIdMiddleware
 from app.metrics import MetricsMiddleware, ServiceMetrics
 from app.metrics import router as metrics_router
 from app.privacy.router import router as privacy_router
+from app.ratelimit import RateLimitMiddleware
 from app.reports.router import router as reports_router
 from app.responses.router import router as responses_router
 from app.routing import MAX_BODY_SCOPE_KEY, RejectNulMiddleware
@@ -162,6 +163,7 @@ def create_app(
         app.include_router(router, responses=PROBLEM_RESPONSES)
     install_dashboard(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(FreshnessHeaderMiddleware)

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         description="Apply pending migrations when `serve` starts. Set it to false where "
         "`revcov migrate` runs as a separate pre-deploy step, as the container image does.",
     )
+    shutdown_timeout_seconds: int = Field(
+        default=25,
+        ge=1,
+        le=3600,
+        description="Seconds that `serve` waits on SIGTERM or Ctrl-C for requests in flight "
+        "to finish before it cancels them and stops.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -55,8 +62,35 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_connect_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds a new database connection may take before the request gets 503.",
+    )
     webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    rate_limit_per_second: float = Field(
+        default=100.0,
+        ge=0,
+        description="Requests per second each API key may send on average; 0 turns the limit off.",
+    )
+    rate_limit_burst: int = Field(
+        default=1000,
+        ge=1,
+        description="Requests an API key may send at once before the per-second rate applies.",
+    )
+    webhook_rate_limit_per_second: float = Field(
+        default=200.0,
+        ge=0,
+        description="Deliveries per second each webhook endpoint may receive on average; "
+        "0 turns the limit off.",
+    )
+    webhook_rate_limit_burst: int = Field(
+        default=5000,
+        ge=1,
+        description="Deliveries an endpoint may receive at once before the rate applies.",
+    )
     webhook_fetch_interval_seconds: float = Field(
         default=2.0,
         gt=0,

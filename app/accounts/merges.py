@@ -44,7 +44,12 @@ async def _survivor(session: AsyncSession, tenant_id: uuid.UUID, into: Account) 
 
 
 async def merge_account(
-    session: AsyncSession, tenant_id: uuid.UUID, external_id: str, body: AccountMergeRequest
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    external_id: str,
+    body: AccountMergeRequest,
+    *,
+    actor_key_id: uuid.UUID | None = None,
 ) -> AccountMergeResult:
     """Merge the account into `body.into`, or confirm a merge already recorded.
 
@@ -94,6 +99,7 @@ async def merge_account(
         AuditEvent(
             tenant_id=tenant_id,
             action=AuditAction.ACCOUNT_MERGED,
+            actor_key_id=actor_key_id,
             counts=moved.model_dump(),
             details={
                 "account_external_id": merged.external_id,

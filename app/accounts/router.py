@@ -21,7 +21,7 @@ from app.errors import InvalidField, UnprocessableError, problem_content
 from app.idempotency.dependencies import Idempotency
 from app.routing import MAX_BODY_SCOPE_KEY, ServiceRoute, read_body_capped
 from app.schemas import Cursor, Limit, Page
-from app.tenancy.dependencies import IngestTenant, ReadTenant
+from app.tenancy.dependencies import CurrentCaller, IngestTenant, ReadTenant
 
 router = APIRouter(tags=["accounts"], route_class=ServiceRoute)
 
@@ -168,10 +168,13 @@ router.add_api_route(
 async def merge_account(
     session: SessionDep,
     tenant: IngestTenant,
+    caller: CurrentCaller,
     external_id: ExternalIdPath,
     body: AccountMergeRequest,
 ) -> AccountMergeResult:
-    return await merges.merge_account(session, tenant.id, external_id, body)
+    return await merges.merge_account(
+        session, tenant.id, external_id, body, actor_key_id=caller.api_key.id
+    )
 
 
 def reject_csv_options(request: Request, tenant: IngestTenant) -> None:

@@ -51,15 +51,19 @@ def driver_connect_args(settings: Settings) -> dict[str, Any]:
     uses, and only the startup parameters PgBouncer forwards are sent.
     """
     server_settings = {"application_name": "revcov", "timezone": "UTC"}
+    # Without a limit, a database host that does not respond would hold each request until
+    # the operating system gives up on the connection.
+    timeout = settings.db_connect_timeout_seconds
     if settings.database_pooler == "pgbouncer":
         return {
+            "timeout": timeout,
             "server_settings": server_settings,
             "statement_cache_size": 0,
             "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": _unique_statement_name,
         }
     server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
-    return {"server_settings": server_settings}
+    return {"timeout": timeout, "server_settings": server_settings}
 
 
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:

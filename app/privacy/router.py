@@ -7,7 +7,7 @@ from app.privacy import service as privacy_service
 from app.privacy.schemas import AuditEventRead, ErasureRequest, ErasureResult
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
-from app.tenancy.dependencies import AdminTenant
+from app.tenancy.dependencies import AdminTenant, CurrentCaller
 
 router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 
@@ -27,10 +27,13 @@ router = APIRouter(prefix="/v1", route_class=ServiceRoute)
 async def delete_response(
     session: SessionDep,
     tenant: AdminTenant,
+    caller: CurrentCaller,
     source: Annotated[str, Path(max_length=64)],
     response_id: Annotated[str, Path(max_length=200)],
 ) -> None:
-    await privacy_service.delete_response(session, tenant.id, source, response_id)
+    await privacy_service.delete_response(
+        session, tenant.id, source, response_id, actor_key_id=caller.api_key.id
+    )
 
 
 @router.post(
@@ -46,11 +49,21 @@ async def delete_response(
         "responses it sends later are stored again."
     ),
 )
-async def erase(session: SessionDep, tenant: AdminTenant, body: ErasureRequest) -> ErasureResult:
-    return await privacy_service.erase_person(session, tenant.id, body.email)
+async def erase(
+    session: SessionDep, tenant: AdminTenant, caller: CurrentCaller, body: ErasureRequest
+) -> ErasureResult:
+    return await privacy_service.erase_person(
+        session, tenant.id, body.email, actor_key_id=caller.api_key.id
+    )
 
 
-@router.get("/audit-events", tags=["privacy"], summary="List deletions and erasures, oldest first")
+@router.get(
+    "/audit-events",
+    tags=["privacy"],
+    summary="List administrative actions, oldest first",
+    description="Deletions, erasures, API keys created and revoked, webhook endpoints created "
+    "and changed, and tenant settings changed. No entry contains a secret or erased data.",
+)
 async def list_audit_events(
     session: SessionDep, tenant: AdminTenant, limit: Limit = 100, cursor: Cursor = None
 ) -> Page[AuditEventRead]:

@@ -1,4 +1,6 @@
+import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -22,15 +24,24 @@ class ErasureResult(ReadModel):
 
 class AuditEventRead(ReadModel):
     id: int
-    action: str = Field(examples=["response.deleted", "person.erased", "account.merged"])
+    action: str = Field(
+        examples=["response.deleted", "person.erased", "api_key.created", "account.merged"]
+    )
+    actor_key_id: uuid.UUID | None = Field(
+        description="The API key that made the request; null for actions from the command line."
+    )
+    object_id: str | None = Field(
+        description="The API key or webhook endpoint acted on, for actions on one."
+    )
     subject_sha256: str | None = Field(
         description="For an erasure, the hex SHA-256 digest of the lower-cased email."
     )
     source: str | None = Field(description="For a deletion, the response's source.")
     response_id: str | None = Field(description="For a deletion, the response's id.")
     counts: dict[str, int] = Field(description="Rows changed, per kind.")
-    details: dict[str, str] = Field(
-        description="For an account merge, the external ids of the merged-away account "
-        "(`account_external_id`), of `into` and of the survivor, and `effective_at`."
+    details: dict[str, Any] = Field(
+        description="Facts of the change without secrets: the changed fields, a key's name "
+        "and scopes, an endpoint's source and number of signing secrets, or the old and new "
+        "tenant settings, or the accounts of a merge and when it takes effect."
     )
     created_at: datetime

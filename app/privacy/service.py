@@ -27,7 +27,12 @@ def email_digest(email: str) -> bytes:
 
 
 async def delete_response(
-    session: AsyncSession, tenant_id: uuid.UUID, source: str, response_id: str
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    source: str,
+    response_id: str,
+    *,
+    actor_key_id: uuid.UUID | None,
 ) -> None:
     """Delete the response and record it; every report computed afterwards leaves it out."""
     await response_service.delete_response(session, tenant_id, source, response_id)
@@ -39,11 +44,14 @@ async def delete_response(
             source=source,
             response_id=response_id,
             counts={"responses": 1},
+            actor_key_id=actor_key_id,
         ),
     )
 
 
-async def erase_person(session: AsyncSession, tenant_id: uuid.UUID, email: str) -> ErasureResult:
+async def erase_person(
+    session: AsyncSession, tenant_id: uuid.UUID, email: str, *, actor_key_id: uuid.UUID | None
+) -> ErasureResult:
     """Remove the person's email, comments, raw webhook payloads and contact links.
 
     Their responses keep score and account, so coverage does not change. Data that arrives
@@ -70,6 +78,7 @@ async def erase_person(session: AsyncSession, tenant_id: uuid.UUID, email: str) 
             action=AuditAction.PERSON_ERASED,
             subject_hash=email_digest(email),
             counts=counts,
+            actor_key_id=actor_key_id,
         ),
     )
     log.info("person.erased", tenant_id=str(tenant_id), audit_event_id=event.id, **counts)
@@ -91,6 +100,8 @@ async def list_audit_events(
             source=event.source,
             response_id=event.response_id,
             counts=event.counts,
+            actor_key_id=event.actor_key_id,
+            object_id=event.object_id,
             details=event.details,
             created_at=event.created_at,
         )

@@ -6,7 +6,7 @@ from app.db.session import SessionDep
 from app.errors import problem_content
 from app.routing import ServiceRoute
 from app.tenancy import service as tenant_service
-from app.tenancy.dependencies import AdminTenant, ReadTenant
+from app.tenancy.dependencies import AdminTenant, CurrentCaller, ReadTenant
 from app.tenancy.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -28,9 +28,11 @@ async def get_tenant(tenant: ReadTenant) -> TenantRead:
 
 @router.patch("", summary="Change the tenant's settings")
 async def patch_tenant(
-    session: SessionDep, tenant: AdminTenant, changes: TenantUpdate
+    session: SessionDep, tenant: AdminTenant, caller: CurrentCaller, changes: TenantUpdate
 ) -> TenantRead:
-    updated = await tenant_service.update_settings(session, tenant, changes)
+    updated = await tenant_service.update_settings(
+        session, tenant, changes, actor_key_id=caller.api_key.id
+    )
     return TenantRead.model_validate(updated)
 
 
@@ -49,9 +51,11 @@ async def list_api_keys(session: SessionDep, tenant: AdminTenant) -> list[ApiKey
     summary="Create an API key with the given scopes; the key is shown only in this response",
 )
 async def create_api_key(
-    session: SessionDep, tenant: AdminTenant, body: ApiKeyCreate
+    session: SessionDep, tenant: AdminTenant, caller: CurrentCaller, body: ApiKeyCreate
 ) -> ApiKeyCreated:
-    api_key, key = await tenant_service.create_api_key(session, tenant, body)
+    api_key, key = await tenant_service.create_api_key(
+        session, tenant, body, actor_key_id=caller.api_key.id
+    )
     return ApiKeyCreated.model_validate(
         {**ApiKeyRead.model_validate(api_key).model_dump(), "api_key": key}
     )
@@ -62,8 +66,12 @@ async def create_api_key(
     summary="Revoke an API key; requests with it fail with 401 from now on",
     responses={409: problem_content("The key is the tenant's last active admin key.")},
 )
-async def revoke_api_key(session: SessionDep, tenant: AdminTenant, key_id: uuid.UUID) -> ApiKeyRead:
-    revoked = await tenant_service.revoke_api_key(session, tenant, key_id)
+async def revoke_api_key(
+    session: SessionDep, tenant: AdminTenant, caller: CurrentCaller, key_id: uuid.UUID
+) -> ApiKeyRead:
+    revoked = await tenant_service.revoke_api_key(
+        session, tenant, key_id, actor_key_id=caller.api_key.id
+    )
     return ApiKeyRead.model_validate(revoked)
 
 
@@ -88,9 +96,11 @@ async def list_share_tokens(session: SessionDep, tenant: AdminTenant) -> list[Sh
     ),
 )
 async def create_share_token(
-    session: SessionDep, tenant: AdminTenant, body: ShareTokenCreate
+    session: SessionDep, tenant: AdminTenant, caller: CurrentCaller, body: ShareTokenCreate
 ) -> ShareTokenCreated:
-    share_token, token = await tenant_service.create_share_token(session, tenant, body)
+    share_token, token = await tenant_service.create_share_token(
+        session, tenant, body, actor_key_id=caller.api_key.id
+    )
     return ShareTokenCreated.model_validate(
         {**ShareTokenRead.model_validate(share_token).model_dump(), "share_token": token}
     )
@@ -101,7 +111,9 @@ async def create_share_token(
     summary="Revoke a share token; the widget rejects it with 401 from now on",
 )
 async def revoke_share_token(
-    session: SessionDep, tenant: AdminTenant, token_id: uuid.UUID
+    session: SessionDep, tenant: AdminTenant, caller: CurrentCaller, token_id: uuid.UUID
 ) -> ShareTokenRead:
-    revoked = await tenant_service.revoke_share_token(session, tenant, token_id)
+    revoked = await tenant_service.revoke_share_token(
+        session, tenant, token_id, actor_key_id=caller.api_key.id
+    )
     return ShareTokenRead.model_validate(revoked)

@@ -15,6 +15,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidField
+from app.privacy import repository as audit_repository
+from app.privacy.models import AuditAction, AuditEvent
 from app.tenancy import repository
 from app.tenancy.errors import (
     ApiKeyNotFoundError,
@@ -25,7 +27,7 @@ from app.tenancy.errors import (
     ShareTokenNotFoundError,
 )
 from app.tenancy.models import API_KEY_SCOPES, ApiKey, ShareToken, Tenant
-from app.tenancy.schemas import ApiKeyCreate, ShareTokenCreate, TenantUpdate
+from app.tenancy.schemas import ApiKeyCreate, ShareTokenCreate, TenantRead, TenantUpdate
 
 log = structlog.get_logger()
 
@@ -119,9 +121,10 @@ async def list_api_keys(session: AsyncSession, tenant: Tenant) -> list[ApiKey]:
 
 
 async def create_api_key(
-    session: AsyncSession, tenant: Tenant, request: ApiKeyCreate
+    session: AsyncSession, tenant: Tenant, request: ApiKeyCreate, *, actor_key_id: uuid.UUID
 ) -> tuple[ApiKey, str]:
-    """Create an API key; return it with the key in plain text, which is not stored."""
+    """Create an API key and record it in the audit log; return it with the key in plain
+    text, which is not stored."""
     key = generate_api_key(tenant.id)
     api_key = ApiKey(
         tenant_id=tenant.id,
@@ -134,16 +137,29 @@ async def create_api_key(
     )
     await repository.add_api_key(session, api_key)
     await session.refresh(api_key)
+    await audit_repository.add_audit_event(
+        session,
+        AuditEvent(
+            tenant_id=tenant.id,
+            action=AuditAction.API_KEY_CREATED,
+            actor_key_id=actor_key_id,
+            object_id=str(api_key.id),
+            details={"name": api_key.name, "scopes": api_key.scopes},
+        ),
+    )
     log.info(
         "api_key.created", tenant_id=str(tenant.id), key_id=str(api_key.id), scopes=api_key.scopes
     )
     return api_key, key
 
 
-async def revoke_api_key(session: AsyncSession, tenant: Tenant, key_id: uuid.UUID) -> ApiKey:
-    """Revoke a key, unless it is the tenant's last active key with the `admin` scope.
+async def revoke_api_key(
+    session: AsyncSession, tenant: Tenant, key_id: uuid.UUID, *, actor_key_id: uuid.UUID
+) -> ApiKey:
+    """Revoke a key, unless it is the tenant's last active key with the `admin` scope, and
+    record the revocation in the audit log.
 
-    Revoking an already revoked key changes nothing and returns it.
+    Revoking an already revoked key changes nothing, records nothing and returns the key.
     """
     # Locking the active admin keys makes concurrent revocations take turns, so two of them
     # cannot each count the other's key as the admin key that remains.
@@ -161,6 +177,16 @@ async def revoke_api_key(session: AsyncSession, tenant: Tenant, key_id: uuid.UUI
         )
 
     revoked = await repository.revoke_api_key(session, api_key)
+    await audit_repository.add_audit_event(
+        session,
+        AuditEvent(
+            tenant_id=tenant.id,
+            action=AuditAction.API_KEY_REVOKED,
+            actor_key_id=actor_key_id,
+            object_id=str(key_id),
+            details={"name": revoked.name},
+        ),
+    )
     log.info("api_key.revoked", tenant_id=str(tenant.id), key_id=str(key_id))
     return revoked
 
@@ -186,7 +212,7 @@ async def list_share_tokens(session: AsyncSession, tenant: Tenant) -> list[Share
 
 
 async def create_share_token(
-    session: AsyncSession, tenant: Tenant, request: ShareTokenCreate
+    session: AsyncSession, tenant: Tenant, request: ShareTokenCreate, *, actor_key_id: uuid.UUID
 ) -> tuple[ShareToken, str]:
     """Create a share token; return it with the token in plain text, which is not stored."""
     token = generate_api_key(tenant.id, SHARE_TOKEN_SCHEME)
@@ -199,12 +225,22 @@ async def create_share_token(
     )
     await repository.add_share_token(session, share_token)
     await session.refresh(share_token)
+    await audit_repository.add_audit_event(
+        session,
+        AuditEvent(
+            tenant_id=tenant.id,
+            action=AuditAction.SHARE_TOKEN_CREATED,
+            actor_key_id=actor_key_id,
+            object_id=str(share_token.id),
+            details={"name": share_token.name},
+        ),
+    )
     log.info("share_token.created", tenant_id=str(tenant.id), token_id=str(share_token.id))
     return share_token, token
 
 
 async def revoke_share_token(
-    session: AsyncSession, tenant: Tenant, token_id: uuid.UUID
+    session: AsyncSession, tenant: Tenant, token_id: uuid.UUID, *, actor_key_id: uuid.UUID
 ) -> ShareToken:
     """Revoke a share token; revoking a revoked token changes nothing and returns it."""
     share_token = await repository.get_share_token(session, tenant.id, token_id)
@@ -216,11 +252,24 @@ async def revoke_share_token(
         return share_token
 
     revoked = await repository.revoke_share_token(session, share_token)
+    await audit_repository.add_audit_event(
+        session,
+        AuditEvent(
+            tenant_id=tenant.id,
+            action=AuditAction.SHARE_TOKEN_REVOKED,
+            actor_key_id=actor_key_id,
+            object_id=str(token_id),
+            details={"name": revoked.name},
+        ),
+    )
     log.info("share_token.revoked", tenant_id=str(tenant.id), token_id=str(token_id))
     return revoked
 
 
-async def update_settings(session: AsyncSession, tenant: Tenant, changes: TenantUpdate) -> Tenant:
+async def update_settings(
+    session: AsyncSession, tenant: Tenant, changes: TenantUpdate, *, actor_key_id: uuid.UUID
+) -> Tenant:
+    """Apply the changed settings and record the old and new values in the audit log."""
     values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude_none=True)
     if values.get("reporting_currency") is not None:
         # Writes of exchange rates hold a share lock on this row, so no rate can be stored
@@ -236,8 +285,24 @@ async def update_settings(session: AsyncSession, tenant: Tenant, changes: Tenant
             {"label": tier["label"], "min_revenue": format(tier["min_revenue"], "f")}
             for tier in values["revenue_tiers"]
         ]
+    before = TenantRead.model_validate(tenant).model_dump(mode="json")
     updated = await repository.update_tenant(session, tenant, values)
-    log.info("tenant.updated", tenant_id=str(tenant.id), fields=sorted(values))
+    after = TenantRead.model_validate(updated).model_dump(mode="json")
+    fields = sorted(values)
+    await audit_repository.add_audit_event(
+        session,
+        AuditEvent(
+            tenant_id=tenant.id,
+            action=AuditAction.TENANT_UPDATED,
+            actor_key_id=actor_key_id,
+            details={
+                "fields": fields,
+                "from": {field: before[field] for field in fields},
+                "to": {field: after[field] for field in fields},
+            },
+        ),
+    )
+    log.info("tenant.updated", tenant_id=str(tenant.id), fields=fields)
     return updated
 
 

@@ -7,7 +7,7 @@ from app.errors import problem_content
 from app.metrics import MetricsDep
 from app.routing import ServiceRoute
 from app.schemas import Cursor, Limit, Page
-from app.tenancy.dependencies import AdminTenant, IngestTenant, ReadTenant
+from app.tenancy.dependencies import AdminTenant, CurrentCaller, IngestTenant, ReadTenant
 from app.webhooks import service as webhook_service
 from app.webhooks.dependencies import AppSettings, Delivery, WebhookUrl
 from app.webhooks.errors import InvalidSignatureError
@@ -58,12 +58,17 @@ def _delivery_read(delivery: WebhookDelivery) -> WebhookDeliveryRead:
 async def create_webhook_endpoint(
     session: SessionDep,
     tenant: AdminTenant,
+    caller: CurrentCaller,
     body: WebhookEndpointCreate,
     url: WebhookUrl,
     settings: AppSettings,
 ) -> WebhookEndpointCreated:
     endpoint = await webhook_service.create_endpoint(
-        session, tenant, body, allow_private_hosts=settings.webhook_fetch_allow_private_hosts
+        session,
+        tenant,
+        body,
+        actor_key_id=caller.api_key.id,
+        allow_private_hosts=settings.webhook_fetch_allow_private_hosts,
     )
     return WebhookEndpointCreated.model_validate(
         {**_endpoint_fields(endpoint, url), "secret": endpoint.secrets[0]}
@@ -103,6 +108,7 @@ async def get_webhook_endpoint(
 async def patch_webhook_endpoint(
     session: SessionDep,
     tenant: AdminTenant,
+    caller: CurrentCaller,
     endpoint_id: EndpointId,
     body: WebhookEndpointUpdate,
     url: WebhookUrl,
@@ -113,6 +119,7 @@ async def patch_webhook_endpoint(
         tenant,
         endpoint_id,
         body,
+        actor_key_id=caller.api_key.id,
         allow_private_hosts=settings.webhook_fetch_allow_private_hosts,
     )
     return WebhookEndpointRead.model_validate(_endpoint_fields(endpoint, url))

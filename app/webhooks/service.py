@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidField, UnprocessableError
 from app.metrics import DeliveryOutcome
+from app.privacy import repository as audit_repository
+from app.privacy.models import AuditAction, AuditEvent
 from app.responses import service as response_service
 from app.responses.schemas import ResponseIn
 from app.schemas import decode_cursor, encode_cursor, text_problem
@@ -169,8 +171,10 @@ async def create_endpoint(
     tenant: Tenant,
     body: WebhookEndpointCreate,
     *,
+    actor_key_id: uuid.UUID,
     allow_private_hosts: bool = False,
 ) -> WebhookEndpoint:
+    """Create an endpoint and record it in the audit log, without its secrets."""
     adapter = adapter_for(body.source)
     check_api_base_url(
         str(body.api_base_url) if body.api_base_url else None,
@@ -193,6 +197,16 @@ async def create_endpoint(
         **values,
     )
     endpoint = await repository.add_endpoint(session, endpoint)
+    await audit_repository.add_audit_event(
+        session,
+        AuditEvent(
+            tenant_id=tenant.id,
+            action=AuditAction.WEBHOOK_ENDPOINT_CREATED,
+            actor_key_id=actor_key_id,
+            object_id=endpoint.id,
+            details={"source": endpoint.source, "secret_count": len(endpoint.secrets)},
+        ),
+    )
     log.info(
         "webhook_endpoint.created",
         tenant_id=str(tenant.id),
@@ -215,8 +229,11 @@ async def update_endpoint(
     endpoint_id: str,
     body: WebhookEndpointUpdate,
     *,
+    actor_key_id: uuid.UUID,
     allow_private_hosts: bool = False,
 ) -> WebhookEndpoint:
+    """Change an endpoint's settings and record the names of the changed fields in the
+    audit log. Secrets and tokens are recorded by name only, never by value."""
     endpoint = await get_endpoint(session, tenant, endpoint_id)
     check_api_base_url(
         str(body.api_base_url) if body.api_base_url else None,
@@ -232,6 +249,16 @@ async def update_endpoint(
     if not values:
         return endpoint
     updated = await repository.update_endpoint(session, tenant.id, endpoint_id, values)
+    await audit_repository.add_audit_event(
+        session,
+        AuditEvent(
+            tenant_id=tenant.id,
+            action=AuditAction.WEBHOOK_ENDPOINT_UPDATED,
+            actor_key_id=actor_key_id,
+            object_id=endpoint_id,
+            details={"fields": sorted(values), "secret_count": len(updated.secrets)},
+        ),
+    )
     log.info(
         "webhook_endpoint.updated",
         tenant_id=str(tenant.id),
