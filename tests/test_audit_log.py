@@ -39,6 +39,33 @@ async def _stored_rows(app: FastAPI, tenant_id: str) -> str:
         )
 
 
+class TestShareTokenEvents:
+    async def test_creation_and_revocation_recorded(
+        self, api: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        actor = await _initial_key_id(api)
+
+        created = await api.post("/v1/share-tokens", json={"name": "lobby-screen"})
+        token_id = created.json()["id"]
+        revoked = await api.delete(f"/v1/share-tokens/{token_id}")
+        again = await api.delete(f"/v1/share-tokens/{token_id}")
+        events = await _events(api)
+        tenant_id = (await api.get("/v1/tenant")).json()["id"]
+
+        assert created.status_code == 201, created.text
+        assert revoked.status_code == 200, revoked.text
+        assert again.status_code == 200, again.text
+        assert [event["action"] for event in events] == [
+            "share_token.created",
+            "share_token.revoked",
+        ]
+        assert [event["object_id"] for event in events] == [token_id, token_id]
+        assert [event["actor_key_id"] for event in events] == [actor, actor]
+        assert events[0]["details"] == {"name": "lobby-screen"}
+        assert created.json()["share_token"] not in json.dumps(events)
+        assert created.json()["share_token"] not in await _stored_rows(app, tenant_id)
+
+
 class TestApiKeyEvents:
     async def test_creation_recorded(self, api: httpx.AsyncClient, app: FastAPI) -> None:
         actor = await _initial_key_id(api)
