@@ -24,16 +24,15 @@ from tests.tenant_data import tenant_snapshot
 # Standard Webhooks signatures must be within five minutes of the service clock.
 RECEIVED_AT = datetime.now(UTC).replace(microsecond=0)
 
-_tenants: dict[str, tuple[uuid.UUID, str]] = {}
-
 
 async def fuzz_endpoint(app: FastAPI, target: Target) -> tuple[uuid.UUID, str]:
-    """Create an endpoint for the target, in a tenant made on first use, and return the
-    tenant and endpoint ids. Each example gets a new endpoint, because deliveries are
-    deduplicated per endpoint and most mutations keep the sample's delivery id."""
-    if target.source not in _tenants:
-        _tenants[target.source] = await make_tenant(app, f"fuzz-{target.source}")
-    tenant_id, key = _tenants[target.source]
+    """Create a tenant with an endpoint for the target and return both ids.
+
+    Each example gets a tenant of its own: the background fetcher may still be working on
+    an earlier example's pending delivery, which would change a shared tenant's rows
+    between the snapshots. A new endpoint also avoids deduplication, because most
+    mutations keep the sample's delivery id."""
+    tenant_id, key = await make_tenant(app, f"fuzz-{target.source}")
     settings: dict[str, object] = {"source": target.source, **target.mapping}
     if target.secret is not None:
         settings["secret"] = target.secret
