@@ -128,6 +128,7 @@ def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == REQUEST_ID_HEADER.encode():
             text: str = value.decode("latin-1")
-            if 0 < len(text) <= 128 and text.isprintable():
+            # Visible ASCII only: other bytes would not come back unchanged in the header.
+            if 0 < len(text) <= 128 and all("!" <= char <= "~" for char in text):
                 return text
     return None

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 import structlog
 from starlette.requests import Request
@@ -83,11 +84,18 @@ def _bearer_token(scope: Scope) -> str | None:
     return None
 
 
+def _share_token(scope: Scope) -> str | None:
+    """Return the `token` query parameter, the share token of the coverage widget."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return values[0] if values else None
+
+
 class RateLimitMiddleware:
     """Reject with 429 a request whose API key, or webhook endpoint, has used up its bucket.
 
     Webhook deliveries count against their endpoint (the id in the URL), every other
-    `/v1` request against its bearer token. Requests without either, such as the health
+    `/v1` request against its share token (`?token=`, which the widget reads first) or else
+    its bearer token. Requests without either, such as the health
     probes, are not limited. A rate of 0 turns a limit off.
     """
 
@@ -119,10 +127,11 @@ class RateLimitMiddleware:
                 kind = "webhook endpoint"
                 wait = self.webhook_buckets.take(path.removeprefix(WEBHOOK_PATH_PREFIX))
         elif path.startswith("/v1/") and self.api_key_buckets is not None:
-            token = _bearer_token(scope)
+            token, kind = _share_token(scope), "share token"
+            if token is None:
+                token, kind = _bearer_token(scope), "API key"
             if token is not None:
-                kind = "API key"
-                # Buckets are keyed by the key's digest, so no key is kept in memory.
+                # Buckets are keyed by the token's digest, so no token is kept in memory.
                 wait = self.api_key_buckets.take(hashlib.sha256(token.encode()).hexdigest())
 
         if wait <= 0:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.accounts.repository import MAX_HIERARCHY_DEPTH
 from tests.helpers import assert_problem
 from tests.test_coverage import (
     EARLY,
@@ -163,6 +164,50 @@ class TestCycles:
             name: (await get_account(api, name))["parent_external_id"] for name in ("X", "Y")
         }
         assert list(parents.values()).count(None) == 1
+
+    async def test_concurrent_new_accounts_cannot_close(self, api: httpx.AsyncClient) -> None:
+        # Neither account exists, so each request creates its own account and the other's
+        # parent; the hierarchy lock makes the second request see the first one's accounts.
+        for pair in range(5):
+            first, second = await asyncio.gather(
+                put_account(api, f"NEW-X{pair}", parent_external_id=f"NEW-Y{pair}"),
+                put_account(api, f"NEW-Y{pair}", parent_external_id=f"NEW-X{pair}"),
+            )
+
+            statuses = sorted([first.status_code, second.status_code])
+            assert statuses == [201, 422], pair
+            parents = [
+                (await get_account(api, name))["parent_external_id"]
+                for name in (f"NEW-X{pair}", f"NEW-Y{pair}")
+            ]
+            assert parents.count(None) == 1, pair
+
+
+class TestDepthLimit:
+    async def test_parent_at_limit_rejected(self, api: httpx.AsyncClient) -> None:
+        for level in range(1, MAX_HIERARCHY_DEPTH + 1):
+            response = await put_account(api, f"L{level}", parent_external_id=f"L{level - 1}")
+            assert response.status_code == 201, response.text
+
+        deepest = await put_account(api, "TOO-DEEP", parent_external_id=f"L{MAX_HIERARCHY_DEPTH}")
+        allowed = await put_account(
+            api, "DEEP-ENOUGH", parent_external_id=f"L{MAX_HIERARCHY_DEPTH - 1}"
+        )
+
+        problem = assert_problem(deepest, 422)
+        assert problem["type"] == "urn:revcov:problem:account-hierarchy-too-deep"
+        assert problem["errors"][0]["location"] == "body.parent_external_id"
+        assert_problem(await api.get("/v1/accounts/TOO-DEEP"), 404)
+        assert allowed.status_code == 201, allowed.text
+
+    async def test_loop_beyond_limit_rejected(self, api: httpx.AsyncClient) -> None:
+        for level in range(1, MAX_HIERARCHY_DEPTH + 1):
+            await put_account(api, f"L{level}", parent_external_id=f"L{level - 1}")
+
+        response = await put_account(api, "L0", parent_external_id=f"L{MAX_HIERARCHY_DEPTH}")
+
+        assert_problem(response, 422)
+        assert (await get_account(api, "L0"))["parent_external_id"] is None
 
 
 REPORT_URLS = [

@@ -134,6 +134,23 @@ class TestRateLimits:
         assert "API key" in problem["detail"]
         assert limited.headers["retry-after"] == "100"
 
+    async def test_share_token_over_limit_gets_429(self, limited_app: FastAPI) -> None:
+        _, key = await make_tenant(limited_app)
+        async with client_with_key(limited_app, key) as api:
+            token = (await api.post("/v1/share-tokens", json={"name": "wall"})).json()
+        transport = httpx.ASGITransport(app=limited_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            params = {"token": token["share_token"], "period": "2026-Q1"}
+            allowed = [
+                (await client.get("/v1/widgets/coverage.svg", params=params)).status_code
+                for _ in range(3)
+            ]
+            limited = await client.get("/v1/widgets/coverage.svg", params=params)
+
+        assert allowed == [200, 200, 200]
+        problem = assert_problem(limited, 429)
+        assert "share token" in problem["detail"]
+
     async def test_limited_write_changes_nothing(self, limited_app: FastAPI) -> None:
         _, key = await make_tenant(limited_app)
 

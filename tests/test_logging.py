@@ -128,9 +128,9 @@ class TestRequestId:
         assert int(request_id, 16) >= 0
         assert {line.get("request_id") for line in json_lines()} == {request_id}
 
-    @pytest.mark.parametrize("sent", ["x" * 129, "tab\there"])
+    @pytest.mark.parametrize("sent", ["x" * 129, "tab\there", "two words", b"\xff\xfe"])
     async def test_unusable_id_replaced(
-        self, api: httpx.AsyncClient, json_lines: LogLines, sent: str
+        self, api: httpx.AsyncClient, json_lines: LogLines, sent: str | bytes
     ) -> None:
         response = await api.get("/v1/tenant", headers={"X-Request-ID": sent})
 

@@ -119,7 +119,7 @@ class TestMergeResult:
             "account_external_id": "M",
             "into_external_id": "S",
             "survivor_external_id": "S",
-            "effective_at": "2026-04-01T00:00:00+00:00",
+            "effective_at": "2026-04-01T00:00:00Z",
         }
         assert events[0]["counts"]["responses"] == 1
 

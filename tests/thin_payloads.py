@@ -3,6 +3,7 @@ platform API responses, and fetch passes run at a chosen time."""
 
 import itertools
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -60,6 +61,15 @@ class RecordedRequest:
     headers: dict[str, str]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A server that ignores clients hanging up early, as the fetch timeout tests make
+    them do, instead of printing a traceback for each."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class ReplayServer:
     """Serve each path's queued replies in turn, repeating the last one. A path without
     replies gets 404. Every request is recorded, and `delay` slows each response."""
@@ -69,7 +79,7 @@ class ReplayServer:
         self.delay = 0.0
         self._replies: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

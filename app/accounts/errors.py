@@ -40,6 +40,11 @@ class HierarchyCycleError(UnprocessableError):
     title = "Account hierarchy cycle"
 
 
+class HierarchyTooDeepError(UnprocessableError):
+    code = "account-hierarchy-too-deep"
+    title = "Account hierarchy too deep"
+
+
 class InvalidMergeError(UnprocessableError):
     code = "invalid-account-merge"
     title = "Invalid account merge"

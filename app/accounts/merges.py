@@ -75,7 +75,7 @@ async def merge_account(
         if merged.survivor_id == survivor.id and same_instant:
             assert merged.merged_at is not None
             return _result(merged, into, survivor, merged.merged_at, None)
-        raise await merged_error(session, tenant_id, merged)
+        raise await merged_error(session, tenant_id, merged, action="merge")
     if survivor.id == merged.id:
         reason = "an account cannot be merged into itself"
         if into.id != merged.id:
@@ -105,7 +105,7 @@ async def merge_account(
                 "account_external_id": merged.external_id,
                 "into_external_id": into.external_id,
                 "survivor_external_id": survivor.external_id,
-                "effective_at": effective_at.isoformat(),
+                "effective_at": effective_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             },
         ),
     )

@@ -286,9 +286,11 @@ async def external_ids(
     return {row.id: row.external_id for row in await session.execute(statement)}
 
 
-# Deeper parent chains than this are not followed; the hierarchy has no cycles, so only a
-# hierarchy this deep ends the walk early.
-MAX_HIERARCHY_DEPTH = 1000
+# Ancestors an account may have. CRM hierarchies are a few levels deep; the limit bounds
+# the recursive walks of cycle checks and of `level=parent` reports. A parent change that
+# would go deeper is rejected; attaching a deep subtree under a parent can still make a
+# longer chain, and reports then stop at this depth.
+MAX_HIERARCHY_DEPTH = 100
 
 
 async def ancestors(

@@ -18,7 +18,12 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
-from app.accounts.errors import AccountMergedError, AccountNotFoundError, HierarchyCycleError
+from app.accounts.errors import (
+    AccountMergedError,
+    AccountNotFoundError,
+    HierarchyCycleError,
+    HierarchyTooDeepError,
+)
 from app.accounts.models import Account, RevenueRecord
 from app.accounts.schemas import (
     AccountDetail,
@@ -130,13 +135,16 @@ async def put_account(
 
     Returns the account and whether it was created.
     """
+    if body.parent_external_id is not None:
+        # Locked before the account and its parent chain are read, so that two writers that
+        # would together close a cycle run one after the other, even when both create
+        # their account: the second one then sees the first one's account and parent.
+        await repository.lock_hierarchy(session, tenant.id)
     existing = await repository.get_account(session, tenant.id, external_id)
     if existing is not None and existing.merged_into_id is not None:
         raise await merged_error(session, tenant.id, existing)
     parent_id = None
     if body.parent_external_id is not None:
-        # Locked before the parent chain is read, so concurrent writers cannot close a cycle.
-        await repository.lock_hierarchy(session, tenant.id)
         parent_id = await _parent_id(
             session, tenant, external_id, existing, body.parent_external_id
         )
@@ -166,18 +174,24 @@ async def put_account(
 
 
 async def merged_error(
-    session: AsyncSession, tenant_id: uuid.UUID, account: Account
+    session: AsyncSession, tenant_id: uuid.UUID, account: Account, *, action: str = "update"
 ) -> AccountMergedError:
-    """Build the error for a write to a merged-away account, naming its survivor."""
+    """Build the error for a write to a merged-away account, naming its survivor.
+
+    `action` is the rejected request: "update" (a PUT) or "merge" (another merge)."""
     assert account.survivor_id is not None
     survivor = (await repository.external_ids(session, tenant_id, [account.survivor_id]))[
         account.survivor_id
     ]
-    return AccountMergedError(
+    merged = (
         f"Account {account.external_id!r} was merged into {survivor!r} effective "
-        f"{account.merged_at:%Y-%m-%dT%H:%M:%SZ}; send changes to "
-        f"PUT /v1/accounts/{survivor} instead."
+        f"{account.merged_at:%Y-%m-%dT%H:%M:%SZ}"
     )
+    if action == "merge":
+        return AccountMergedError(
+            f"{merged}, so it cannot be merged again; merge {survivor!r} instead."
+        )
+    return AccountMergedError(f"{merged}; send changes to PUT /v1/accounts/{survivor} instead.")
 
 
 async def _parent_id(
@@ -209,8 +223,19 @@ async def _parent_id(
         return created[parent_external_id]
 
     parent_id = parent.survivor_id or parent.id
+    chain = await repository.ancestors(session, tenant.id, parent_id)
+    if len(chain) > repository.MAX_HIERARCHY_DEPTH:
+        # The walk stopped at the limit, so it cannot tell whether the chain loops back.
+        message = (
+            f"the parent already has {repository.MAX_HIERARCHY_DEPTH} or more ancestors, and "
+            f"an account may have at most {repository.MAX_HIERARCHY_DEPTH}"
+        )
+        raise HierarchyTooDeepError(
+            f"Invalid parent_external_id {parent_external_id!r}: {message}. Choose a parent "
+            "nearer the top of the hierarchy.",
+            errors=[InvalidField(location="body.parent_external_id", message=message)],
+        )
     if existing is not None:
-        chain = await repository.ancestors(session, tenant.id, parent_id)
         ids = [account_id for account_id, _ in chain]
         if existing.id in ids:
             path = [external_id, *(name for _, name in chain[: ids.index(existing.id) + 1])]
