@@ -158,11 +158,12 @@ def route_template(scope: Scope) -> str:
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
-    # Starlette's own routes (/docs, /openapi.json) set only the endpoint.
+    # Starlette's own routes (/docs, /openapi.json) set only the endpoint, and a mount (the
+    # dashboard's static files) sets its app as the endpoint.
     endpoint = scope.get("endpoint")
     app = scope.get("app")
     if endpoint is not None and app is not None:
         for candidate in getattr(app, "routes", ()):
-            if getattr(candidate, "endpoint", None) is endpoint:
+            if endpoint in (getattr(candidate, "endpoint", None), getattr(candidate, "app", None)):
                 return str(getattr(candidate, "path", NO_ROUTE))
     return NO_ROUTE

@@ -41,6 +41,12 @@ class TestDashboardPage:
         )
         assert style.headers["content-type"].startswith("text/css")
 
+    async def test_trailing_slash_redirects(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/dashboard/")
+
+        assert response.status_code == 308
+        assert response.headers["location"] == "/dashboard"
+
     async def test_missing_asset_404(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/dashboard/static/missing.js")
 

@@ -109,6 +109,18 @@ class TestRequestMetrics:
             )
         assert external_id not in text
 
+    async def test_static_files_counted_by_mount(self, client: httpx.AsyncClient) -> None:
+        labels = {"method": "GET", "route": "/dashboard/static", "status": "200"}
+        before = await scrape(client)
+
+        served = await client.get("/dashboard/static/dashboard.css")
+        after = await scrape(client)
+
+        assert served.status_code == 200
+        assert value(after, "revcov_http_requests_total", **labels) == (
+            value(before, "revcov_http_requests_total", **labels) + 1
+        )
+
     async def test_unknown_path_has_no_route(self, client: httpx.AsyncClient) -> None:
         path = f"/no-such-path-{uuid.uuid4().hex}"
         labels = {"method": "GET", "route": "none", "status": "404"}

@@ -6,8 +6,8 @@ the report endpoints with it, so the routes here serve only static files and nee
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -47,7 +47,13 @@ class DashboardFiles(StaticFiles):
         return response
 
 
+async def redirect_to_dashboard(request: Request) -> RedirectResponse:
+    return RedirectResponse("/dashboard", status_code=308)
+
+
 def install_dashboard(app: FastAPI) -> None:
     """Add the dashboard page and its static files to `app`."""
     app.include_router(router)
+    # The app does not redirect trailing slashes, so the usual spelling gets its own route.
+    app.add_route("/dashboard/", redirect_to_dashboard, include_in_schema=False)
     app.mount(STATIC_PATH, DashboardFiles(directory=STATIC_DIR), name="dashboard-static")
