@@ -288,7 +288,7 @@ async def external_ids(
 
 # Ancestors an account may have. CRM hierarchies are a few levels deep; the limit bounds
 # the recursive walks of cycle checks and of `level=parent` reports. A parent change that
-# would go deeper is rejected; attaching a deep subtree under a parent can still make a
+# would go deeper is rejected. Attaching a deep subtree under a parent can still make a
 # longer chain, and reports then stop at this depth.
 MAX_HIERARCHY_DEPTH = 100
 

@@ -47,7 +47,7 @@ log = structlog.get_logger()
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    """The answer to a delivery and its outcome for the delivery metrics."""
+    """The acknowledgement of a delivery, and its outcome for the delivery metrics."""
 
     ack: WebhookAck
     outcome: DeliveryOutcome
@@ -292,7 +292,7 @@ async def find_endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpo
 
 @dataclass(frozen=True)
 class _Outcome:
-    """What mapping a delivery gave: its stored status and fields, and the response to write."""
+    """The result of mapping a delivery: its stored status and fields, and the response to write."""
 
     status: Literal["processed", "pending", "ignored", "failed"]
     event_type: str | None = None
@@ -393,7 +393,7 @@ async def receive(
     """Verify a delivery, store it once with the outcome of mapping it, and write its response.
 
     The delivery is mapped before it is stored, so that one INSERT records it with its
-    outcome; a duplicate is mapped for nothing but writes nothing.
+    outcome. A duplicate is mapped for nothing, but writes nothing.
     """
     adapter = adapter_for(endpoint.source)
     config = endpoint_config(endpoint)
@@ -411,8 +411,9 @@ async def receive(
 
     key = _delivery_key(adapter, delivery)
     outcome = _map(endpoint, delivery)
-    # TODO: the writes below take four round trips through the ORM, so ingest reaches about
-    # a tenth of a raw asyncpg insert's rate; one CTE statement would remove most of them.
+    # TODO: a delivery takes several round trips through the ORM (delivery key, delivery,
+    # response upsert, account resolution, match check), so ingest reaches about a tenth of
+    # a raw asyncpg insert's rate. One CTE statement would remove most of them.
     delivery_id = await repository.insert_delivery(
         session,
         {
