@@ -167,7 +167,7 @@ class TestCycles:
 
     async def test_concurrent_new_accounts_cannot_close(self, api: httpx.AsyncClient) -> None:
         # Neither account exists, so each request creates its own account and the other's
-        # parent; the hierarchy lock makes the second request see the first one's accounts.
+        # parent. The hierarchy lock makes the second request read the first one's accounts.
         for pair in range(5):
             first, second = await asyncio.gather(
                 put_account(api, f"NEW-X{pair}", parent_external_id=f"NEW-Y{pair}"),

@@ -235,7 +235,7 @@ class TestMatrixCoversRouteTable:
 
     def test_routes_with_ids_expect_not_found(self) -> None:
         # Only a route that writes by a natural key, and the public webhook routes, may
-        # answer anything but 404 for another tenant's ids.
+        # return anything but 404 for another tenant's ids.
         allowed = {
             ("PUT", "/v1/accounts/{external_id}"),
             ("POST", "/v1/webhooks/{endpoint_id}"),

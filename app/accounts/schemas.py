@@ -219,8 +219,8 @@ class RevenueImportLineError(ReadModel):
 
 
 class RevenueImportResult(ReadModel):
-    """What a CSV import read, applied and rejected. The record counts are summed over the
-    chunks of 10,000 lines it is applied in."""
+    """The counts of a CSV import: lines read, applied and rejected. The record counts are
+    summed over the chunks of 10,000 lines it is applied in."""
 
     lines: int = Field(description="Data lines read, without the header and blank lines.")
     accepted: int = Field(description="Valid lines.")

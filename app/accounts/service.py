@@ -138,7 +138,7 @@ async def put_account(
     if body.parent_external_id is not None:
         # Locked before the account and its parent chain are read, so that two writers that
         # would together close a cycle run one after the other, even when both create
-        # their account: the second one then sees the first one's account and parent.
+        # their account. The second one then reads the first one's account and parent.
         await repository.lock_hierarchy(session, tenant.id)
     existing = await repository.get_account(session, tenant.id, external_id)
     if existing is not None and existing.merged_into_id is not None:

@@ -519,7 +519,7 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
       email is a respondent of its own. This part does not depend on the rule.
     """
     # TODO: every report derives each account's bucket from its responses again, about 7
-    # times the cost of summing the revenue at 1,000,000 accounts; per-account period state
+    # times the cost of summing the revenue at 1,000,000 accounts. Per-account period state
     # kept on write would read one row per account instead.
     account_map = account_map_cte(window)
     revenue_at_end = revenue_at_end_cte(window, account_map)

@@ -17,7 +17,7 @@ class Rollup(StrEnum):
 
 
 class Level(StrEnum):
-    """Which accounts a report counts as one: each account, or each top-level family."""
+    """The unit a report counts as one account: each account, or each top-level family."""
 
     ACCOUNT = "account"
     PARENT = "parent"

@@ -137,20 +137,40 @@ async def create_api_key(
     )
     await repository.add_api_key(session, api_key)
     await session.refresh(api_key)
-    await audit_repository.add_audit_event(
+    await _audit(
         session,
-        AuditEvent(
-            tenant_id=tenant.id,
-            action=AuditAction.API_KEY_CREATED,
-            actor_key_id=actor_key_id,
-            object_id=str(api_key.id),
-            details={"name": api_key.name, "scopes": api_key.scopes},
-        ),
+        tenant,
+        AuditAction.API_KEY_CREATED,
+        actor_key_id,
+        object_id=str(api_key.id),
+        details={"name": api_key.name, "scopes": api_key.scopes},
     )
     log.info(
         "api_key.created", tenant_id=str(tenant.id), key_id=str(api_key.id), scopes=api_key.scopes
     )
     return api_key, key
+
+
+async def _audit(
+    session: AsyncSession,
+    tenant: Tenant,
+    action: AuditAction,
+    actor_key_id: uuid.UUID,
+    *,
+    details: dict[str, Any],
+    object_id: str | None = None,
+) -> None:
+    """Record an administrative action on the tenant in the audit log."""
+    await audit_repository.add_audit_event(
+        session,
+        AuditEvent(
+            tenant_id=tenant.id,
+            action=action,
+            actor_key_id=actor_key_id,
+            object_id=object_id,
+            details=details,
+        ),
+    )
 
 
 async def revoke_api_key(
@@ -177,15 +197,13 @@ async def revoke_api_key(
         )
 
     revoked = await repository.revoke_api_key(session, api_key)
-    await audit_repository.add_audit_event(
+    await _audit(
         session,
-        AuditEvent(
-            tenant_id=tenant.id,
-            action=AuditAction.API_KEY_REVOKED,
-            actor_key_id=actor_key_id,
-            object_id=str(key_id),
-            details={"name": revoked.name},
-        ),
+        tenant,
+        AuditAction.API_KEY_REVOKED,
+        actor_key_id,
+        object_id=str(key_id),
+        details={"name": revoked.name},
     )
     log.info("api_key.revoked", tenant_id=str(tenant.id), key_id=str(key_id))
     return revoked
@@ -225,15 +243,13 @@ async def create_share_token(
     )
     await repository.add_share_token(session, share_token)
     await session.refresh(share_token)
-    await audit_repository.add_audit_event(
+    await _audit(
         session,
-        AuditEvent(
-            tenant_id=tenant.id,
-            action=AuditAction.SHARE_TOKEN_CREATED,
-            actor_key_id=actor_key_id,
-            object_id=str(share_token.id),
-            details={"name": share_token.name},
-        ),
+        tenant,
+        AuditAction.SHARE_TOKEN_CREATED,
+        actor_key_id,
+        object_id=str(share_token.id),
+        details={"name": share_token.name},
     )
     log.info("share_token.created", tenant_id=str(tenant.id), token_id=str(share_token.id))
     return share_token, token
@@ -252,15 +268,13 @@ async def revoke_share_token(
         return share_token
 
     revoked = await repository.revoke_share_token(session, share_token)
-    await audit_repository.add_audit_event(
+    await _audit(
         session,
-        AuditEvent(
-            tenant_id=tenant.id,
-            action=AuditAction.SHARE_TOKEN_REVOKED,
-            actor_key_id=actor_key_id,
-            object_id=str(token_id),
-            details={"name": revoked.name},
-        ),
+        tenant,
+        AuditAction.SHARE_TOKEN_REVOKED,
+        actor_key_id,
+        object_id=str(token_id),
+        details={"name": revoked.name},
     )
     log.info("share_token.revoked", tenant_id=str(tenant.id), token_id=str(token_id))
     return revoked
@@ -289,18 +303,16 @@ async def update_settings(
     updated = await repository.update_tenant(session, tenant, values)
     after = TenantRead.model_validate(updated).model_dump(mode="json")
     fields = sorted(values)
-    await audit_repository.add_audit_event(
+    await _audit(
         session,
-        AuditEvent(
-            tenant_id=tenant.id,
-            action=AuditAction.TENANT_UPDATED,
-            actor_key_id=actor_key_id,
-            details={
-                "fields": fields,
-                "from": {field: before[field] for field in fields},
-                "to": {field: after[field] for field in fields},
-            },
-        ),
+        tenant,
+        AuditAction.TENANT_UPDATED,
+        actor_key_id,
+        details={
+            "fields": fields,
+            "from": {field: before[field] for field in fields},
+            "to": {field: after[field] for field in fields},
+        },
     )
     log.info("tenant.updated", tenant_id=str(tenant.id), fields=fields)
     return updated
