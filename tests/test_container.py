@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -115,7 +116,7 @@ class TestServeMigrations:
         def run(app: FastAPI, **options: object) -> None:
             recorded.append("serve")
 
-        monkeypatch.setattr(cli_module.uvicorn, "run", run)
+        monkeypatch.setattr(uvicorn, "run", run)
         get_settings.cache_clear()
         yield recorded
         get_settings.cache_clear()

@@ -165,9 +165,8 @@ class TestKeyReuse:
 
     @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "é".encode()])
     async def test_invalid_key_rejected(self, api: httpx.AsyncClient, key: str | bytes) -> None:
-        response = await api.post(
-            UPDATES_PATH, json=revenue_body(), headers={"Idempotency-Key": key}
-        )
+        headers = [(b"Idempotency-Key", key if isinstance(key, bytes) else key.encode())]
+        response = await api.post(UPDATES_PATH, json=revenue_body(), headers=headers)
 
         assert_problem(response, 422)
         assert_problem(await api.get("/v1/accounts/ACME-1"), 404)

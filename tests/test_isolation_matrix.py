@@ -206,7 +206,7 @@ ROUTES: dict[tuple[str, str], Case] = {
 
 def app_routes(app: FastAPI) -> set[tuple[str, str]]:
     """Every method and path of the app's API routes, included routers' too."""
-    routes = set()
+    routes: set[tuple[str, str]] = set()
     for context in iter_route_contexts(app.routes):
         if isinstance(getattr(context, "dependant", None), Dependant) and context.path:
             routes.update((method, context.path) for method in context.methods or ())
@@ -366,8 +366,8 @@ async def create_first_tenant(app: FastAPI) -> FirstTenant:
         )
         assert endpoint.status_code == 201, endpoint.text
         endpoint_id = endpoint.json()["id"]
-        body, headers = typeform_delivery(TYPEFORM_SECRET, f"tok-{tag}", markers[3])
-        delivered = await api.post(f"/v1/webhooks/{endpoint_id}", content=body, headers=headers)
+        delivery, headers = typeform_delivery(TYPEFORM_SECRET, f"tok-{tag}", markers[3])
+        delivered = await api.post(f"/v1/webhooks/{endpoint_id}", content=delivery, headers=headers)
         assert delivered.status_code == 200, delivered.text
         assert delivered.json()["status"] == "processed", delivered.text
 
@@ -408,9 +408,9 @@ async def call_route(
 ) -> httpx.Response:
     url = fill_path(path, first)
     if case.outcome == "bad_signature":
-        body, headers = typeform_delivery(OTHER_TYPEFORM_SECRET, "tok-second", "second comment")
+        delivery, headers = typeform_delivery(OTHER_TYPEFORM_SECRET, "tok-second", "second comment")
         # The webhook route takes no API key; the second tenant's own secret signs.
-        return await second.post(url, content=body, headers=headers)
+        return await second.post(url, content=delivery, headers=headers)
     body = case.body(first) if case.body is not None else None
     return await second.request(method, url, params=case.query, json=body)
 

@@ -132,7 +132,8 @@ class TestRequestId:
     async def test_unusable_id_replaced(
         self, api: httpx.AsyncClient, json_lines: LogLines, sent: str | bytes
     ) -> None:
-        response = await api.get("/v1/tenant", headers={"X-Request-ID": sent})
+        raw = sent if isinstance(sent, bytes) else sent.encode()
+        response = await api.get("/v1/tenant", headers=[(b"X-Request-ID", raw)])
 
         assert response.headers["x-request-id"] != sent
         assert len(response.headers["x-request-id"]) == 32

@@ -36,7 +36,7 @@ def api_routes(app: FastAPI) -> Iterator[tuple[str, str, APIRoute]]:
     for context in iter_route_contexts(app.routes):
         route = getattr(context, "original_route", None)
         if isinstance(route, APIRoute) and route.include_in_schema:
-            for method in sorted(route.methods):
+            for method in sorted(route.methods or ()):
                 yield method, route.path, route
 
 
@@ -181,6 +181,7 @@ class TestExamples:
                 continue
             if route.body_field is not None and "request" in examples:
                 annotation = route.body_field.field_info.annotation
+                assert annotation is not None, route.path
                 TypeAdapter(annotation).validate_python(examples["request"])
             if route.response_model is not None:
                 response = _by_field_name(route.response_model, examples["response"])

@@ -105,7 +105,15 @@ def response_events(draw: st.DrawFn) -> list[dict[str, Any]]:
             score = draw(st.none() | st.integers(0, 10))
             data: dict[str, Any] = {
                 "id": f"resp-{response_id}",
-                "comment": draw(st.none() | st.text(max_size=20)),
+                # The service rejects NUL, which PostgreSQL cannot store, and lone surrogates,
+                # which are not valid Unicode text.
+                "comment": draw(
+                    st.none()
+                    | st.text(
+                        st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
+                        max_size=20,
+                    )
+                ),
                 "account_id": draw(st.sampled_from(ACCOUNTS)),
             }
             if score is not None:

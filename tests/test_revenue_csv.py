@@ -47,7 +47,7 @@ async def total_revenue_q1(api: httpx.AsyncClient) -> tuple[Decimal, int]:
 def european(amount: Decimal) -> str:
     """Write an amount as European exports do: 1.234.567,89."""
     whole, fraction = f"{amount:.2f}".split(".")
-    groups = []
+    groups: list[str] = []
     while len(whole) > 3:
         groups.insert(0, whole[-3:])
         whole = whole[:-3]

@@ -97,7 +97,7 @@ def _route_methods(app: FastAPI) -> Iterator[tuple[str, str, Dependant]]:
 def required_scopes(app: FastAPI) -> dict[tuple[str, str], set[str]]:
     """Map each route that authenticates an API key to the scopes it requires."""
     checks = (RequireScope, RequireScopeOrShareToken)
-    scopes = {}
+    scopes: dict[tuple[str, str], set[str]] = {}
     for method, path, dependant in _route_methods(app):
         calls = list(_dependency_calls(dependant))
         if get_caller in calls or any(isinstance(call, checks) for call in calls):
@@ -153,7 +153,7 @@ async def test_key_without_scope_gets_403(
     method, path = route
     other_scopes = [other for other in ALL_SCOPES if other != scope]
     key = await create_api_key(api, *other_scopes)
-    body = {} if method in {"POST", "PUT", "PATCH"} else None
+    body: dict[str, Any] | None = {} if method in {"POST", "PUT", "PATCH"} else None
 
     async with client_with_key(app, key) as client:
         response = await client.request(method, _lookalike_path(path), json=body)

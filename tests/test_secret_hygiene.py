@@ -5,7 +5,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -29,7 +29,7 @@ COMMENT = "hygiene comment that names a colleague"
 def logs() -> Iterator[list[dict[str, Any]]]:
     """Every structlog event logged during the test, as the event dicts renderers get."""
     with capture_logs() as captured:
-        yield captured
+        yield cast(list[dict[str, Any]], captured)
 
 
 def logged_text(logs: list[dict[str, Any]]) -> str:

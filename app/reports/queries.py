@@ -54,8 +54,10 @@ from app.contacts.models import Contact, ContactRole
 from app.fx.models import FxRate
 from app.fx.service import missing_rate_as_error
 from app.money import currency_exponent
+from app.reports.models import AccountQuarterScore, RespondentQuarterScore
 from app.reports.schemas import Level, Rollup
 from app.responses.models import SurveyResponse
+from app.tenancy.models import Tenant
 
 BUCKETS = ("at_risk", "passive", "safe", "unaccounted")
 
@@ -454,26 +456,19 @@ def counted_cte(scored: CTE, rollup: Rollup, keys: Sequence[str] = ()) -> CTE:
     return statement.cte("counted")
 
 
-def account_buckets_cte(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()) -> CTE:
-    """Aggregate the counted responses into each covered account's bucket and the rule's figure.
+def _bucket_and_value(
+    rule: RollupRule,
+    responses: ColumnElement[Any],
+    total: ColumnElement[Any],
+    lowest: ColumnElement[Any],
+    net_promoters: ColumnElement[Any],
+) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """Build a covered account's bucket and the rule's figure from its counted responses.
 
-    - `latest`, `lowest`, `decision_maker`: the lowest counted score (the only one, except
-      under `lowest`): 0-6 `at_risk`, 7-8 `passive`, 9-10 `safe`.
-    - `average`: the mean of the counted scores: at least 9 `safe`, at least 7 `passive`,
-      else `at_risk`, compared as sum >= 9 x count, so without rounding.
-    - `account_nps`: 100 x (promoters - detractors) / respondents: above the safe
-      threshold `safe`, below the at-risk threshold `at_risk`, else `passive`, compared as
-      100 x (promoters - detractors) against threshold x respondents.
-
-    `keys` names further grouping columns of `counted`, as in `counted_cte`.
+    `responses` counts them, `total` sums and `lowest` is the minimum of their scores, and
+    `net_promoters` is 100 x (promoters - detractors). `lowest` is the deciding score of
+    the rules that count one response.
     """
-    account = [*(counted.c[key] for key in keys), counted.c.account_id]
-    responses = func.count()
-    total = func.sum(counted.c.score)
-    lowest = func.min(counted.c.score)
-    net_promoters = 100 * (
-        func.count().filter(counted.c.score >= 9) - func.count().filter(counted.c.score <= 6)
-    )
     bucket: ColumnElement[Any]
     value: ColumnElement[Any]
     if rule.rollup is Rollup.AVERAGE:
@@ -497,6 +492,29 @@ def account_buckets_cte(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()
             else_=literal("safe"),
         )
         value = cast(lowest, Numeric)
+    return bucket, value
+
+
+def account_buckets_cte(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()) -> CTE:
+    """Aggregate the counted responses into each covered account's bucket and the rule's figure.
+
+    - `latest`, `lowest`, `decision_maker`: the lowest counted score (the only one, except
+      under `lowest`): 0-6 `at_risk`, 7-8 `passive`, 9-10 `safe`.
+    - `average`: the mean of the counted scores: at least 9 `safe`, at least 7 `passive`,
+      else `at_risk`, compared as sum >= 9 x count, so without rounding.
+    - `account_nps`: 100 x (promoters - detractors) / respondents: above the safe
+      threshold `safe`, below the at-risk threshold `at_risk`, else `passive`, compared as
+      100 x (promoters - detractors) against threshold x respondents.
+
+    `keys` names further grouping columns of `counted`, as in `counted_cte`.
+    """
+    account = [*(counted.c[key] for key in keys), counted.c.account_id]
+    net_promoters = 100 * (
+        func.count().filter(counted.c.score >= 9) - func.count().filter(counted.c.score <= 6)
+    )
+    bucket, value = _bucket_and_value(
+        rule, func.count(), func.sum(counted.c.score), func.min(counted.c.score), net_promoters
+    )
     return (
         select(*account, bucket.label("bucket"), value.label("value"))
         .group_by(*account)
@@ -504,7 +522,133 @@ def account_buckets_cte(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()
     )
 
 
-def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[object, ...]]:
+def state_buckets_cte(
+    tenant_id: uuid.UUID, quarters: FromClause | None, window: ReportWindow | None, rule: RollupRule
+) -> CTE:
+    """Select each covered account's bucket and the rule's figure from the quarter state.
+
+    The rows are those `account_buckets_cte` computes from the responses, read from
+    `account_quarter_scores` (see `app.reports.models`) for one quarter (`window`) or for
+    each row of `quarters` (period_index, period_start, ...), which the result then
+    carries. The caller checks that the periods are quarters of the state's grid and
+    that no account reports as another (`quarter_state_applies`).
+    """
+    state = AccountQuarterScore
+    scores = AccountQuarterScore.__table__.c
+    lowest = {
+        Rollup.LATEST: scores.latest_score,
+        Rollup.DECISION_MAKER: scores.senior_score,
+    }.get(rule.rollup, scores.min_score)
+    bucket, value = _bucket_and_value(
+        rule,
+        scores.respondents,
+        scores.score_sum,
+        lowest,
+        100 * (scores.promoters - scores.detractors),
+    )
+    columns = [state.account_id, bucket.label("bucket"), value.label("value")]
+    if quarters is None:
+        assert window is not None
+        return (
+            select(*columns)
+            .where(state.tenant_id == tenant_id, state.quarter_start == window.start)
+            .cte("account_buckets")
+        )
+    return (
+        select(quarters.c.period_index, *columns)
+        .select_from(quarters)
+        .join(
+            state,
+            and_(state.tenant_id == tenant_id, state.quarter_start == quarters.c.period_start),
+        )
+        .cte("account_buckets")
+    )
+
+
+def _state_respondent_totals(
+    tenant_id: uuid.UUID, quarters: FromClause | None, window: ReportWindow | None
+) -> Subquery:
+    """Select the respondent and response counts of each quarter from the quarter state.
+
+    The counts are those `coverage_statement` computes from the scored responses: each
+    respondent once with its newest score, and all scored and unmatched responses.
+    """
+    state = RespondentQuarterScore
+    figures = [
+        func.count().filter(state.latest_score >= 9).label("promoters"),
+        func.count().filter(state.latest_score <= 6).label("detractors"),
+        func.count().label("respondents"),
+        func.coalesce(func.sum(state.scored_responses), 0).label("scored_responses"),
+        func.coalesce(func.sum(state.unmatched_responses), 0).label("unmatched_responses"),
+    ]
+    if quarters is None:
+        assert window is not None
+        return (
+            select(*figures)
+            .where(state.tenant_id == tenant_id, state.quarter_start == window.start)
+            .subquery("respondent_totals")
+        )
+    return (
+        select(quarters.c.period_index, *figures)
+        .select_from(quarters)
+        .join(
+            state,
+            and_(state.tenant_id == tenant_id, state.quarter_start == quarters.c.period_start),
+        )
+        .group_by(quarters.c.period_index)
+        .subquery("respondent_totals")
+    )
+
+
+def quarter_state_statement(
+    tenant_id: uuid.UUID, windows: Sequence[ReportWindow]
+) -> Select[tuple[bool]]:
+    """Build the check that the quarter state can serve the reports of every window.
+
+    Each window must be one quarter of the tenant's current grid, as the database
+    computes it, so that the state's quarters and the window hold the same responses.
+    No account may be merged away by the window's revenue instant, because the state
+    counts responses for the account they belonged to before a merge. The caller also
+    requires `level=account`.
+    """
+    tenant = aliased(Tenant)
+    rows = _window_rows(windows)
+
+    def quarter_start(instant: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.revcov_quarter_start(
+            instant, tenant.timezone, tenant.fiscal_year_start_month, type_=DateTime(timezone=True)
+        )
+
+    merged = select(Account.id).where(
+        Account.tenant_id == tenant_id,
+        Account.merged_into_id.is_not(None),
+        _merge_in_force(Account, rows.c.period_end, rows.c.as_of),
+    )
+    applies = and_(
+        quarter_start(rows.c.period_start) == rows.c.period_start,
+        quarter_start(rows.c.period_end) == rows.c.period_end,
+        quarter_start(rows.c.period_end - timedelta(microseconds=1)) == rows.c.period_start,
+        ~merged.exists(),
+    )
+    return (
+        select(func.coalesce(func.bool_and(applies), False))
+        .select_from(rows)
+        .join(tenant, tenant.id == tenant_id)
+    )
+
+
+async def quarter_state_applies(
+    session: AsyncSession, tenant_id: uuid.UUID, windows: Sequence[ReportWindow]
+) -> bool:
+    """Return whether the reports of `windows` can read the quarter state."""
+    if any(window.level is not Level.ACCOUNT for window in windows):
+        return False
+    return bool(await session.scalar(quarter_state_statement(tenant_id, windows)))
+
+
+def coverage_statement(
+    window: ReportWindow, rule: RollupRule, *, from_state: bool = False
+) -> Select[tuple[object, ...]]:
     """Build the coverage statement for the half-open period `[start, end)`.
 
     - Revenue base: each account's record with the latest `effective_at` before `end` and
@@ -517,14 +661,17 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
     - Respondents: each email (case-insensitive, blank as none) counts once with its latest
       scored response in the period, matched to an account or not; a response without an
       email is a respondent of its own. This part does not depend on the rule.
+
+    With `from_state`, buckets and respondent counts come from the quarter state, which
+    gives the same figures when `quarter_state_applies` holds for the window.
     """
-    # TODO: every report derives each account's bucket from its responses again, about 7
-    # times the cost of summing the revenue at 1,000,000 accounts. Per-account period state
-    # kept on write would read one row per account instead.
     account_map = account_map_cte(window)
     revenue_at_end = revenue_at_end_cte(window, account_map)
-    scored = scored_cte(window, account_map)
-    account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
+    if from_state:
+        account_buckets = state_buckets_cte(window.tenant_id, None, window, rule)
+    else:
+        scored = scored_cte(window, account_map)
+        account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
     classified = (
         select(
             revenue_at_end.c.account_id,
@@ -539,6 +686,13 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
         .where(revenue_at_end.c.amount > 0)
         .cte("classified")
     )
+    account_totals = select(*_account_aggregates(_ranked(classified))).subquery("account_totals")
+    if from_state:
+        response_figures = _state_respondent_totals(window.tenant_id, None, window)
+        return select(account_totals, response_figures).select_from(
+            account_totals.join(response_figures, sql_true())
+        )
+
     own_respondent = _own_respondent(scored)
     latest_by_respondent = (
         select(scored.c.score)
@@ -546,8 +700,6 @@ def coverage_statement(window: ReportWindow, rule: RollupRule) -> Select[tuple[o
         .order_by(scored.c.respondent, own_respondent, *_newest_first(scored))
         .cte("latest_by_respondent")
     )
-
-    account_totals = select(*_account_aggregates(_ranked(classified))).subquery("account_totals")
     respondent_totals = select(
         func.count().filter(latest_by_respondent.c.score >= 9).label("promoters"),
         func.count().filter(latest_by_respondent.c.score <= 6).label("detractors"),
@@ -630,8 +782,10 @@ def _totals_from_row(row: RowMapping) -> CoverageTotals:
 async def coverage_totals(
     session: AsyncSession, window: ReportWindow, rule: RollupRule
 ) -> CoverageTotals:
+    from_state = await quarter_state_applies(session, window.tenant_id, [window])
+    statement = coverage_statement(window, rule, from_state=from_state)
     with missing_rate_as_error():
-        row = (await session.execute(coverage_statement(window, rule))).mappings().one()
+        row = (await session.execute(statement)).mappings().one()
     return _totals_from_row(row)
 
 
@@ -810,19 +964,9 @@ def _account_segments(
     )
 
 
-def _grouped_coverage(groups: CTE, key: str, classified: CTE, scored: CTE) -> Select[Any]:
-    """Aggregate coverage figures for each row of `groups`, matched on the column `key`.
-
-    `classified` contains base accounts (`key`, account_id, amount, bucket) and `scored`
-    the scored responses with their `key`. A group without rows gets zero totals. Keys match
-    so that a null key is a group of its own.
-    """
-    ranked = _ranked(classified, (key,))
-    account_totals = (
-        select(ranked.c[key], *_account_aggregates(ranked))
-        .group_by(ranked.c[key])
-        .subquery("account_totals")
-    )
+def _respondent_parts(scored: CTE, key: str) -> list[Subquery]:
+    """Select the respondent and response counts of each group of `scored` by the column
+    `key`: each respondent once with its latest scored response in the group."""
     own_respondent = _own_respondent(scored)
     latest_by_respondent = (
         select(scored.c[key], scored.c.score)
@@ -849,9 +993,27 @@ def _grouped_coverage(groups: CTE, key: str, classified: CTE, scored: CTE) -> Se
         .group_by(scored.c[key])
         .subquery("response_totals")
     )
+    return [respondent_totals, response_totals]
 
+
+def _grouped_coverage(
+    groups: CTE, key: str, classified: CTE, response_parts: Sequence[Subquery]
+) -> Select[Any]:
+    """Aggregate coverage figures for each row of `groups`, matched on the column `key`.
+
+    `classified` contains base accounts (`key`, account_id, amount, bucket), and
+    `response_parts` the respondent and response counts by `key` (see
+    `_respondent_parts`). A group without rows gets zero totals. Keys match so that a
+    null key is a group of its own.
+    """
+    ranked = _ranked(classified, (key,))
+    account_totals = (
+        select(ranked.c[key], *_account_aggregates(ranked))
+        .group_by(ranked.c[key])
+        .subquery("account_totals")
+    )
     group = groups.c[key]
-    parts = (account_totals, respondent_totals, response_totals)
+    parts = (account_totals, *response_parts)
     figures = [
         func.coalesce(figure, 0).label(figure.name)
         for part in parts
@@ -877,7 +1039,7 @@ def _same_group(left: ColumnElement[Any], right: ColumnElement[Any]) -> ColumnEl
 
 
 def segments_statement(
-    window: ReportWindow, rule: RollupRule, key: SegmentKey
+    window: ReportWindow, rule: RollupRule, key: SegmentKey, *, from_state: bool = False
 ) -> Select[tuple[object, ...]]:
     """Build one statement for the coverage of every segment in the period.
 
@@ -885,12 +1047,16 @@ def segments_statement(
     responses: the same revenue base, buckets and respondent rule. A respondent counts
     once per segment with the latest of its responses to that segment's accounts.
     Unmatched responses belong to no segment. Rows come by total revenue descending,
-    ties by segment value, with accounts without a value (a null segment) last.
+    ties by segment value, with accounts without a value (a null segment) last. With
+    `from_state`, buckets come from the quarter state (see `quarter_state_applies`).
     """
     account_map = account_map_cte(window)
     revenue_at_end = revenue_at_end_cte(window, account_map)
     scored = scored_cte(window, account_map)
-    account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
+    if from_state:
+        account_buckets = state_buckets_cte(window.tenant_id, None, window, rule)
+    else:
+        account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
     account_segments = _account_segments(key, window.tenant_id, revenue_at_end, account_map)
     classified = (
         select(
@@ -923,7 +1089,9 @@ def segments_statement(
         *(select(literal(tier.label, Text).label("segment")) for tier in key.tiers),
     ).cte("segments")
 
-    statement = _grouped_coverage(groups, "segment", classified, segment_scored)
+    statement = _grouped_coverage(
+        groups, "segment", classified, _respondent_parts(segment_scored, "segment")
+    )
     return statement.order_by(
         statement.selected_columns["total_revenue"].desc(),
         groups.c.segment.is_(None),
@@ -934,8 +1102,10 @@ def segments_statement(
 async def segment_totals(
     session: AsyncSession, window: ReportWindow, rule: RollupRule, key: SegmentKey
 ) -> list[SegmentTotals]:
+    from_state = await quarter_state_applies(session, window.tenant_id, [window])
+    statement = segments_statement(window, rule, key, from_state=from_state)
     with missing_rate_as_error():
-        rows = (await session.execute(segments_statement(window, rule, key))).mappings().all()
+        rows = (await session.execute(statement)).mappings().all()
     return [SegmentTotals(segment=row["segment"], totals=_totals_from_row(row)) for row in rows]
 
 
@@ -1064,13 +1234,18 @@ def _scored_in_windows(tenant_id: uuid.UUID, windows: CTE, account_map: CTE) -> 
 
 
 def trend_statement(
-    tenant_id: uuid.UUID, windows: Sequence[ReportWindow], rule: RollupRule
+    tenant_id: uuid.UUID,
+    windows: Sequence[ReportWindow],
+    rule: RollupRule,
+    *,
+    from_state: bool = False,
 ) -> Select[tuple[object, ...]]:
     """Build one statement for the coverage of each period in `windows`, in their order.
 
     Each period is figured exactly as `coverage_statement` figures it alone: responses
     submitted in its `[start, end)`, revenue in force at its own revenue instant. Rows
-    carry `period_index`, the period's place in `windows`.
+    carry `period_index`, the period's place in `windows`. With `from_state`, buckets and
+    respondent counts come from the quarter state (see `quarter_state_applies`).
     """
     window_rows = _window_rows(windows)
     level = windows[0].level
@@ -1078,9 +1253,15 @@ def trend_statement(
     revenue_at_end = _revenue_in_windows(
         tenant_id, windows[0].reporting_currency, level, window_rows, account_map
     )
-    scored = _scored_in_windows(tenant_id, window_rows, account_map)
     keys = ("period_index",)
-    account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup, keys), rule, keys)
+    response_parts: list[Subquery]
+    if from_state:
+        account_buckets = state_buckets_cte(tenant_id, window_rows, None, rule)
+        response_parts = [_state_respondent_totals(tenant_id, window_rows, None)]
+    else:
+        scored = _scored_in_windows(tenant_id, window_rows, account_map)
+        account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup, keys), rule, keys)
+        response_parts = _respondent_parts(scored, "period_index")
     classified = (
         select(
             revenue_at_end.c.period_index,
@@ -1100,7 +1281,7 @@ def trend_statement(
         .where(revenue_at_end.c.amount > 0)
         .cte("classified")
     )
-    statement = _grouped_coverage(window_rows, "period_index", classified, scored)
+    statement = _grouped_coverage(window_rows, "period_index", classified, response_parts)
     return statement.order_by(window_rows.c.period_index)
 
 
@@ -1108,7 +1289,8 @@ async def trend_totals(
     session: AsyncSession, tenant_id: uuid.UUID, windows: Sequence[ReportWindow], rule: RollupRule
 ) -> list[CoverageTotals]:
     """Return each period's aggregates in the order of `windows`."""
-    statement = trend_statement(tenant_id, windows, rule)
+    from_state = await quarter_state_applies(session, tenant_id, windows)
+    statement = trend_statement(tenant_id, windows, rule, from_state=from_state)
     with missing_rate_as_error():
         rows = (await session.execute(statement)).mappings().all()
     return [_totals_from_row(row) for row in rows]

@@ -1,7 +1,7 @@
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.tenancy.models import ApiKey, ShareToken, Tenant
@@ -20,6 +20,11 @@ async def lock_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
         .execution_options(populate_existing=True)
     )
     return (await session.execute(statement)).scalar_one()
+
+
+async def lift_statement_timeout(session: AsyncSession) -> None:
+    """Remove the statement timeout until the transaction ends."""
+    await session.execute(text("SET LOCAL statement_timeout = 0"))
 
 
 async def any_tenant_exists(session: AsyncSession) -> bool:

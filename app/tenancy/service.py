@@ -299,6 +299,10 @@ async def update_settings(
             {"label": tier["label"], "min_revenue": format(tier["min_revenue"], "f")}
             for tier in values["revenue_tiers"]
         ]
+    if _moves_quarter_grid(tenant, values):
+        # A trigger rebuilds the tenant's quarter state from all its responses in this
+        # transaction, which on a large tenant takes longer than the statement timeout.
+        await repository.lift_statement_timeout(session)
     before = TenantRead.model_validate(tenant).model_dump(mode="json")
     updated = await repository.update_tenant(session, tenant, values)
     after = TenantRead.model_validate(updated).model_dump(mode="json")
@@ -316,6 +320,13 @@ async def update_settings(
     )
     log.info("tenant.updated", tenant_id=str(tenant.id), fields=fields)
     return updated
+
+
+def _moves_quarter_grid(tenant: Tenant, values: dict[str, Any]) -> bool:
+    """Return whether the change moves the tenant's quarter boundaries."""
+    timezone: str = values.get("timezone", tenant.timezone)
+    start_month: int = values.get("fiscal_year_start_month", tenant.fiscal_year_start_month)
+    return timezone != tenant.timezone or start_month != tenant.fiscal_year_start_month
 
 
 def _check_account_nps_thresholds(tenant: Tenant, values: dict[str, Any]) -> None:
