@@ -2,6 +2,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -216,7 +217,7 @@ async def upsert_revenue(
     A record whose amount and currency are already stored is left alone. Returns the
     number of records created and updated; the rest were unchanged.
     """
-    records = sorted(records, key=lambda record: (record[0], record[1]))  # Lock order.
+    records = sorted(records, key=itemgetter(0, 1))  # Lock order.
     account_ids, effective_ats, amounts, currencies = (
         (list(column) for column in zip(*records, strict=True)) if records else ([], [], [], [])
     )
