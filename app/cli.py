@@ -1,6 +1,7 @@
 """The `revcov` command: serve the API, migrate the database, manage tenants, load a demo."""
 
 import asyncio
+import gc
 import json
 import signal
 import uuid
@@ -139,6 +140,12 @@ def serve(
         if settings.migrate_on_start:
             upgrade_to_head(url)
         app = create_app(settings, database_url=url)
+        # A full garbage collection visits every tracked object, about 150,000 after the
+        # imports, in 75 ms on a 2-core benchmark machine, and validating a batch of 10,000
+        # revenue updates triggered several. These objects live as long as the process, so
+        # the collector skips them from now on.
+        gc.collect()
+        gc.freeze()
         uvicorn.run(
             app,
             host=host or settings.host,

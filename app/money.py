@@ -24,6 +24,12 @@ def currency_exponent(code: str) -> int:
     return int(currency.exponent)
 
 
+@lru_cache
+def _minor_unit(exponent: int) -> Decimal:
+    """Return the smallest amount with `exponent` minor-unit digits, such as 0.01 for 2."""
+    return Decimal(1).scaleb(-exponent)
+
+
 def validate_currency(code: str) -> str:
     currency_exponent(code)
     return code
@@ -38,11 +44,12 @@ def validate_amount(amount: Decimal, currency: str) -> Decimal:
     if amount >= MAX_AMOUNT:
         raise ValueError(f"amount must be below 10^15, got {amount}")
     exponent = currency_exponent(currency)
-    if amount != amount.quantize(Decimal(1).scaleb(-exponent)):
+    if amount != amount.quantize(_minor_unit(exponent)):
         raise ValueError(
             f"amount {amount} has more decimal places than {currency} allows ({exponent})"
         )
-    return amount + 0  # Turns -0 into 0.
+    # Turns -0 into 0. Any other amount that passed is returned as the same object.
+    return amount + 0 if amount.is_signed() else amount
 
 
 def format_amount(amount: Decimal, currency: str) -> str:

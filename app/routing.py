@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import problem_response
@@ -56,16 +57,29 @@ class ServiceRequest(Request):
         return self._body
 
     async def json(self) -> Any:
+        """Return the value that FastAPI validates as the route's body."""
+        return await self.json_document()
+
+    async def json_document(self) -> Any:
+        """Return the body parsed by `load_json`."""
         if not hasattr(self, "_json"):
-            body = await self.body()
-            self._json = json.loads(
-                body,
-                parse_float=Decimal,
-                parse_constant=_reject_constant,
-                object_pairs_hook=_check_keys,
-            )
-            _check_strings(self._json, body)
+            self._json = load_json(await self.body())
         return self._json
+
+
+def load_json(body: bytes) -> Any:
+    """Parse a JSON body with exact numbers, accepting only text that PostgreSQL stores.
+
+    Raises JSONDecodeError, which FastAPI reports as a 422 naming the reason.
+    """
+    document = json.loads(
+        body,
+        parse_float=Decimal,
+        parse_constant=_reject_constant,
+        object_pairs_hook=_check_keys,
+    )
+    _check_strings(document, body)
+    return document
 
 
 async def read_body_capped(request: Request, limit: int | None) -> bytes:
@@ -98,6 +112,29 @@ def _too_large(size: int, cap: int) -> HTTPException:
     )
 
 
+class PrevalidatedBodyRequest(ServiceRequest):
+    """A request whose `json()` returns the route's body model, when `parse_body` can build
+    it straight from the bytes, and otherwise the JSON document as `ServiceRequest` does.
+
+    FastAPI passes a model instance through its body validation unchanged, so the model
+    is validated once. When `parse_body` returns None, FastAPI validates the document
+    itself and reports its errors as for any other route.
+    """
+
+    def __init__(
+        self, scope: Scope, receive: Receive, parse_body: Callable[[bytes], BaseModel | None]
+    ) -> None:
+        super().__init__(scope, receive)
+        self._parse_body = parse_body
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_model"):
+            self._model = self._parse_body(await self.body())
+        if self._model is not None:
+            return self._model
+        return await self.json_document()
+
+
 class ServiceRoute(APIRoute):
     """An APIRoute whose handlers receive a `ServiceRequest`."""
 
@@ -108,9 +145,24 @@ class ServiceRoute(APIRoute):
         async def handle(request: Request) -> Response:
             if takes_json:
                 _require_json_content_type(request)
-            return await handler(ServiceRequest(request.scope, request.receive))
+            return await handler(self.service_request(request))
 
         return handle
+
+    def service_request(self, request: Request) -> ServiceRequest:
+        return ServiceRequest(request.scope, request.receive)
+
+
+class PrevalidatedBodyRoute(ServiceRoute):
+    """A ServiceRoute that builds its body model with `parse_body` first (see
+    `PrevalidatedBodyRequest`). Subclasses set `parse_body`."""
+
+    @staticmethod
+    def parse_body(body: bytes) -> BaseModel | None:
+        raise NotImplementedError
+
+    def service_request(self, request: Request) -> ServiceRequest:
+        return PrevalidatedBodyRequest(request.scope, request.receive, self.parse_body)
 
 
 def _require_json_content_type(request: Request) -> None:

@@ -2,6 +2,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Numeric,
     Row,
     Select,
+    Table,
     Text,
     and_,
     cast,
@@ -179,23 +181,30 @@ async def ensure_accounts(
         .table_valued("external_id", "name")
         .render_derived()
     )
-    created = await session.execute(
-        insert(Account)
+    accounts: Table = Account.__table__  # type: ignore[assignment]
+    created = (
+        insert(accounts)
         .from_select(
             ["tenant_id", "external_id", "name"],
-            select(cast(tenant_id, Account.tenant_id.type), rows.c.external_id, rows.c.name),
+            select(cast(tenant_id, accounts.c.tenant_id.type), rows.c.external_id, rows.c.name),
         )
-        .on_conflict_do_nothing(index_elements=[Account.tenant_id, Account.external_id])
-        .returning(Account.id)
+        .on_conflict_do_nothing(index_elements=[accounts.c.tenant_id, accounts.c.external_id])
+        .returning(accounts.c.id)
+        .cte("created")
     )
-    created_count = len(created.all())
+    created_count = (await session.execute(select(func.count()).select_from(created))).scalar_one()
 
+    # A second statement, because the first one's snapshot does not show accounts that a
+    # concurrent batch committed while this one waited on their keys. The ids come back
+    # as two arrays in one row, which asyncpg decodes much faster than 10,000 rows.
     found = await session.execute(
-        select(Account.external_id, Account.id).where(
-            Account.tenant_id == tenant_id, Account.external_id.in_(external_ids)
+        select(func.array_agg(accounts.c.external_id), func.array_agg(accounts.c.id)).where(
+            accounts.c.tenant_id == tenant_id,
+            accounts.c.external_id == func.any(cast(external_ids, ARRAY(Text))),
         )
     )
-    return dict(found.all()), created_count
+    found_external_ids, found_ids = found.one()
+    return dict(zip(found_external_ids or [], found_ids or [], strict=True)), created_count
 
 
 async def upsert_revenue(
@@ -208,44 +217,53 @@ async def upsert_revenue(
     A record whose amount and currency are already stored is left alone. Returns the
     number of records created and updated; the rest were unchanged.
     """
-    records = sorted(records, key=lambda record: (record[0], record[1]))  # Lock order.
+    records = sorted(records, key=itemgetter(0, 1))  # Lock order.
+    account_ids, effective_ats, amounts, currencies = (
+        (list(column) for column in zip(*records, strict=True)) if records else ([], [], [], [])
+    )
     rows = (
         func.unnest(
-            cast([record[0] for record in records], ARRAY(BigInteger)),
-            cast([record[1] for record in records], ARRAY(DateTime(timezone=True))),
-            cast([record[2] for record in records], ARRAY(Numeric)),
-            cast([record[3] for record in records], ARRAY(Text)),
+            cast(account_ids, ARRAY(BigInteger)),
+            cast(effective_ats, ARRAY(DateTime(timezone=True))),
+            # Sent as text, which asyncpg encodes in a third of the time of Decimal values,
+            # and converted exactly by PostgreSQL.
+            cast(cast([str(amount) for amount in amounts], ARRAY(Text)), ARRAY(Numeric)),
+            cast(currencies, ARRAY(Text)),
         )
         .table_valued("account_id", "effective_at", "amount", "currency")
         .render_derived()
     )
-    inserts = insert(RevenueRecord).from_select(
+    table: Table = RevenueRecord.__table__  # type: ignore[assignment]
+    inserts = insert(table).from_select(
         ["tenant_id", "account_id", "effective_at", "amount", "currency"],
         select(
-            cast(tenant_id, RevenueRecord.tenant_id.type),
+            cast(tenant_id, table.c.tenant_id.type),
             rows.c.account_id,
             rows.c.effective_at,
             rows.c.amount,
             rows.c.currency,
         ),
     )
-    statement = inserts.on_conflict_do_update(
-        index_elements=[
-            RevenueRecord.tenant_id,
-            RevenueRecord.account_id,
-            RevenueRecord.effective_at,
-        ],
-        set_={
-            "amount": inserts.excluded.amount,
-            "currency": inserts.excluded.currency,
-            "recorded_at": func.now(),
-        },
-        where=(RevenueRecord.amount != inserts.excluded.amount)
-        | (RevenueRecord.currency != inserts.excluded.currency),
-    ).returning(INSERTED)
-    flags = (await session.execute(statement)).scalars().all()
-    created = sum(1 for inserted in flags if inserted)
-    return created, len(flags) - created
+    written = (
+        inserts.on_conflict_do_update(
+            index_elements=[table.c.tenant_id, table.c.account_id, table.c.effective_at],
+            set_={
+                "amount": inserts.excluded.amount,
+                "currency": inserts.excluded.currency,
+                "recorded_at": func.now(),
+            },
+            where=(table.c.amount != inserts.excluded.amount)
+            | (table.c.currency != inserts.excluded.currency),
+        )
+        .returning(INSERTED)
+        .cte("written")
+    )
+    # Counted in the database, so 10,000 flags do not travel back as rows.
+    counts = select(
+        func.count().filter(written.c.inserted), func.count().filter(~written.c.inserted)
+    )
+    created, updated = (await session.execute(counts)).one()
+    return created, updated
 
 
 # Key class of the tenant's hierarchy lock, with the tenant id's hash as the object key.

@@ -15,11 +15,17 @@ from app.accounts.schemas import (
     RevenueImportResult,
     RevenueUpdateBatch,
     RevenueUpdateResult,
+    parse_revenue_update_batch,
 )
 from app.db.session import SessionDep
 from app.errors import InvalidField, UnprocessableError, problem_content
 from app.idempotency.dependencies import Idempotency
-from app.routing import MAX_BODY_SCOPE_KEY, ServiceRoute, read_body_capped
+from app.routing import (
+    MAX_BODY_SCOPE_KEY,
+    PrevalidatedBodyRoute,
+    ServiceRoute,
+    read_body_capped,
+)
 from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import CurrentCaller, IngestTenant, ReadTenant
 
@@ -195,12 +201,12 @@ def reject_csv_options(request: Request, tenant: IngestTenant) -> None:
         )
 
 
-@router.post(
-    "/v1/revenue-updates",
-    summary="Apply up to 10,000 revenue updates in one transaction",
-    dependencies=[Depends(reject_csv_options)],
-    responses={409: problem_content("A request with the same Idempotency-Key is in progress.")},
-)
+class RevenueUpdatesRoute(PrevalidatedBodyRoute):
+    """Validates a batch of revenue updates straight from the body's bytes when it can."""
+
+    parse_body = staticmethod(parse_revenue_update_batch)
+
+
 async def post_revenue_updates(
     session: SessionDep,
     tenant: IngestTenant,
@@ -211,3 +217,14 @@ async def post_revenue_updates(
         RevenueUpdateResult,
         lambda: account_service.apply_revenue_updates(session, tenant, batch),
     )
+
+
+router.add_api_route(
+    "/v1/revenue-updates",
+    post_revenue_updates,
+    methods=["POST"],
+    summary="Apply up to 10,000 revenue updates in one transaction",
+    dependencies=[Depends(reject_csv_options)],
+    responses={409: problem_content("A request with the same Idempotency-Key is in progress.")},
+    route_class_override=RevenueUpdatesRoute,
+)

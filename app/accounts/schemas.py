@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from app.money import validate_amount, validate_currency
 from app.schemas import ReadModel, Timestamp, WriteModel
@@ -91,13 +91,16 @@ class _Money(WriteModel):
     @model_validator(mode="after")
     def check_amount(self) -> "_Money":
         try:
-            validate_currency(self.currency)
-            self.amount = validate_amount(self.amount, self.currency)
+            amount = validate_amount(self.amount, validate_currency(self.currency))
         except ValueError as error:
             account = getattr(self, "account_external_id", None)
             if account is None:
                 raise
             raise ValueError(f"account {account!r}: {error}") from None
+        if amount is not self.amount:
+            # Only -0 changes. Assigning goes through pydantic's `__setattr__`, which cost
+            # as much as the checks in batches of 10,000.
+            self.amount = amount
         return self
 
 
@@ -190,6 +193,25 @@ class RevenueUpdate(_Money):
 
 class RevenueUpdateBatch(WriteModel):
     updates: list[RevenueUpdate] = Field(min_length=1, max_length=10_000)
+
+
+# pydantic (2.14) reads a JSON number through a binary float, so 90071992547409.93
+# becomes 90071992547409.94, while `ServiceRequest.json_document` keeps its decimal text.
+_NUMBER_AMOUNT = re.compile(rb'"amount"\s*:\s*[^"\s]')
+# A \u escape of an ASCII character could spell the "amount" key, or a NUL.
+_ASCII_ESCAPE = re.compile(rb"\\u00[0-7]")
+
+
+def parse_revenue_update_batch(body: bytes) -> RevenueUpdateBatch | None:
+    """Validate a batch straight from its JSON bytes, which takes half the time of parsing
+    the JSON document first. Returns None for a body this cannot read exactly and for an
+    invalid one, which FastAPI then validates from the JSON document and reports."""
+    if _NUMBER_AMOUNT.search(body) or _ASCII_ESCAPE.search(body):
+        return None
+    try:
+        return RevenueUpdateBatch.model_validate_json(body)
+    except ValidationError:
+        return None
 
 
 class RevenueUpdateResult(ReadModel):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.session import SessionDep
 from app.idempotency import service as idempotency_service
 from app.idempotency.service import IdempotentRequest
+from app.routing import ServiceRequest
 from app.tenancy.dependencies import CurrentCaller
 
 MAX_KEY_LENGTH = 255
@@ -25,7 +26,13 @@ def _canonical_body(value: Any) -> bytes:
 
 
 async def _request_hash(request: Request) -> bytes:
-    body = await request.json() if await request.body() else None
+    body = None
+    if await request.body():
+        # The JSON document, because a route's `json()` may return its validated model.
+        if isinstance(request, ServiceRequest):
+            body = await request.json_document()
+        else:
+            body = await request.json()
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.url.path}\n".encode())
     digest.update(_canonical_body(body))
