@@ -33,6 +33,7 @@ from app.tenancy import service as tenant_service
 from app.tenancy.router import api_keys_router, share_tokens_router
 from app.tenancy.router import router as tenancy_router
 from app.webhooks.dependencies import system_clock
+from app.webhooks.ingest import EndpointCache
 from app.webhooks.partitions import run_maintenance_loop
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.tasks import (
@@ -90,6 +91,11 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        # Behind PgBouncer in transaction mode, a statement outside a transaction may run
+        # on any server connection, so webhooks keep the ORM path there.
+        app.state.webhook_endpoint_cache = (
+            None if settings.database_pooler == "pgbouncer" else EndpointCache()
+        )
         metrics.watch_pool(engine)
         read_engine = None
         app.state.report_sessionmaker = None
