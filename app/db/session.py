@@ -15,12 +15,15 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.util import await_only
 
 from app.db.freshness import FRESHNESS_STATE_KEY, measure_freshness
 from app.settings import Settings
@@ -66,7 +69,24 @@ def driver_connect_args(settings: Settings) -> dict[str, Any]:
     return {"timeout": timeout, "server_settings": server_settings}
 
 
+def _ping_on_checkout(
+    dbapi_connection: Any, connection_record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+) -> None:
+    """Check a pooled connection before it is used, in one round trip.
+
+    SQLAlchemy's `pool_pre_ping` for asyncpg (2.0) sends BEGIN, an empty query and
+    ROLLBACK, so that it works behind PgBouncer. Without PgBouncer one simple query is
+    enough. (asyncpg 0.32 fails on the empty query `;` in the simple query protocol.) A `DisconnectionError` makes the pool replace the connection and try again,
+    as after a failed pre-ping.
+    """
+    try:
+        await_only(dbapi_connection.driver_connection.execute("SELECT 1"))
+    except Exception as error:
+        raise DisconnectionError(f"the pooled connection is broken: {error}") from error
+
+
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
+    behind_pgbouncer = settings.database_pooler == "pgbouncer"
     engine = create_async_engine(
         database_url,
         json_serializer=_json_serializer,
@@ -74,10 +94,12 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
         hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=behind_pgbouncer,
         connect_args=driver_connect_args(settings),
     )
-    if settings.database_pooler == "pgbouncer":
+    if not behind_pgbouncer:
+        event.listen(engine.sync_engine.pool, "checkout", _ping_on_checkout)
+    if behind_pgbouncer:
         # PgBouncer rejects `statement_timeout` as a startup parameter, and a session-level
         # SET would stay on a server connection that other clients share.
         timeout_statement = f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms:d}"
