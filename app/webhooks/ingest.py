@@ -17,12 +17,12 @@ outcome other than `processed` (pending fetches, ignored events, failed mappings
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import NoReturn
 
 import asyncpg
 import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from app.webhooks import repository, service
 from app.webhooks.adapters.base import InboundDelivery
@@ -73,19 +73,12 @@ def _endpoint_from_row(row: asyncpg.Record) -> CachedEndpoint:
     return CachedEndpoint(endpoint=WebhookEndpoint(**fields), fingerprint=fingerprint)
 
 
-async def _raise_database_error(
-    connection: AsyncConnection, statement: str, error: Exception
-) -> NoReturn:
-    """Raise a driver error as the SQLAlchemy error that the 503 handler expects, and drop
-    the pooled connection when the error closed it."""
-    driver = (await connection.get_raw_connection()).driver_connection
-    closed = driver is None or driver.is_closed()
-    if closed:
-        await connection.invalidate()
+def _database_error(error: Exception, *, closed: bool) -> DBAPIError:
+    """Wrap a driver error in the SQLAlchemy error that the 503 handler expects."""
     error_class = OperationalError if closed else DBAPIError
-    raise error_class(
-        statement, None, error, hide_parameters=True, connection_invalidated=closed
-    ) from error
+    return error_class(
+        "webhook ingest fast path", None, error, hide_parameters=True, connection_invalidated=closed
+    )
 
 
 async def receive_processed(
@@ -96,13 +89,21 @@ async def receive_processed(
     tenant_id = service.tenant_id_from_endpoint_id(endpoint_id)
     if tenant_id is None:
         return None
-    async with engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
+    # The pooled connection without SQLAlchemy's Connection object: nothing here uses it.
+    # It is checked in without a transaction, so the pool's reset on return does nothing.
+    pooled = await engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
         assert driver is not None
         try:
             return await _receive(driver, cache, tenant_id, endpoint_id, delivery)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
-            await _raise_database_error(connection, "webhook ingest fast path", error)
+            closed = driver.is_closed()
+            if closed:
+                await greenlet_spawn(pooled.invalidate)
+            raise _database_error(error, closed=closed) from error
+    finally:
+        pooled.close()
 
 
 async def _receive(

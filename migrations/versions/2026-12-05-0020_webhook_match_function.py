@@ -8,6 +8,9 @@ account change that committed while the lock was waited for, as the separate loc
 statement of the ORM path does. The match rules are those of
 `app.responses.repository._resolution`, and a test compares the two.
 
+Its queries are lookups on unique keys, so it always uses generic plans. With the default
+`plan_cache_mode` PostgreSQL may plan them again on every call.
+
 Revision ID: 5b0e6c1d9a27
 Revises: 7d3f9b2c41e6
 Create Date: 2026-12-05 00:20:00+00:00
@@ -29,6 +32,7 @@ CREATE FUNCTION revcov_lock_and_match_response(
     OUT account_id bigint, OUT matched_by text, OUT merged_from_account_id bigint
 )
 LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $function$
 DECLARE
     named_id bigint;
