@@ -40,9 +40,7 @@ def _typeform_body(token: str, account_ref: str | None, email: str | None) -> by
         form_response["hidden"] = {} if account_ref is None else {"account_id": account_ref}
         answers = [a for a in form_response["answers"] if a["type"] != "email"]
         if email is not None:
-            answers.append(
-                {"type": "email", "email": email, "field": {"id": "m", "type": "email"}}
-            )
+            answers.append({"type": "email", "email": email, "field": {"id": "m", "type": "email"}})
         form_response["answers"] = answers
 
     return variant(token, change)
