@@ -5,15 +5,18 @@ Typeform deliveries take the fast path (`app.webhooks.ingest`); the same respons
 the same rules and keep the same version and manual-assignment rules.
 """
 
+import asyncio
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from app.db.session import session_scope
+from app.responses.repository import RESOLUTION_LOCK_CLASS
 from tests.factories import post_responses, put_account, put_contact
 from tests.test_merges import merged
 from tests.test_webhooks_typeform import create_endpoint, deliver, new_token, sign, variant
@@ -190,3 +193,50 @@ async def test_changed_mapping_not_used_from_cache(
 
     assert response.status_code == 200, response.text
     assert (await _stored(app, "typeform", token))["account"] == "ACME"
+
+
+async def test_connection_lost_mid_statement(
+    database_url: str, api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    # The delivery waits on the tenant's resolution lock, held here exclusively as an
+    # account change would; its connection is then terminated, as in a failover. It must
+    # get a 503 with nothing stored, and the platform's retry must then be processed.
+    endpoint = await create_endpoint(api)
+    tenant_id = endpoint["id"].split("_")[1]
+    token = new_token()
+    body = variant(token)
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(
+            "SELECT pg_advisory_lock($1, hashtext($2))",
+            RESOLUTION_LOCK_CLASS,
+            str(uuid.UUID(hex=tenant_id)),
+        )
+        pending = asyncio.create_task(deliver(client, endpoint["id"], body))
+        await _wait_for_lock_waiter(admin)
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'revcov' AND wait_event_type = 'Lock'"
+        )
+        cut = await pending
+        await admin.execute("SELECT pg_advisory_unlock_all()")
+    finally:
+        await admin.close()
+    retried = await deliver(client, endpoint["id"], body)
+
+    assert cut.status_code == 503, cut.text
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["status"] == "processed"
+
+
+async def _wait_for_lock_waiter(admin: asyncpg.Connection) -> None:
+    for _ in range(600):
+        waiting = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'revcov' "
+            "AND wait_event_type = 'Lock'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the delivery never waited on the lock")

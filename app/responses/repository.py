@@ -158,14 +158,14 @@ async def upsert_responses(
 
 
 # Key class of the tenant's resolution lock, with the tenant id's hash as the object key.
-_RESOLUTION_LOCK_CLASS = 0x72636F76
+RESOLUTION_LOCK_CLASS = 0x72636F76
 
 
 @cache
 def _lock_statement(exclusive: bool) -> Any:
     lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
     tenant_key = func.hashtext(bindparam("lock_tenant_id", type_=Text))
-    return select(lock(literal(_RESOLUTION_LOCK_CLASS, Integer), tenant_key))
+    return select(lock(literal(RESOLUTION_LOCK_CLASS, Integer), tenant_key))
 
 
 async def lock_resolution(session: AsyncSession, tenant_id: uuid.UUID, *, exclusive: bool) -> None:

@@ -22,7 +22,6 @@ import asyncpg
 import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.util import greenlet_spawn
 
 from app.webhooks import repository, service
 from app.webhooks.adapters.base import InboundDelivery
@@ -100,8 +99,13 @@ async def receive_processed(
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             closed = driver.is_closed()
             if closed:
-                await greenlet_spawn(pooled.invalidate)
+                pooled.invalidate()
             raise _database_error(error, closed=closed) from error
+        except BaseException:
+            # Cancelled while a statement may still be running on the connection, which
+            # must then not go back to the pool.
+            pooled.invalidate()
+            raise
     finally:
         pooled.close()
 

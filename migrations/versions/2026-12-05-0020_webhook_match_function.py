@@ -25,7 +25,7 @@ down_revision: str | None = "7d3f9b2c41e6"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# 1919119222 is `_RESOLUTION_LOCK_CLASS` (0x72636F76) in `app.responses.repository`.
+# 1919119222 is `RESOLUTION_LOCK_CLASS` (0x72636F76) in `app.responses.repository`.
 CREATE_FUNCTION = """
 CREATE FUNCTION revcov_lock_and_match_response(
     p_tenant_id uuid, p_account_ref text, p_email_key text, p_email_domain text,
