@@ -193,6 +193,10 @@ def _resolution(
     3. the account that lists the email's domain, when exactly one account does.
     A contact linked to several accounts ends the search, so the domain is not tried,
     because the contact's links are more specific about the person than the domain.
+
+    The database function `revcov_lock_and_match_response` (migration 5b0e6c1d9a27)
+    applies the same rules to one incoming webhook response, so a change here needs a
+    new version of it. `tests/test_webhook_fast_path.py` compares the two.
     """
     named = aliased(Account, name="named_account")
     # LATERAL aggregates probe the indexes once per candidate, whatever the row estimates.

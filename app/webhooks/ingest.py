@@ -8,10 +8,12 @@ about 8 round trips and much more Python work per delivery.
 
 Endpoints are cached in the process with a digest of their settings. The write statement
 checks that digest against the stored row, so a deleted, rotated or changed endpoint is
-never used from a stale cache. Every case the fast path does not cover returns None, and
-the caller then runs the ORM path: a cached endpoint that is stale, a signature that fails
-(which the ORM path rejects and logs after reading the endpoint again), and any mapping
-outcome other than `processed` (pending fetches, ignored events, failed mappings).
+never used from a stale cache.
+
+In every case the fast path does not cover, it returns None and the caller runs the ORM
+path. These cases are a stale cached endpoint, a failed signature (which the ORM path
+rejects and logs after reading the endpoint again), and every mapping outcome other than
+`processed`: pending fetches, ignored events and failed mappings.
 """
 
 import uuid
@@ -33,6 +35,10 @@ log = structlog.get_logger()
 
 # Endpoints kept per process. An endpoint past this count is read again when it is next used.
 ENDPOINT_CACHE_SIZE = 1024
+
+
+# What the upsert did to the response, by its `inserted` column (null: nothing written).
+_RESPONSE_WRITES = {True: "created", False: "updated", None: "unchanged"}
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,10 @@ def _database_error(error: Exception, *, closed: bool) -> DBAPIError:
 async def receive_processed(
     engine: AsyncEngine, cache: EndpointCache, endpoint_id: str, delivery: InboundDelivery
 ) -> service.DeliveryResult | None:
-    """Store a delivery and write its response in one statement; None when the caller must
-    run the ORM path instead (see the module docstring)."""
+    """Store a delivery and write its response in one statement.
+
+    Returns None when the caller must run the ORM path instead (see the module docstring).
+    """
     tenant_id = service.tenant_id_from_endpoint_id(endpoint_id)
     if tenant_id is None:
         return None
@@ -158,13 +166,12 @@ async def _receive(
         matched = await repository.is_matched_raw(
             driver, tenant_id, response.source, response.response_id
         )
-    inserted: bool | None = written["inserted"]
     log.info(
         "webhook.received",
         status=outcome.status,
         outcome="accepted" if matched else "unmatched",
         event_type=outcome.event_type,
-        response="unchanged" if inserted is None else "created" if inserted else "updated",
+        response=_RESPONSE_WRITES[written["inserted"]],
         tenant_id=str(tenant_id),
         endpoint_id=endpoint_id,
         delivery_id=delivery_id,
