@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.routing import APIRoute
 
 from app.db.session import SessionDep, session_scope
 from app.errors import problem_content
@@ -160,7 +161,8 @@ async def receive_webhook(request: Request, endpoint_id: EndpointId) -> WebhookA
     state = request.app.state
     metrics: ServiceMetrics = state.metrics
     result = None
-    if state.webhook_endpoint_cache is not None:
+    tried = request.scope.get(webhook_ingest.FAST_PATH_TRIED_SCOPE_KEY, False)
+    if state.webhook_endpoint_cache is not None and not tried:
         result = await webhook_ingest.receive_processed(
             state.engine, state.webhook_endpoint_cache, endpoint_id, delivery
         )
@@ -231,3 +233,12 @@ async def replay_webhook_delivery(
     session: SessionDep, tenant: IngestTenant, delivery_id: DeliveryId
 ) -> WebhookAck:
     return await webhook_service.replay_delivery(session, tenant, delivery_id)
+
+
+def receive_webhook_route() -> APIRoute:
+    """Return the route of `POST /v1/webhooks/{endpoint_id}`."""
+    return next(
+        route
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.name == "receive_webhook"
+    )
