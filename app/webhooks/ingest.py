@@ -25,6 +25,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -95,6 +96,24 @@ def _database_error(error: Exception, *, closed: bool) -> DBAPIError:
     )
 
 
+async def _checkout(engine: AsyncEngine) -> PoolProxiedConnection:
+    """Check out a pooled connection, raising a failure to connect as the SQLAlchemy error
+    that `engine.connect()` would raise. `raw_connection` raises the driver's own."""
+    dialect = engine.dialect
+    try:
+        return await engine.raw_connection()
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=dialect.is_disconnect(error, None, None),
+            dialect=dialect,
+        ) from error
+
+
 async def receive_processed(
     engine: AsyncEngine, cache: EndpointCache, endpoint_id: str, delivery: InboundDelivery
 ) -> service.DeliveryResult | None:
@@ -107,7 +126,7 @@ async def receive_processed(
         return None
     # The pooled connection without SQLAlchemy's Connection object: nothing here uses it.
     # It is checked in without a transaction, so the pool's reset on return does nothing.
-    pooled = await engine.raw_connection()
+    pooled = await _checkout(engine)
     try:
         driver = pooled.driver_connection
         assert driver is not None
