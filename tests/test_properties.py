@@ -94,6 +94,11 @@ async def test_revenue_order_irrelevant(
 SECRET = standard_webhooks.generate_secret()
 
 
+# Text that PostgreSQL can store. A NUL or a lone surrogate makes the delivery `failed`,
+# which the webhook tests cover, and is not what the ordering property is about.
+STORABLE_CHARACTERS = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
+
+
 @st.composite
 def response_events(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Standard Webhooks events for a few responses, several versions each, with distinct
@@ -105,7 +110,7 @@ def response_events(draw: st.DrawFn) -> list[dict[str, Any]]:
             score = draw(st.none() | st.integers(0, 10))
             data: dict[str, Any] = {
                 "id": f"resp-{response_id}",
-                "comment": draw(st.none() | st.text(max_size=20)),
+                "comment": draw(st.none() | st.text(STORABLE_CHARACTERS, max_size=20)),
                 "account_id": draw(st.sampled_from(ACCOUNTS)),
             }
             if score is not None:

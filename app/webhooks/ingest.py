@@ -47,7 +47,7 @@ log = structlog.get_logger()
 ENDPOINT_CACHE_SIZE = 1024
 
 
-# What the upsert did to the response, by its `inserted` column (null: nothing written).
+# The upsert's effect on the response, by its `inserted` column (null: nothing written).
 _RESPONSE_WRITES = {True: "created", False: "updated", None: "unchanged"}
 
 
@@ -272,7 +272,7 @@ class WebhookIngestMiddleware:
             return False
         settings: Settings = state.settings
         declared = Headers(scope=scope).get("content-length")
-        # Without a declared length within the limit, the route reads the body and answers
+        # Without a declared length within the limit, the route reads the body and rejects
         # an oversized one with its 413.
         return (
             declared is not None
