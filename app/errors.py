@@ -265,7 +265,7 @@ _CONFLICT_SQLSTATES = {"40P01", "40001"}
 _UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
 
 
-async def _render_database_error(request: Request, exc: Exception) -> JSONResponse:
+async def render_database_error(request: Request, exc: Exception) -> JSONResponse:
     """Turn database failures into 503 (retry), 422 (a value PostgreSQL rejected) or 500."""
     if isinstance(exc, DBAPIError):
         state = _sqlstate(exc)
@@ -353,8 +353,8 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _render_app_error)
     app.add_exception_handler(RequestValidationError, _render_validation_error)
     app.add_exception_handler(StarletteHTTPException, _render_http_error)
-    app.add_exception_handler(DBAPIError, _render_database_error)
-    app.add_exception_handler(SQLAlchemyTimeoutError, _render_database_error)
-    app.add_exception_handler(OSError, _render_database_error)
+    app.add_exception_handler(DBAPIError, render_database_error)
+    app.add_exception_handler(SQLAlchemyTimeoutError, render_database_error)
+    app.add_exception_handler(OSError, render_database_error)
     # RequestIdMiddleware logs any other exception and returns a 500, because it still
     # has the request id.

@@ -33,7 +33,9 @@ from app.tenancy import service as tenant_service
 from app.tenancy.router import api_keys_router, share_tokens_router
 from app.tenancy.router import router as tenancy_router
 from app.webhooks.dependencies import system_clock
+from app.webhooks.ingest import EndpointCache, WebhookIngestMiddleware
 from app.webhooks.partitions import run_maintenance_loop
+from app.webhooks.router import receive_webhook_route
 from app.webhooks.router import router as webhooks_router
 from app.webhooks.tasks import (
     FetchContext,
@@ -90,6 +92,11 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        # Behind PgBouncer in transaction mode, a statement outside a transaction may run
+        # on any server connection, so webhooks keep the ORM path there.
+        app.state.webhook_endpoint_cache = (
+            None if settings.database_pooler == "pgbouncer" else EndpointCache()
+        )
         metrics.watch_pool(engine)
         read_engine = None
         app.state.report_sessionmaker = None
@@ -162,6 +169,8 @@ def create_app(
     ):
         app.include_router(router, responses=PROBLEM_RESPONSES)
     install_dashboard(app)
+    # Added first, so it runs inside every other middleware.
+    app.add_middleware(WebhookIngestMiddleware, route=receive_webhook_route())
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(RejectNulMiddleware)

@@ -175,7 +175,8 @@ class MetricsMiddleware:
             )
 
 
-def _service_metrics(request: Request) -> ServiceMetrics:
+# Async, because FastAPI runs a plain function dependency in a worker thread.
+async def _service_metrics(request: Request) -> ServiceMetrics:
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics
 

@@ -59,8 +59,11 @@ class Settings(BaseSettings):
         "(transaction pooling) turns off prepared statement caches, names each prepared "
         "statement uniquely and sets the statement timeout per transaction.",
     )
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # SQLAlchemy closes an overflow connection as soon as it is returned, so under steady
+    # load above the pool size every request would open and close a PostgreSQL backend.
+    # The whole default capacity is therefore in the pool, and none in the overflow.
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
     db_connect_timeout_seconds: float = Field(
         default=5.0,

@@ -6,6 +6,7 @@ Command-line code uses `session_scope`, which commits the same way. Services onl
 """
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,12 +16,15 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.util import await_only
 
 from app.db.freshness import FRESHNESS_STATE_KEY, measure_freshness
 from app.settings import Settings
@@ -66,7 +70,41 @@ def driver_connect_args(settings: Settings) -> dict[str, Any]:
     return {"timeout": timeout, "server_settings": server_settings}
 
 
+# A connection returned to the pool less than this many seconds ago is used without a
+# ping, as HikariCP does by default (`com.zaxxer.hikari.aliveBypassWindowMs`, 500 ms, in
+# HikariPool.java). Under load every
+# checkout falls in the window. A connection that broke within it fails its request with
+# a 503, and the pool then replaces it.
+PING_BYPASS_SECONDS = 0.5
+_CHECKED_IN_AT = "revcov_checked_in_at"
+
+
+def _record_checkin(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
+    connection_record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _ping_on_checkout(
+    dbapi_connection: Any, connection_record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+) -> None:
+    """Check a pooled connection that was idle for a while before it is used, in one round trip.
+
+    SQLAlchemy's `pool_pre_ping` for asyncpg (2.0) sends BEGIN, an empty query and
+    ROLLBACK on every checkout, so that it works behind PgBouncer. Without PgBouncer one
+    simple query is enough (asyncpg 0.32 fails on the empty query `;` in the simple query
+    protocol). A `DisconnectionError` makes the pool replace the connection and try
+    again, as after a failed pre-ping.
+    """
+    checked_in_at = connection_record.info.get(_CHECKED_IN_AT)
+    if checked_in_at is not None and time.monotonic() - checked_in_at < PING_BYPASS_SECONDS:
+        return
+    try:
+        await_only(dbapi_connection.driver_connection.execute("SELECT 1"))
+    except Exception as error:
+        raise DisconnectionError(f"the pooled connection is broken: {error}") from error
+
+
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
+    behind_pgbouncer = settings.database_pooler == "pgbouncer"
     engine = create_async_engine(
         database_url,
         json_serializer=_json_serializer,
@@ -74,10 +112,13 @@ def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
         hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=behind_pgbouncer,
         connect_args=driver_connect_args(settings),
     )
-    if settings.database_pooler == "pgbouncer":
+    if not behind_pgbouncer:
+        event.listen(engine.sync_engine.pool, "checkout", _ping_on_checkout)
+        event.listen(engine.sync_engine.pool, "checkin", _record_checkin)
+    if behind_pgbouncer:
         # PgBouncer rejects `statement_timeout` as a startup parameter, and a session-level
         # SET would stay on a server connection that other clients share.
         timeout_statement = f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms:d}"

@@ -158,14 +158,14 @@ async def upsert_responses(
 
 
 # Key class of the tenant's resolution lock, with the tenant id's hash as the object key.
-_RESOLUTION_LOCK_CLASS = 0x72636F76
+RESOLUTION_LOCK_CLASS = 0x72636F76
 
 
 @cache
 def _lock_statement(exclusive: bool) -> Any:
     lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
     tenant_key = func.hashtext(bindparam("lock_tenant_id", type_=Text))
-    return select(lock(literal(_RESOLUTION_LOCK_CLASS, Integer), tenant_key))
+    return select(lock(literal(RESOLUTION_LOCK_CLASS, Integer), tenant_key))
 
 
 async def lock_resolution(session: AsyncSession, tenant_id: uuid.UUID, *, exclusive: bool) -> None:
@@ -193,6 +193,10 @@ def _resolution(
     3. the account that lists the email's domain, when exactly one account does.
     A contact linked to several accounts ends the search, so the domain is not tried,
     because the contact's links are more specific about the person than the domain.
+
+    The database function `revcov_lock_and_match_response` (migration 5b0e6c1d9a27)
+    applies the same rules to one incoming webhook response, so a change here needs a
+    new version of it. `tests/test_webhook_fast_path.py` compares the two.
     """
     named = aliased(Account, name="named_account")
     # LATERAL aggregates probe the indexes once per candidate, whatever the row estimates.

@@ -46,7 +46,6 @@ def webhook_url_builder(request: Request) -> Callable[[str], str]:
     return build
 
 
-Delivery = Annotated[InboundDelivery, Depends(inbound_delivery)]
 WebhookUrl = Annotated[Callable[[str], str], Depends(webhook_url_builder)]
 
 

@@ -1,13 +1,16 @@
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from app.responses.schemas import ResponseIn
 from app.webhooks.models import WebhookDelivery, WebhookDeliveryKey, WebhookEndpoint
 
 
@@ -189,3 +192,175 @@ async def set_fetch_outcome(
             response_id=response_id,
         )
     )
+
+
+# The statements below run on the raw asyncpg connection, for the ingest fast path
+# (`app.webhooks.ingest`), where building and running ORM statements cost more than
+# PostgreSQL spends on them.
+
+# A digest of the endpoint settings that verifying and mapping a delivery depend on. A
+# cached endpoint is used only while the stored row still has the same digest.
+_ENDPOINT_FINGERPRINT = (
+    "md5(ROW(e.source, e.secrets, e.account_field, e.score_field, e.comment_field, "
+    "e.timezone, e.token, e.api_base_url, e.api_token)::text)"
+)
+
+FETCH_ENDPOINT = f"""
+SELECT e.tenant_id, e.id, e.source, e.secrets, e.account_field, e.score_field,
+       e.comment_field, e.timezone, e.token, e.api_base_url, e.api_token, e.created_at,
+       {_ENDPOINT_FINGERPRINT} AS fingerprint
+FROM webhook_endpoints AS e
+WHERE e.tenant_id = $1 AND e.id = $2
+"""
+
+# Stores a processed delivery and writes its response in one statement, so that it is
+# atomic and durable on its own in autocommit. The steps follow the ORM path: claim the
+# delivery key (a concurrent copy waits on it and then gets nothing), take the tenant's
+# resolution lock shared and match the account (`revcov_lock_and_match_response`), upsert
+# the response with the version rules of `app.responses.repository._upsert_statement`,
+# and insert the delivery with its outcome. The match is set in the upsert itself, so it
+# follows `resolve_accounts`: a manual assignment is kept, and `merged_from_account_id`
+# changes only with the account or the rule. Nothing is written unless the endpoint still
+# has the settings the delivery was verified and mapped with (`$3`).
+INGEST_PROCESSED = f"""
+WITH endpoint AS (
+    SELECT e.tenant_id, e.id
+    FROM webhook_endpoints AS e
+    WHERE e.tenant_id = $1 AND e.id = $2 AND {_ENDPOINT_FINGERPRINT} = $3
+),
+claimed AS (
+    INSERT INTO webhook_delivery_keys (tenant_id, endpoint_id, delivery_key, received_at)
+    SELECT endpoint.tenant_id, endpoint.id, $4, $5 FROM endpoint
+    ON CONFLICT DO NOTHING
+    RETURNING tenant_id
+),
+incoming AS (
+    SELECT claimed.tenant_id, $6::text AS source, $7::text AS response_id,
+           $8::text AS account_ref, $9::text AS email, $10::smallint AS score,
+           $11::text AS comment, $12::timestamptz AS submitted_at,
+           $13::timestamptz AS source_updated_at,
+           match.account_id, match.matched_by, match.merged_from_account_id
+    FROM claimed
+    CROSS JOIN LATERAL revcov_lock_and_match_response(
+        claimed.tenant_id,
+        $8::text,
+        nullif(lower(btrim($9::text)), ''),
+        lower(substring(btrim($9::text) from '@([^@]+)$'))
+    ) AS match
+),
+written AS (
+    INSERT INTO responses AS stored (
+        tenant_id, source, response_id, account_ref, email, score, comment, submitted_at,
+        source_updated_at, account_id, matched_by, merged_from_account_id
+    )
+    SELECT * FROM incoming
+    ON CONFLICT (tenant_id, source, response_id) DO UPDATE SET
+        account_ref = excluded.account_ref,
+        email = excluded.email,
+        score = excluded.score,
+        comment = excluded.comment,
+        submitted_at = excluded.submitted_at,
+        source_updated_at = coalesce(excluded.source_updated_at, stored.source_updated_at),
+        received_at = now(),
+        erased_at = NULL,
+        account_id = CASE WHEN stored.matched_by = 'manual'
+            THEN stored.account_id ELSE excluded.account_id END,
+        matched_by = CASE WHEN stored.matched_by = 'manual'
+            THEN stored.matched_by ELSE excluded.matched_by END,
+        merged_from_account_id = CASE
+            WHEN stored.matched_by = 'manual'
+                OR (stored.account_id, stored.matched_by)
+                    IS NOT DISTINCT FROM (excluded.account_id, excluded.matched_by)
+            THEN stored.merged_from_account_id
+            ELSE excluded.merged_from_account_id END
+    WHERE (
+        excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL
+        AND excluded.source_updated_at > stored.source_updated_at
+    ) OR (
+        NOT (excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL)
+        AND (stored.account_ref, stored.email, stored.score, stored.comment,
+             stored.submitted_at, stored.source_updated_at)
+            IS DISTINCT FROM (excluded.account_ref, excluded.email, excluded.score,
+                              excluded.comment, excluded.submitted_at,
+                              excluded.source_updated_at)
+    )
+    RETURNING stored.account_id, (xmax = 0) AS inserted
+),
+delivery AS (
+    INSERT INTO webhook_deliveries (
+        tenant_id, endpoint_id, delivery_key, source, event_type, status, response_id,
+        content_type, headers, body, received_at
+    )
+    SELECT claimed.tenant_id, $2, $4, $14, $15, 'processed', $7, $16, $17::jsonb, $18, $5
+    FROM claimed
+    RETURNING id
+)
+SELECT
+    EXISTS (SELECT FROM endpoint) AS endpoint_current,
+    (SELECT id FROM delivery) AS delivery_id,
+    (SELECT inserted FROM written) AS inserted,
+    coalesce(
+        (SELECT account_id IS NOT NULL FROM written),
+        (SELECT r.account_id IS NOT NULL FROM responses AS r
+         WHERE r.tenant_id = $1 AND r.source = $6 AND r.response_id = $7)
+    ) AS matched
+"""
+
+IS_MATCHED = """
+SELECT account_id IS NOT NULL FROM responses
+WHERE tenant_id = $1 AND source = $2 AND response_id = $3
+"""
+
+
+async def fetch_endpoint_raw(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, endpoint_id: str
+) -> asyncpg.Record | None:
+    """Return the endpoint's row with its settings `fingerprint`, or None."""
+    row: asyncpg.Record | None = await connection.fetchrow(FETCH_ENDPOINT, tenant_id, endpoint_id)
+    return row
+
+
+async def ingest_processed(
+    connection: asyncpg.Connection,
+    *,
+    fingerprint: str,
+    values: dict[str, Any],
+    response: ResponseIn,
+) -> asyncpg.Record:
+    """Store a processed delivery and write its response in one autocommit statement.
+
+    `values` are the delivery's columns, as for `insert_delivery`. Returns
+    `endpoint_current` (false: nothing was written because the endpoint changed or is
+    gone), `delivery_id` (null for a duplicate), `inserted` (null when the stored version
+    of the response was kept) and `matched` (null when the response row is not visible
+    to this statement's snapshot, which only a concurrent first write of it causes).
+    """
+    row: asyncpg.Record = await connection.fetchrow(
+        INGEST_PROCESSED,
+        values["tenant_id"],
+        values["endpoint_id"],
+        fingerprint,
+        values["delivery_key"],
+        values["received_at"],
+        response.source,
+        response.response_id,
+        response.account_external_id,
+        response.email,
+        response.score,
+        response.comment,
+        response.submitted_at,
+        response.updated_at,
+        values["source"],
+        values["event_type"],
+        values["content_type"],
+        json.dumps(values["headers"]),
+        values["body"],
+    )
+    return row
+
+
+async def is_matched_raw(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, source: str, response_id: str
+) -> bool:
+    matched = await connection.fetchval(IS_MATCHED, tenant_id, source, response_id)
+    return bool(matched)

@@ -21,8 +21,8 @@ responses, and a change of the tenant's time zone or fiscal-year start, rebuild 
 tenant's rows under a tenant-wide lock instead.
 
 Revision ID: 5b8e1c7d9a30
-Revises: 7d3f9b2c41e6
-Create Date: 2026-12-05 00:20:00+00:00
+Revises: 5b0e6c1d9a27
+Create Date: 2026-12-05 00:25:00+00:00
 """
 
 import re
@@ -42,7 +42,7 @@ def _execute_script(script: str) -> None:
 
 
 revision: str = "5b8e1c7d9a30"
-down_revision: str | None = "7d3f9b2c41e6"
+down_revision: str | None = "5b0e6c1d9a27"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

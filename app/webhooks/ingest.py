@@ -1,0 +1,298 @@
+"""The fast path of webhook ingest, for deliveries whose mapping yields a response.
+
+It does what `service.receive` does for such a delivery, in one SQL statement sent in
+autocommit on the raw asyncpg connection (`repository.ingest_processed`). One statement
+is atomic, and with `synchronous_commit` on it is durable before it returns, so the 2xx
+that follows still means the delivery and its response are stored. The ORM path takes
+about 8 round trips and much more Python work per delivery.
+
+Endpoints are cached in the process with a digest of their settings. The write statement
+checks that digest against the stored row, so a deleted, rotated or changed endpoint is
+never used from a stale cache.
+
+In every case the fast path does not cover, it returns None and the caller runs the ORM
+path. These cases are a stale cached endpoint, a failed signature (which the ORM path
+rejects and logs after reading the endpoint again), and every mapping outcome other than
+`processed`: pending fetches, ignored events and failed mappings.
+
+TODO: ingest reaches about 0.46 of the raw asyncpg baseline's rate in `python -m bench`,
+short of the 0.7 target. bench/README.md lists where the remaining time goes.
+"""
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import render_database_error
+from app.settings import Settings
+from app.webhooks import repository, service
+from app.webhooks.adapters.base import InboundDelivery
+from app.webhooks.dependencies import inbound_delivery
+from app.webhooks.errors import InvalidSignatureError
+from app.webhooks.models import WebhookEndpoint
+from app.webhooks.schemas import WebhookAck
+
+log = structlog.get_logger()
+
+# Endpoints kept per process. An endpoint past this count is read again when it is next used.
+ENDPOINT_CACHE_SIZE = 1024
+
+
+# The upsert's effect on the response, by its `inserted` column (null: nothing written).
+_RESPONSE_WRITES = {True: "created", False: "updated", None: "unchanged"}
+
+
+@dataclass(frozen=True)
+class CachedEndpoint:
+    endpoint: WebhookEndpoint
+    # `md5` of the stored settings, which the write statement compares with the row.
+    fingerprint: str
+
+
+class EndpointCache:
+    """The most recently used endpoints, by endpoint id."""
+
+    def __init__(self, size: int = ENDPOINT_CACHE_SIZE) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, CachedEndpoint] = OrderedDict()
+
+    def get(self, endpoint_id: str) -> CachedEndpoint | None:
+        entry = self._entries.get(endpoint_id)
+        if entry is not None:
+            self._entries.move_to_end(endpoint_id)
+        return entry
+
+    def put(self, endpoint_id: str, entry: CachedEndpoint) -> None:
+        self._entries[endpoint_id] = entry
+        self._entries.move_to_end(endpoint_id)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def drop(self, endpoint_id: str) -> None:
+        self._entries.pop(endpoint_id, None)
+
+
+def _endpoint_from_row(row: asyncpg.Record) -> CachedEndpoint:
+    fields = dict(row)
+    fingerprint = fields.pop("fingerprint")
+    fields["secrets"] = list(fields["secrets"])
+    return CachedEndpoint(endpoint=WebhookEndpoint(**fields), fingerprint=fingerprint)
+
+
+def _database_error(error: Exception, *, closed: bool) -> DBAPIError:
+    """Wrap a driver error in the SQLAlchemy error that the 503 handler expects."""
+    error_class = OperationalError if closed else DBAPIError
+    return error_class(
+        "webhook ingest fast path", None, error, hide_parameters=True, connection_invalidated=closed
+    )
+
+
+async def _checkout(engine: AsyncEngine) -> PoolProxiedConnection:
+    """Check out a pooled connection, raising a failure to connect as the SQLAlchemy error
+    that `engine.connect()` would raise. `raw_connection` raises the driver's own."""
+    dialect = engine.dialect
+    try:
+        return await engine.raw_connection()
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=dialect.is_disconnect(error, None, None),
+            dialect=dialect,
+        ) from error
+
+
+async def receive_processed(
+    engine: AsyncEngine, cache: EndpointCache, endpoint_id: str, delivery: InboundDelivery
+) -> service.DeliveryResult | None:
+    """Store a delivery and write its response in one statement.
+
+    Returns None when the caller must run the ORM path instead (see the module docstring).
+    """
+    tenant_id = service.tenant_id_from_endpoint_id(endpoint_id)
+    if tenant_id is None:
+        return None
+    # The pooled connection without SQLAlchemy's Connection object: nothing here uses it.
+    # It is checked in without a transaction, so the pool's reset on return does nothing.
+    pooled = await _checkout(engine)
+    try:
+        driver = pooled.driver_connection
+        assert driver is not None
+        try:
+            return await _receive(driver, cache, tenant_id, endpoint_id, delivery)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            closed = driver.is_closed()
+            if closed:
+                pooled.invalidate()
+            raise _database_error(error, closed=closed) from error
+        except BaseException:
+            # Cancelled while a statement may still be running on the connection, which
+            # must then not go back to the pool.
+            pooled.invalidate()
+            raise
+    finally:
+        pooled.close()
+
+
+async def _receive(
+    driver: asyncpg.Connection,
+    cache: EndpointCache,
+    tenant_id: uuid.UUID,
+    endpoint_id: str,
+    delivery: InboundDelivery,
+) -> service.DeliveryResult | None:
+    cached = cache.get(endpoint_id)
+    from_cache = cached is not None
+    if cached is None:
+        row = await repository.fetch_endpoint_raw(driver, tenant_id, endpoint_id)
+        if row is None:
+            return None
+        cached = _endpoint_from_row(row)
+        cache.put(endpoint_id, cached)
+    endpoint = cached.endpoint
+
+    adapter = service.adapter_for(endpoint.source)
+    try:
+        adapter.verify(delivery, service.endpoint_config(endpoint))
+    except InvalidSignatureError:
+        if from_cache:
+            # The secrets may have been rotated since the endpoint was cached.
+            cache.drop(endpoint_id)
+        return None
+    outcome = service.map_delivery(endpoint, delivery)
+    response = outcome.response
+    if outcome.status != "processed" or response is None:
+        return None
+
+    values = service.delivery_columns(
+        endpoint, delivery, service.delivery_key(adapter, delivery), outcome
+    )
+    written = await repository.ingest_processed(
+        driver, fingerprint=cached.fingerprint, values=values, response=response
+    )
+    if not written["endpoint_current"]:
+        cache.drop(endpoint_id)
+        return None
+    delivery_id: int | None = written["delivery_id"]
+    if delivery_id is None:
+        return service.duplicate_result(endpoint, values["delivery_key"])
+
+    matched: bool | None = written["matched"]
+    if matched is None:
+        matched = await repository.is_matched_raw(
+            driver, tenant_id, response.source, response.response_id
+        )
+    log.info(
+        "webhook.received",
+        status=outcome.status,
+        outcome="accepted" if matched else "unmatched",
+        event_type=outcome.event_type,
+        response=_RESPONSE_WRITES[written["inserted"]],
+        tenant_id=str(tenant_id),
+        endpoint_id=endpoint_id,
+        delivery_id=delivery_id,
+    )
+    return service.DeliveryResult(
+        WebhookAck(status="processed", delivery_id=delivery_id),
+        endpoint.source,
+        "accepted" if matched else "unmatched",
+    )
+
+
+# Set on the scope of a delivery that the middleware below already tried on the fast path,
+# so that the route does not try it again.
+FAST_PATH_TRIED_SCOPE_KEY = "revcov.webhook_fast_path_tried"
+_WEBHOOK_PATH_PREFIX = "/v1/webhooks/"
+# The route's limit on the endpoint id (`EndpointId` in `app.webhooks.router`).
+_MAX_ENDPOINT_ID_LENGTH = 200
+
+
+class WebhookIngestMiddleware:
+    """Run the fast path for `POST /v1/webhooks/{endpoint_id}` before the router.
+
+    Routing among all the service's routes and FastAPI's request handling took about a
+    quarter of the service's CPU time per delivery. This middleware sits inside every
+    other middleware (request id, logs, metrics, rate limits), so those still see each
+    delivery. It sets the route in the scope for their labels. Anything it does not
+    handle goes on to the route unchanged, with the body it read passed along: a body
+    without a `Content-Length` within the webhook limit, an invalid endpoint id, and
+    every delivery for which `receive_processed` returns None.
+    """
+
+    def __init__(self, app: ASGIApp, route: BaseRoute) -> None:
+        self.app = app
+        # The route of `POST /v1/webhooks/{endpoint_id}`, which labels logs and metrics.
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._handles(scope):
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route
+        request = Request(scope, receive)
+        state = request.app.state
+        delivery = await inbound_delivery(request)
+        scope[FAST_PATH_TRIED_SCOPE_KEY] = True
+        endpoint_id: str = scope["path"].removeprefix(_WEBHOOK_PATH_PREFIX)
+        try:
+            result = await receive_processed(
+                state.engine, state.webhook_endpoint_cache, endpoint_id, delivery
+            )
+        except (DBAPIError, SQLAlchemyTimeoutError, OSError) as error:
+            response = await render_database_error(request, error)
+            await response(scope, receive, send)
+            return
+        if result is None:
+            await self.app(scope, _replay_body(delivery.body, receive), send)
+            return
+        state.metrics.record_delivery(result.source, result.outcome)
+        await JSONResponse(result.ack.model_dump(mode="json"))(scope, receive, send)
+
+    def _handles(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return False
+        path: str = scope["path"]
+        endpoint_id = path.removeprefix(_WEBHOOK_PATH_PREFIX)
+        if endpoint_id == path or not 0 < len(endpoint_id) <= _MAX_ENDPOINT_ID_LENGTH:
+            return False
+        state = scope["app"].state
+        if "/" in endpoint_id or getattr(state, "webhook_endpoint_cache", None) is None:
+            return False
+        settings: Settings = state.settings
+        declared = Headers(scope=scope).get("content-length")
+        # Without a declared length within the limit, the route reads the body and rejects
+        # an oversized one with its 413.
+        return (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) <= settings.webhook_max_body_bytes
+        )
+
+
+def _replay_body(body: bytes, receive: Receive) -> Receive:
+    """Return a `receive` that yields the body read already, then the client's messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
