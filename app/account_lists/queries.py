@@ -145,16 +145,22 @@ def at_risk_statement(
     return _page(rows, order, limit)
 
 
-def _member_of(account_id: Any, account_map: CTE, report_account_id: Any) -> Any:
-    """Build the condition that `account_id` counts as the report account: it is that
-    account, or the map sends it there (merged away, or a child at `level=parent`)."""
+def _members(account_map: CTE, report_account_id: Any) -> Subquery:
+    """Select (account_id) for every account that counts as the report account: that
+    account itself, and every account the map sends there (merged away, or a child at
+    `level=parent`).
+
+    Joining the members, rather than testing `account_id = report OR account_id IN
+    (mapped)`, lets PostgreSQL read each member's rows through its `account_id` index.
+    """
+    itself = select(report_account_id.label("account_id")).correlate_except(None)
     # Correlated explicitly: within a derived table SQLAlchemy does not correlate on its own.
     mapped = (
         select(account_map.c.account_id)
         .where(account_map.c.report_account_id == report_account_id)
         .correlate_except(account_map)
     )
-    return or_(account_id == report_account_id, account_id.in_(mapped))
+    return itself.union_all(mapped).subquery("members")
 
 
 def _contacts_by_seniority(account_map: CTE, report_account_id: Any, window: ReportWindow) -> Any:
@@ -169,11 +175,13 @@ def _contacts_by_seniority(account_map: CTE, report_account_id: Any, window: Rep
         *((Contact.role == role.value, value) for role, value in ROLE_RANKS.items()),
         else_=0,
     )
+    members = _members(account_map, report_account_id)
     people = (
         select(Contact.email, Contact.role, rank.label("rank"))
-        .where(
-            Contact.tenant_id == window.tenant_id,
-            _member_of(Contact.account_id, account_map, report_account_id),
+        .select_from(members)
+        .join(
+            Contact,
+            and_(Contact.tenant_id == window.tenant_id, Contact.account_id == members.c.account_id),
         )
         .ext(distinct_on(Contact.email))
         .order_by(Contact.email, rank.desc())
@@ -206,7 +214,8 @@ def survey_next_statement(
     `as_of`, in any period, or null. Money is in the tenant's reporting currency.
     """
     account_map = account_map_cte(window)
-    revenue_at_end = revenue_at_end_cte(window, account_map)
+    # `totals` sums every row, so every amount is converted without `convert_all`.
+    revenue_at_end = revenue_at_end_cte(window, account_map, convert_all=False)
     scored = scored_cte(window, account_map)
     covered = (
         select(scored.c.account_id)
@@ -253,11 +262,18 @@ def survey_next_statement(
         .where(base.c.covered.is_(False))
         .subquery("plan")
     )
+    members = _members(account_map, plan.c.account_id)
     last_response_at = (
         select(func.max(SurveyResponse.submitted_at))
+        .select_from(members)
+        .join(
+            SurveyResponse,
+            and_(
+                SurveyResponse.tenant_id == window.tenant_id,
+                SurveyResponse.account_id == members.c.account_id,
+            ),
+        )
         .where(
-            SurveyResponse.tenant_id == window.tenant_id,
-            _member_of(SurveyResponse.account_id, account_map, plan.c.account_id),
             SurveyResponse.score.is_not(None),
             SurveyResponse.submitted_at <= literal(window.as_of, DateTime(timezone=True)),
         )
