@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -123,13 +123,28 @@ async def get_report_session(
     write is visible to the writer's next request except in reports, which may lag.
     """
     replica: async_sessionmaker[AsyncSession] | None = request.app.state.report_sessionmaker
+    settings: Settings = request.app.state.settings
     if replica is None:
+        await _set_report_work_mem(session, settings)
         setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(session))
         yield session
         return
     async with session_scope(replica) as report_session:
+        await _set_report_work_mem(report_session, settings)
         setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(report_session))
         yield report_session
+
+
+async def _set_report_work_mem(session: AsyncSession, settings: Settings) -> None:
+    """Raise `work_mem` to `report_work_mem_kb` until the transaction ends.
+
+    `SET LOCAL` ends with the transaction, so the setting never stays on a pooled
+    connection, also behind PgBouncer in transaction pooling mode.
+    """
+    await session.execute(
+        text("SELECT set_config('work_mem', :value, true)"),
+        {"value": f"{settings.report_work_mem_kb}kB"},
+    )
 
 
 # `scope="function"` ends the dependency, and so commits, before the response is sent.
