@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
+    BigInteger,
     ColumnElement,
     DateTime,
     Float,
@@ -41,7 +42,6 @@ from sqlalchemy import (
     or_,
     select,
     union,
-    union_all,
     values,
 )
 from sqlalchemy import true as sql_true
@@ -599,16 +599,18 @@ _BIN_BOUNDS = tuple(2.0 ** (step / 16) for step in range(-16 * 16, 64 * 16 + 1))
 
 
 def _ranked(classified: CTE, keys: Sequence[str] = ()) -> CTE:
-    """Add to each base account `in_first_half`: whether the larger accounts of its bucket and
-    group hold less than half of the bucket's revenue.
+    """Sum the base accounts into revenue bins per group and bucket: (keys, bucket, bin,
+    accounts, revenue, half_accounts).
 
-    Accounts rank by revenue descending, ties by account id. Equal amounts may rank in
-    any order without changing how many accounts reach half of the bucket's revenue.
+    `half_accounts` counts the bin's accounts whose larger peers in the bucket and group
+    hold less than half of the bucket's revenue. Accounts rank by revenue descending, ties
+    by account id. Equal amounts may rank in any order without changing how many accounts
+    reach half of the bucket's revenue.
 
     Sorting every account by its NUMERIC amount costs more than the whole revenue sum, so
-    accounts go into revenue bins first. The bin comes from `width_bucket` over the amount
-    as float8, which grows with the amount (the cast is monotone), so every account of a
-    higher bin has a larger amount. Summing each bin exactly (hash aggregation) then
+    accounts go into revenue bins instead. The bin comes from `width_bucket` over the
+    amount as float8, which grows with the amount (the cast is monotone), so every account
+    of a higher bin has a larger amount. Summing each bin exactly (hash aggregation) then
     decides every bin but the one per bucket and group where the running total crosses
     half, and only the accounts of that bin are sorted, by their exact amounts.
     """
@@ -620,55 +622,68 @@ def _ranked(classified: CTE, keys: Sequence[str] = ()) -> CTE:
 
     group = [*(binned.c[key] for key in keys), binned.c.bucket]
     bins = (
-        select(*group, binned.c.bin, func.sum(binned.c.amount).label("bin_revenue"))
+        select(
+            *group,
+            binned.c.bin,
+            func.count().label("accounts"),
+            func.sum(binned.c.amount).label("revenue"),
+        )
         .group_by(*group, binned.c.bin)
         .subquery("bins")
     )
     bin_group = [*(bins.c[key] for key in keys), bins.c.bucket]
     bin_bounds = select(
-        *bin_group,
-        bins.c.bin,
-        bins.c.bin_revenue,
+        bins,
         func.coalesce(
-            func.sum(bins.c.bin_revenue).over(
+            func.sum(bins.c.revenue).over(
                 partition_by=bin_group, order_by=bins.c.bin.desc(), rows=(None, -1)
             ),
             0,
         ).label("bins_before"),
-        func.sum(bins.c.bin_revenue).over(partition_by=bin_group).label("bucket_revenue"),
-    ).subquery("bin_bounds")
+        func.sum(bins.c.revenue).over(partition_by=bin_group).label("bucket_revenue"),
+    ).cte("bin_bounds")
     # Each bucket and group with accounts has exactly one crossing bin, because every
     # amount is above 0. Every account of a higher bin is in the first half, and no
     # account of a lower bin is.
+    bins_through = bin_bounds.c.bins_before + bin_bounds.c.revenue
     crossing = (
         select(bin_bounds)
         .where(
             2 * bin_bounds.c.bins_before < bin_bounds.c.bucket_revenue,
-            2 * (bin_bounds.c.bins_before + bin_bounds.c.bin_revenue)
-            >= bin_bounds.c.bucket_revenue,
+            2 * bins_through >= bin_bounds.c.bucket_revenue,
         )
         .cte("crossing")
     )
-    same_group = and_(
-        *(_same_key(crossing.c[key], binned.c[key]) for key in keys),
-        crossing.c.bucket == binned.c.bucket,
-    )
-    columns = [binned.c[column.name] for column in classified.c]
-    decided = (
-        select(*columns, (binned.c.bin > crossing.c.bin).label("in_first_half"))
-        .select_from(binned.join(crossing, same_group))
-        .where(binned.c.bin != crossing.c.bin)
-    )
+
+    # The IN filter keeps the join to the few accounts of crossing bins.
     in_crossing_bin = (
-        select(*columns, crossing.c.bins_before, crossing.c.bucket_revenue)
-        .select_from(binned.join(crossing, same_group))
-        .where(binned.c.bin == crossing.c.bin)
+        select(
+            *(binned.c[key] for key in keys),
+            binned.c.bucket,
+            binned.c.bin,
+            binned.c.amount,
+            binned.c.account_id,
+            crossing.c.bins_before,
+            crossing.c.bucket_revenue,
+        )
+        .select_from(
+            binned.join(
+                crossing,
+                and_(
+                    *(_same_key(crossing.c[key], binned.c[key]) for key in keys),
+                    crossing.c.bucket == binned.c.bucket,
+                    crossing.c.bin == binned.c.bin,
+                ),
+            )
+        )
+        .where(binned.c.bin.in_(select(crossing.c.bin)))
         .subquery("in_crossing_bin")
     )
     # Within the crossing bin the float8 key orders almost every pair, and the exact amount
     # and the account id order the rest, as the NUMERIC order alone would.
+    crossing_group = [*(in_crossing_bin.c[key] for key in keys), in_crossing_bin.c.bucket]
     revenue_before_in_bin = func.sum(in_crossing_bin.c.amount).over(
-        partition_by=[*(in_crossing_bin.c[key] for key in keys), in_crossing_bin.c.bucket],
+        partition_by=crossing_group,
         order_by=[
             cast(in_crossing_bin.c.amount, Float(precision=53)).desc(),
             in_crossing_bin.c.amount.desc(),
@@ -677,11 +692,40 @@ def _ranked(classified: CTE, keys: Sequence[str] = ()) -> CTE:
         rows=(None, -1),
     )
     revenue_before = in_crossing_bin.c.bins_before + func.coalesce(revenue_before_in_bin, 0)
-    counted = select(
-        *(in_crossing_bin.c[column.name] for column in classified.c),
+    crossing_accounts = select(
+        *crossing_group,
         (2 * revenue_before < in_crossing_bin.c.bucket_revenue).label("in_first_half"),
+    ).subquery("crossing_accounts")
+    crossing_half = (
+        select(
+            *(crossing_accounts.c[key] for key in keys),
+            crossing_accounts.c.bucket,
+            func.count().filter(crossing_accounts.c.in_first_half).label("half_accounts"),
+        )
+        .group_by(*(crossing_accounts.c[key] for key in keys), crossing_accounts.c.bucket)
+        .subquery("crossing_half")
     )
-    return union_all(decided, counted).cte("ranked")
+
+    half_accounts = case(
+        (2 * bins_through < bin_bounds.c.bucket_revenue, bin_bounds.c.accounts),
+        (2 * bin_bounds.c.bins_before >= bin_bounds.c.bucket_revenue, 0),
+        else_=crossing_half.c.half_accounts,
+    )
+    same_crossing = and_(
+        *(_same_key(crossing_half.c[key], bin_bounds.c[key]) for key in keys),
+        crossing_half.c.bucket == bin_bounds.c.bucket,
+    )
+    return (
+        select(
+            *(bin_bounds.c[key] for key in keys),
+            bin_bounds.c.bucket,
+            bin_bounds.c.accounts,
+            bin_bounds.c.revenue,
+            half_accounts.label("half_accounts"),
+        )
+        .select_from(bin_bounds.outerjoin(crossing_half, same_crossing))
+        .cte("ranked")
+    )
 
 
 def _same_key(left: ColumnElement[Any], right: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -698,29 +742,30 @@ def _same_key(left: ColumnElement[Any], right: ColumnElement[Any]) -> ColumnElem
 
 
 def _account_aggregates(ranked: CTE) -> list[ColumnElement[Any]]:
-    """Aggregate base accounts into total and per-bucket revenue and account counts.
+    """Aggregate the revenue bins of `_ranked` into total and per-bucket revenue and account
+    counts.
 
     `<bucket>_half_accounts` counts the accounts that, taken largest first, are needed to
     reach half of the bucket's revenue: those whose larger peers hold less than half.
     """
-    in_first_half = ranked.c.in_first_half
+
+    def count(column: ColumnElement[Any], *where: ColumnElement[bool]) -> ColumnElement[Any]:
+        total = func.sum(column).filter(*where) if where else func.sum(column)
+        return cast(func.coalesce(total, 0), BigInteger)
+
+    bucket = ranked.c.bucket
     return [
-        func.coalesce(func.sum(ranked.c.amount), 0).label("total_revenue"),
-        func.count().label("total_accounts"),
+        func.coalesce(func.sum(ranked.c.revenue), 0).label("total_revenue"),
+        count(ranked.c.accounts).label("total_accounts"),
         *(
-            func.coalesce(func.sum(ranked.c.amount).filter(ranked.c.bucket == name), 0).label(
+            func.coalesce(func.sum(ranked.c.revenue).filter(bucket == name), 0).label(
                 f"{name}_revenue"
             )
             for name in BUCKETS
         ),
+        *(count(ranked.c.accounts, bucket == name).label(f"{name}_accounts") for name in BUCKETS),
         *(
-            func.count().filter(ranked.c.bucket == name).label(f"{name}_accounts")
-            for name in BUCKETS
-        ),
-        *(
-            func.count()
-            .filter(ranked.c.bucket == name, in_first_half)
-            .label(f"{name}_half_accounts")
+            count(ranked.c.half_accounts, bucket == name).label(f"{name}_half_accounts")
             for name in BUCKETS
         ),
     ]
