@@ -94,6 +94,8 @@ def at_risk_statement(
     scored = scored_cte(window, account_map)
     counted = counted_cte(scored, rule.rollup)
     account_buckets = account_buckets_cte(counted, rule)
+    # Only at-risk accounts are listed, so only their responses are read: for every counted
+    # response it would read each of the tenant's responses.
     deciding = (
         select(
             counted.c.account_id,
@@ -104,6 +106,12 @@ def at_risk_statement(
         )
         .select_from(
             counted.join(
+                account_buckets,
+                and_(
+                    account_buckets.c.account_id == counted.c.account_id,
+                    account_buckets.c.bucket == "at_risk",
+                ),
+            ).join(
                 SurveyResponse,
                 and_(
                     SurveyResponse.tenant_id == window.tenant_id,
