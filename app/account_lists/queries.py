@@ -17,11 +17,15 @@ from sqlalchemy import (
     Subquery,
     and_,
     case,
+    cast,
     func,
     literal,
+    null,
     or_,
     select,
+    union_all,
 )
+from sqlalchemy import false as sql_false
 from sqlalchemy import true as sql_true
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,8 +98,8 @@ def at_risk_statement(
     scored = scored_cte(window, account_map)
     counted = counted_cte(scored, rule.rollup)
     account_buckets = account_buckets_cte(counted, rule)
-    # Only at-risk accounts are listed, so only their responses are read: for every counted
-    # response it would read each of the tenant's responses.
+    # Every counted response was submitted in the period. Saying so lets PostgreSQL read the
+    # period's responses through the submitted_at index instead of all of the tenant's.
     deciding = (
         select(
             counted.c.account_id,
@@ -106,16 +110,12 @@ def at_risk_statement(
         )
         .select_from(
             counted.join(
-                account_buckets,
-                and_(
-                    account_buckets.c.account_id == counted.c.account_id,
-                    account_buckets.c.bucket == "at_risk",
-                ),
-            ).join(
                 SurveyResponse,
                 and_(
                     SurveyResponse.tenant_id == window.tenant_id,
                     SurveyResponse.id == counted.c.id,
+                    SurveyResponse.submitted_at >= window.start,
+                    SurveyResponse.submitted_at < window.end,
                 ),
             )
         )
@@ -129,25 +129,58 @@ def at_risk_statement(
         )
         .cte("deciding")
     )
+    # PostgreSQL estimates one at-risk account and a few deciding responses, whatever the
+    # numbers, and joining the two it rescanned one of them for each row of the other.
+    # Grouping their rows by account reads each once. The bucket test sits above an outer
+    # join, where it cannot be pushed into the buckets, so the revenue is read once too.
+    bucket = func.coalesce(account_buckets.c.bucket, literal("unaccounted"))
+    listed = (
+        select(revenue_at_end.c.account_id, revenue_at_end.c.amount)
+        .select_from(
+            revenue_at_end.outerjoin(
+                account_buckets, account_buckets.c.account_id == revenue_at_end.c.account_id
+            )
+        )
+        .where(revenue_at_end.c.amount > 0, bucket == "at_risk")
+        .subquery("listed")
+    )
+    response_columns = [deciding.c.score, deciding.c.comment, deciding.c.email]
+    response_columns.append(deciding.c.submitted_at)
+    parts = union_all(
+        select(
+            listed.c.account_id,
+            listed.c.amount.label("revenue"),
+            *(cast(null(), column.type).label(column.name) for column in response_columns),
+            sql_true().label("listed"),
+        ),
+        select(
+            deciding.c.account_id,
+            cast(null(), Numeric).label("revenue"),
+            *response_columns,
+            sql_false().label("listed"),
+        ),
+    ).subquery("parts")
+    # Each listed account has exactly one deciding response (both come from its counted
+    # responses), so every max() below picks the one value there is.
+    merged = (
+        select(
+            parts.c.account_id,
+            func.max(parts.c.revenue).label("revenue"),
+            *(func.max(parts.c[column.name]).label(column.name) for column in response_columns),
+        )
+        .group_by(parts.c.account_id)
+        .having(func.bool_or(parts.c.listed))
+        .subquery("merged")
+    )
     accounts = _account_names(window).cte("account_names")
     rows = (
         select(
             accounts.c.external_id.label("account_external_id"),
             accounts.c.name,
-            revenue_at_end.c.amount.label("revenue"),
-            deciding.c.score,
-            deciding.c.comment,
-            deciding.c.email,
-            deciding.c.submitted_at,
+            merged.c.revenue,
+            *(merged.c[column.name] for column in response_columns),
         )
-        .select_from(
-            revenue_at_end.join(
-                account_buckets, account_buckets.c.account_id == revenue_at_end.c.account_id
-            )
-            .join(deciding, deciding.c.account_id == revenue_at_end.c.account_id)
-            .join(accounts, accounts.c.id == revenue_at_end.c.account_id)
-        )
-        .where(revenue_at_end.c.amount > 0, account_buckets.c.bucket == "at_risk")
+        .select_from(merged.join(accounts, accounts.c.id == merged.c.account_id))
         .subquery("at_risk")
     )
     return _page(rows, order, limit)
