@@ -1,5 +1,7 @@
 """The report session raises `work_mem` for its own transaction only."""
 
+from types import SimpleNamespace
+
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -16,14 +18,15 @@ async def _work_mem_kb(session: AsyncSession) -> int:
     return kb
 
 
-async def test_report_session_sets_work_mem(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_report_session_sets_work_mem(app: FastAPI) -> None:
     async with session_scope(app.state.sessionmaker) as session:
         default_kb = await _work_mem_kb(session)
     report_kb = default_kb * 2 + 64
     settings = app.state.settings.model_copy(update={"report_work_mem_kb": report_kb})
-    monkeypatch.setattr(app.state, "settings", settings)
+    # A stand-in for the application, so the shared app keeps its own settings.
+    service = SimpleNamespace(state=SimpleNamespace(settings=settings, report_sessionmaker=None))
 
-    request = Request({"type": "http", "app": app, "headers": []})
+    request = Request({"type": "http", "app": service, "headers": []})
     async with session_scope(app.state.sessionmaker) as session:
         reports = get_report_session(request, session)
         report_session = await anext(reports)
