@@ -1143,6 +1143,8 @@ def _revenue_in_windows(
         )
         .subquery("records")
     )
+    # TODO: every record is compared with every period, and reading 8 quarters this way
+    # took about 6 times the revenue sum at 100,000 accounts.
     end, as_of = windows.c.period_end, windows.c.as_of
     next_read = and_(records.c.next_effective_at < end, records.c.next_effective_at <= as_of)
     merged_away = _merged_away(tenant_id, records.c.account_id, end, as_of)
