@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    report_work_mem_kb: int = Field(
+        default=65_536,
+        ge=64,
+        le=2_097_151,
+        description="PostgreSQL `work_mem` in kB for each report's transaction (`SET LOCAL`), so "
+        "that its sorts and hash tables stay in memory. One report may use several times it.",
+    )
     db_connect_timeout_seconds: float = Field(
         default=5.0,
         gt=0,

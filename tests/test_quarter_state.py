@@ -12,6 +12,7 @@ import asyncio
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from app.account_lists import queries as list_queries
 from app.db.session import session_scope
 from app.periods import resolve_period
 from app.reports import queries
@@ -154,12 +156,30 @@ async def _assert_reports_match(app: FastAPI, tenant_id: uuid.UUID, labels: list
         assert await queries.quarter_state_applies(session, tenant_id, windows)
 
     by_region = queries.SegmentKey(dimension="region")
+    by_revenue = list_queries.ListOrder(column="revenue", descending=True)
+    listed = 0
+    for window in windows:
+        plan = list_queries.survey_next_statement(window, Decimal("0.8"), by_revenue, None)
+        expected = await _rows(app, plan)
+        plan = list_queries.survey_next_statement(
+            window, Decimal("0.8"), by_revenue, None, from_state=True
+        )
+        actual = await _rows(app, plan)
+        assert actual == expected, window.start
     for rollup in Rollup:
         rule = rollup_rule(tenant, rollup)
         for window in windows:
             expected = await _rows(app, queries.coverage_statement(window, rule))
             actual = await _rows(app, queries.coverage_statement(window, rule, from_state=True))
             assert actual == expected, (rollup, window.start)
+            at_risk = list_queries.at_risk_statement(window, rule, by_revenue, None)
+            expected = await _rows(app, at_risk)
+            at_risk = list_queries.at_risk_statement(
+                window, rule, by_revenue, None, from_state=True
+            )
+            actual = await _rows(app, at_risk)
+            assert actual == expected, (rollup, window.start)
+            listed += len(actual)
             expected = await _rows(app, queries.segments_statement(window, rule, by_region))
             actual = await _rows(
                 app, queries.segments_statement(window, rule, by_region, from_state=True)
@@ -169,6 +189,7 @@ async def _assert_reports_match(app: FastAPI, tenant_id: uuid.UUID, labels: list
         trend = queries.trend_statement(tenant_id, windows, rule, from_state=True)
         actual = await _rows(app, trend)
         assert actual == expected, rollup
+    assert listed > 0
 
 
 async def _state_rows(app: FastAPI, tenant_id: uuid.UUID) -> tuple[list[Any], list[Any]]:

@@ -17,11 +17,15 @@ from sqlalchemy import (
     Subquery,
     and_,
     case,
+    cast,
     func,
     literal,
+    null,
     or_,
     select,
+    union_all,
 )
+from sqlalchemy import false as sql_false
 from sqlalchemy import true as sql_true
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.models import Account
 from app.contacts.models import Contact
 from app.fx.service import missing_rate_as_error
+from app.reports.models import AccountQuarterScore
 from app.reports.queries import (
     ROLE_RANKS,
     ReportWindow,
@@ -38,6 +43,7 @@ from app.reports.queries import (
     counted_cte,
     revenue_at_end_cte,
     scored_cte,
+    state_buckets_cte,
 )
 from app.responses.models import SurveyResponse
 
@@ -78,7 +84,12 @@ def _account_names(window: ReportWindow) -> Any:
 
 
 def at_risk_statement(
-    window: ReportWindow, rule: RollupRule, order: ListOrder, limit: int | None
+    window: ReportWindow,
+    rule: RollupRule,
+    order: ListOrder,
+    limit: int | None,
+    *,
+    from_state: bool = False,
 ) -> Select[tuple[Any, ...]]:
     """Build the statement for the at-risk accounts of the period, one row per account.
 
@@ -87,13 +98,26 @@ def at_risk_statement(
     response is the counted response with the lowest score, ties going to the newest
     (then the greater `response_id` and `source`). Under `latest` and `decision_maker`
     the rule counts one response, so that is the one. Revenue is in the tenant's
-    reporting currency.
+    reporting currency. With `from_state`, buckets come from the quarter state (see
+    `quarter_state_applies`), and only the at-risk accounts' responses are ranked.
     """
     account_map = account_map_cte(window)
     revenue_at_end = revenue_at_end_cte(window, account_map)
     scored = scored_cte(window, account_map)
-    counted = counted_cte(scored, rule.rollup)
-    account_buckets = account_buckets_cte(counted, rule)
+    if from_state:
+        account_buckets = state_buckets_cte(window.tenant_id, None, window, rule)
+        at_risk_ids = select(account_buckets.c.account_id).where(
+            account_buckets.c.bucket == "at_risk"
+        )
+        at_risk_scored = (
+            select(*scored.c).where(scored.c.account_id.in_(at_risk_ids)).cte("at_risk_scored")
+        )
+        counted = counted_cte(at_risk_scored, rule.rollup)
+    else:
+        counted = counted_cte(scored, rule.rollup)
+        account_buckets = account_buckets_cte(counted, rule)
+    # Every counted response was submitted in the period. Saying so lets PostgreSQL read the
+    # period's responses through the submitted_at index instead of all of the tenant's.
     deciding = (
         select(
             counted.c.account_id,
@@ -108,6 +132,8 @@ def at_risk_statement(
                 and_(
                     SurveyResponse.tenant_id == window.tenant_id,
                     SurveyResponse.id == counted.c.id,
+                    SurveyResponse.submitted_at >= window.start,
+                    SurveyResponse.submitted_at < window.end,
                 ),
             )
         )
@@ -121,40 +147,79 @@ def at_risk_statement(
         )
         .cte("deciding")
     )
+    # PostgreSQL estimates one at-risk account and a few deciding responses, whatever the
+    # numbers, and joining the two it rescanned one of them for each row of the other.
+    # Grouping their rows by account reads each once. The bucket test sits above an outer
+    # join, where it cannot be pushed into the buckets, so the revenue is read once too.
+    bucket = func.coalesce(account_buckets.c.bucket, literal("unaccounted"))
+    listed = (
+        select(revenue_at_end.c.account_id, revenue_at_end.c.amount)
+        .select_from(
+            revenue_at_end.outerjoin(
+                account_buckets, account_buckets.c.account_id == revenue_at_end.c.account_id
+            )
+        )
+        .where(revenue_at_end.c.amount > 0, bucket == "at_risk")
+        .subquery("listed")
+    )
+    response_columns = [deciding.c.score, deciding.c.comment, deciding.c.email]
+    response_columns.append(deciding.c.submitted_at)
+    parts = union_all(
+        select(
+            listed.c.account_id,
+            listed.c.amount.label("revenue"),
+            *(cast(null(), column.type).label(column.name) for column in response_columns),
+            sql_true().label("listed"),
+        ),
+        select(
+            deciding.c.account_id,
+            cast(null(), Numeric).label("revenue"),
+            *response_columns,
+            sql_false().label("listed"),
+        ),
+    ).subquery("parts")
+    # Each listed account has exactly one deciding response (both come from its counted
+    # responses), so every max() below picks the one value there is.
+    merged = (
+        select(
+            parts.c.account_id,
+            func.max(parts.c.revenue).label("revenue"),
+            *(func.max(parts.c[column.name]).label(column.name) for column in response_columns),
+        )
+        .group_by(parts.c.account_id)
+        .having(func.bool_or(parts.c.listed))
+        .subquery("merged")
+    )
     accounts = _account_names(window).cte("account_names")
     rows = (
         select(
             accounts.c.external_id.label("account_external_id"),
             accounts.c.name,
-            revenue_at_end.c.amount.label("revenue"),
-            deciding.c.score,
-            deciding.c.comment,
-            deciding.c.email,
-            deciding.c.submitted_at,
+            merged.c.revenue,
+            *(merged.c[column.name] for column in response_columns),
         )
-        .select_from(
-            revenue_at_end.join(
-                account_buckets, account_buckets.c.account_id == revenue_at_end.c.account_id
-            )
-            .join(deciding, deciding.c.account_id == revenue_at_end.c.account_id)
-            .join(accounts, accounts.c.id == revenue_at_end.c.account_id)
-        )
-        .where(revenue_at_end.c.amount > 0, account_buckets.c.bucket == "at_risk")
+        .select_from(merged.join(accounts, accounts.c.id == merged.c.account_id))
         .subquery("at_risk")
     )
     return _page(rows, order, limit)
 
 
-def _member_of(account_id: Any, account_map: CTE, report_account_id: Any) -> Any:
-    """Build the condition that `account_id` counts as the report account: it is that
-    account, or the map sends it there (merged away, or a child at `level=parent`)."""
+def _members(account_map: CTE, report_account_id: Any) -> Subquery:
+    """Select (account_id) for every account that counts as the report account: that
+    account itself, and every account the map sends there (merged away, or a child at
+    `level=parent`).
+
+    Joining the members, rather than testing `account_id = report OR account_id IN
+    (mapped)`, lets PostgreSQL read each member's rows through its `account_id` index.
+    """
+    itself = select(report_account_id.label("account_id")).correlate_except(None)
     # Correlated explicitly: within a derived table SQLAlchemy does not correlate on its own.
     mapped = (
         select(account_map.c.account_id)
         .where(account_map.c.report_account_id == report_account_id)
         .correlate_except(account_map)
     )
-    return or_(account_id == report_account_id, account_id.in_(mapped))
+    return itself.union_all(mapped).subquery("members")
 
 
 def _contacts_by_seniority(account_map: CTE, report_account_id: Any, window: ReportWindow) -> Any:
@@ -169,11 +234,13 @@ def _contacts_by_seniority(account_map: CTE, report_account_id: Any, window: Rep
         *((Contact.role == role.value, value) for role, value in ROLE_RANKS.items()),
         else_=0,
     )
+    members = _members(account_map, report_account_id)
     people = (
         select(Contact.email, Contact.role, rank.label("rank"))
-        .where(
-            Contact.tenant_id == window.tenant_id,
-            _member_of(Contact.account_id, account_map, report_account_id),
+        .select_from(members)
+        .join(
+            Contact,
+            and_(Contact.tenant_id == window.tenant_id, Contact.account_id == members.c.account_id),
         )
         .ext(distinct_on(Contact.email))
         .order_by(Contact.email, rank.desc())
@@ -188,7 +255,12 @@ def _contacts_by_seniority(account_map: CTE, report_account_id: Any, window: Rep
 
 
 def survey_next_statement(
-    window: ReportWindow, target: Decimal, order: ListOrder, limit: int | None
+    window: ReportWindow,
+    target: Decimal,
+    order: ListOrder,
+    limit: int | None,
+    *,
+    from_state: bool = False,
 ) -> Select[tuple[Any, ...]]:
     """Build the statement for the survey-next plan: unaccounted base accounts.
 
@@ -206,14 +278,28 @@ def survey_next_statement(
     `as_of`, in any period, or null. Money is in the tenant's reporting currency.
     """
     account_map = account_map_cte(window)
-    revenue_at_end = revenue_at_end_cte(window, account_map)
-    scored = scored_cte(window, account_map)
-    covered = (
-        select(scored.c.account_id)
-        .where(scored.c.account_id.is_not(None))
-        .group_by(scored.c.account_id)
-        .cte("covered")
-    )
+    # `totals` sums every row, so every amount is converted without `convert_all`.
+    revenue_at_end = revenue_at_end_cte(window, account_map, convert_all=False)
+    covered: CTE
+    if from_state:
+        # An account has a state row for the quarter exactly when a scored response of
+        # the period counts for it.
+        covered = (
+            select(AccountQuarterScore.account_id)
+            .where(
+                AccountQuarterScore.tenant_id == window.tenant_id,
+                AccountQuarterScore.quarter_start == window.start,
+            )
+            .cte("covered")
+        )
+    else:
+        scored = scored_cte(window, account_map)
+        covered = (
+            select(scored.c.account_id)
+            .where(scored.c.account_id.is_not(None))
+            .group_by(scored.c.account_id)
+            .cte("covered")
+        )
     base = (
         select(
             revenue_at_end.c.account_id,
@@ -253,11 +339,18 @@ def survey_next_statement(
         .where(base.c.covered.is_(False))
         .subquery("plan")
     )
+    members = _members(account_map, plan.c.account_id)
     last_response_at = (
         select(func.max(SurveyResponse.submitted_at))
+        .select_from(members)
+        .join(
+            SurveyResponse,
+            and_(
+                SurveyResponse.tenant_id == window.tenant_id,
+                SurveyResponse.account_id == members.c.account_id,
+            ),
+        )
         .where(
-            SurveyResponse.tenant_id == window.tenant_id,
-            _member_of(SurveyResponse.account_id, account_map, plan.c.account_id),
             SurveyResponse.score.is_not(None),
             SurveyResponse.submitted_at <= literal(window.as_of, DateTime(timezone=True)),
         )

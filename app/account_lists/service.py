@@ -26,6 +26,7 @@ from app.account_lists.schemas import (
 from app.errors import InvalidField, UnprocessableError
 from app.money import format_amount
 from app.periods import Period
+from app.reports.queries import quarter_state_applies
 from app.reports.schemas import Level, Rollup
 from app.reports.service import report_window, rollup_rule
 from app.schemas import Page, decode_cursor, encode_cursor
@@ -187,8 +188,10 @@ async def at_risk_page(
 ) -> Page[AtRiskItem]:
     """List one page of the period's at-risk accounts under `rollup` (default: the tenant's)."""
     order = _list_order(sort.value, cursor)
+    window = report_window(tenant, period, level)
+    from_state = await quarter_state_applies(session, tenant.id, [window])
     statement = queries.at_risk_statement(
-        report_window(tenant, period, level), rollup_rule(tenant, rollup), order, limit + 1
+        window, rollup_rule(tenant, rollup), order, limit + 1, from_state=from_state
     )
     rows, next_cursor = _split_page(await queries.fetch_rows(session, statement), limit, sort)
     currency = tenant.reporting_currency
@@ -207,8 +210,10 @@ async def at_risk_csv(
 ) -> Iterator[str]:
     """Render every at-risk account from the cursor's position on (all without one) as CSV."""
     order = _list_order(sort.value, cursor)
+    window = report_window(tenant, period, level)
+    from_state = await quarter_state_applies(session, tenant.id, [window])
     statement = queries.at_risk_statement(
-        report_window(tenant, period, level), rollup_rule(tenant, rollup), order, None
+        window, rollup_rule(tenant, rollup), order, None, from_state=from_state
     )
     # NOTE: the whole list is built in memory; it has at most one row per account.
     rows = await queries.fetch_rows(session, statement)
@@ -231,8 +236,10 @@ async def survey_next_page(
 ) -> Page[SurveyNextItem]:
     """List one page of the survey-next plan: the period's unaccounted base accounts."""
     order = _list_order(sort.value, cursor)
+    window = report_window(tenant, period, level)
+    from_state = await quarter_state_applies(session, tenant.id, [window])
     statement = queries.survey_next_statement(
-        report_window(tenant, period, level), Decimal(tenant.coverage_target), order, limit + 1
+        window, Decimal(tenant.coverage_target), order, limit + 1, from_state=from_state
     )
     rows, next_cursor = _split_page(await queries.fetch_rows(session, statement), limit, sort)
     currency = tenant.reporting_currency
@@ -258,8 +265,10 @@ async def survey_next_csv(
 ) -> Iterator[str]:
     """Render the survey-next plan from the cursor's position on (all without one) as CSV."""
     order = _list_order(sort.value, cursor)
+    window = report_window(tenant, period, level)
+    from_state = await quarter_state_applies(session, tenant.id, [window])
     statement = queries.survey_next_statement(
-        report_window(tenant, period, level), Decimal(tenant.coverage_target), order, None
+        window, Decimal(tenant.coverage_target), order, None, from_state=from_state
     )
     rows = await queries.fetch_rows(session, statement)
     items = (_survey_next_item(row, tenant.reporting_currency, period.as_of) for row in rows)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -164,13 +164,32 @@ async def get_report_session(
     write is visible to the writer's next request except in reports, which may lag.
     """
     replica: async_sessionmaker[AsyncSession] | None = request.app.state.report_sessionmaker
+    settings: Settings = request.app.state.settings
     if replica is None:
+        await _tune_report_transaction(session, settings)
         setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(session))
         yield session
         return
     async with session_scope(replica) as report_session:
+        await _tune_report_transaction(report_session, settings)
         setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(report_session))
         yield report_session
+
+
+async def _tune_report_transaction(session: AsyncSession, settings: Settings) -> None:
+    """Raise `work_mem` to `report_work_mem_kb` and turn JIT compilation off until the
+    transaction ends.
+
+    A report statement is planned for every account, so its estimated cost passes the JIT
+    thresholds, and compiling it took longer than the time it saved: with JIT on, the
+    survey-next statement took 3.5 s instead of 1.2 s at 100,000 accounts (PostgreSQL 15).
+    `SET LOCAL` ends with the transaction, so neither setting stays on a pooled
+    connection, also behind PgBouncer in transaction pooling mode.
+    """
+    await session.execute(
+        text("SELECT set_config('work_mem', :value, true), set_config('jit', 'off', true)"),
+        {"value": f"{settings.report_work_mem_kb}kB"},
+    )
 
 
 # `scope="function"` ends the dependency, and so commits, before the response is sent.
