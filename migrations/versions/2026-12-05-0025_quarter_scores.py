@@ -286,7 +286,11 @@ END;
 $$;
 
 -- Rebuild the state of every response of the tenants under the tenant-wide lock.
-CREATE FUNCTION revcov_rebuild_scores(tenant_ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION revcov_rebuild_scores(tenant_ids uuid[]) RETURNS void LANGUAGE plpgsql
+-- Plans for the whole-tenant branch depend on the tenant's size, so they are made for
+-- each call, also when a trigger calls this function.
+SET plan_cache_mode = force_custom_plan
+AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(1919119732, hashtext(id::text))
     FROM (SELECT DISTINCT id FROM unnest(tenant_ids) AS id ORDER BY id) AS ordered;
@@ -303,7 +307,12 @@ CREATE FUNCTION revcov_refresh_scores(
     email_keys text[],
     response_ids bigint[],
     submitted_ats timestamptz[]
-) RETURNS void LANGUAGE plpgsql AS $$
+) RETURNS void LANGUAGE plpgsql
+-- Planning its statements took about three quarters of a one-response refresh (1.9 of
+-- 2.4 ms on a 2-core machine). The generic plans read each key through an index, which
+-- suits the few keys of a statement that reaches this point.
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     account_tenants uuid[];
     account_quarters timestamptz[];
