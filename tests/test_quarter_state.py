@@ -306,3 +306,102 @@ async def test_concurrent_writers_keep_state_exact(app: FastAPI) -> None:
     assert incremental[0] == rebuilt[0]
     assert incremental[1] == rebuilt[1]
     assert incremental[0][0].respondents == 7
+
+
+def _delivery(number: int, account: str, email: str, score: int, moment: str) -> dict[str, Any]:
+    return {
+        "source": "typeform",
+        "response_id": f"race{number}",
+        "account_external_id": account,
+        "email": email,
+        "score": score,
+        "submitted_at": moment,
+    }
+
+
+async def _assert_state_exact(app: FastAPI, tenant_id: uuid.UUID) -> None:
+    incremental = await _state_rows(app, tenant_id)
+    await _rebuild(app, tenant_id)
+    rebuilt = await _state_rows(app, tenant_id)
+    assert incremental[0] == rebuilt[0]
+    assert incremental[1] == rebuilt[1]
+
+
+async def test_time_zone_change_during_writes(app: FastAPI) -> None:
+    async with tenant_client(app, "zone-race") as api:
+        tenant_id = uuid.UUID((await api.get("/v1/tenant")).json()["id"])
+        assert (await api.put("/v1/accounts/zone", json={"name": "zone"})).status_code == 201
+
+        async def post(number: int) -> None:
+            # Late on the last day of a quarter in UTC, and in the next one at UTC+14.
+            response = _delivery(number, "zone", f"z{number % 5}@z.test", number % 11, "")
+            response["submitted_at"] = "2026-03-31T12:00:00Z"
+            posted = await api.post("/v1/responses", json={"responses": [response]})
+            assert posted.status_code == 200, posted.text
+
+        async def flip() -> None:
+            for zone in ["Pacific/Kiritimati", "UTC", "Pacific/Kiritimati", "UTC"]:
+                changed = await api.patch("/v1/tenant", json={"timezone": zone})
+                assert changed.status_code == 200, changed.text
+
+        await asyncio.gather(flip(), *(post(number) for number in range(30)))
+        await _assert_state_exact(app, tenant_id)
+
+
+async def test_role_change_during_response(app: FastAPI) -> None:
+    async with tenant_client(app, "role-race") as api:
+        tenant_id = uuid.UUID((await api.get("/v1/tenant")).json()["id"])
+
+        async def pair(number: int) -> None:
+            account = f"role{number}"
+            assert (await api.put(f"/v1/accounts/{account}", json={"name": account})).status_code
+            first = _delivery(number, account, f"user{number}@r.test", 10, "2024-02-01T00:00:00Z")
+            assert (await api.post("/v1/responses", json={"responses": [first]})).status_code == 200
+            boss = f"boss{number}@r.test"
+            late = _delivery(1000 + number, account, boss, 2, "2024-02-02T00:00:00Z")
+            role = {"account_external_id": account, "role": "decision_maker"}
+            linked, posted = await asyncio.gather(
+                api.put(f"/v1/contacts/{boss}", json=role),
+                api.post("/v1/responses", json={"responses": [late]}),
+            )
+            assert linked.status_code in (200, 201), linked.text
+            assert posted.status_code == 200, posted.text
+
+        await asyncio.gather(*(pair(number) for number in range(30)))
+        await _assert_state_exact(app, tenant_id)
+
+
+async def test_crossing_batches_do_not_deadlock(app: FastAPI) -> None:
+    async with tenant_client(app, "batch-race") as api:
+        tenant_id = uuid.UUID((await api.get("/v1/tenant")).json()["id"])
+        for account in ("b1", "b2"):
+            assert (await api.put(f"/v1/accounts/{account}", json={"name": account})).status_code
+        moment = "2026-02-01T00:00:00Z"
+        old = [
+            _delivery(1, "b1", "o1@b.test", 5, moment),
+            _delivery(2, "b2", "o2@b.test", 5, moment),
+        ]
+        assert (await api.post("/v1/responses", json={"responses": old})).status_code == 200
+
+        async def batch(number: int) -> int:
+            own = _delivery(100 + number, "b1" if number % 2 else "b2", "n@b.test", 7, moment)
+            resent = dict(
+                old[number % 2],
+                score=number % 11,
+                updated_at=f"2026-03-01T00:00:{number % 60:02d}Z",
+            )
+            posted = await api.post("/v1/responses", json={"responses": [own, resent]})
+            return posted.status_code
+
+        statuses = await asyncio.gather(*(batch(number) for number in range(40)))
+        links = [
+            api.put(f"/v1/contacts/c{number}@b.test", json={"account_external_id": "b1"})
+            for number in range(10)
+        ]
+        linked, mixed = await asyncio.gather(
+            asyncio.gather(*links), asyncio.gather(*(batch(100 + n) for n in range(10)))
+        )
+        await _assert_state_exact(app, tenant_id)
+    assert set(statuses) == {200}
+    assert set(mixed) == {200}
+    assert {response.status_code for response in linked} <= {200, 201}

@@ -69,6 +69,9 @@ async def put_contact(
     account_id = await account_service.resolve_account_id(
         session, tenant_id, body.account_external_id
     )
+    # Before the link is written: its trigger refreshes the quarter state of the email's
+    # responses, and the lock order must be the one response writes use.
+    await response_service.lock_account_resolution(session, tenant_id)
     stored_email, created = await repository.upsert_link(
         session, tenant_id, email, account_id, body.role
     )
@@ -81,6 +84,7 @@ async def put_contact(
 async def unlink_contact(
     session: AsyncSession, tenant_id: uuid.UUID, email: str, account_external_id: str
 ) -> None:
+    await response_service.lock_account_resolution(session, tenant_id)
     stored_email = await repository.delete_link(session, tenant_id, email, account_external_id)
     if stored_email is None:
         raise ContactNotFoundError(
@@ -92,6 +96,7 @@ async def unlink_contact(
 
 async def delete_contact(session: AsyncSession, tenant_id: uuid.UUID, email: str) -> int:
     """Remove the contact with all its links; return the number of links removed."""
+    await response_service.lock_account_resolution(session, tenant_id)
     removed = await repository.delete_contact(session, tenant_id, email)
     if removed:
         await response_service.resolve_accounts(session, tenant_id, email_keys=removed[:1])

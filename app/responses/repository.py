@@ -179,6 +179,28 @@ async def lock_resolution(session: AsyncSession, tenant_id: uuid.UUID, *, exclus
     await session.execute(_lock_statement(exclusive), {"lock_tenant_id": str(tenant_id)})
 
 
+# Key class of the tenant's quarter-state lock, which the state triggers take as well
+# (see the migration that creates `account_quarter_scores`).
+QUARTER_STATE_LOCK_CLASS = 1919119732
+
+
+async def lock_quarter_state(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Take the tenant's quarter-state lock exclusively until the transaction ends.
+
+    The state triggers take it shared for a change of one response, with a lock per key,
+    and exclusively for any larger change. A transaction that may change several
+    responses or contacts takes it before its first write, so that it never waits for the
+    exclusive lock while holding key locks that another transaction waits for.
+    """
+    statement = select(
+        func.pg_advisory_xact_lock(
+            literal(QUARTER_STATE_LOCK_CLASS, Integer),
+            func.hashtext(bindparam("lock_tenant_id", type_=Text)),
+        )
+    )
+    await session.execute(statement, {"lock_tenant_id": str(tenant_id)})
+
+
 def _resolution(
     tenant_id: uuid.UUID | BindParameter[uuid.UUID], candidates: CTE
 ) -> Select[*tuple[Any, ...]]:

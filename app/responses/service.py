@@ -56,6 +56,8 @@ async def write_responses(
     # Locked before the upsert takes row locks: a change of accounts or contacts that holds
     # the lock exclusively may be waiting to update these rows.
     await repository.lock_resolution(session, tenant_id, exclusive=False)
+    if len(merged) > 1:
+        await repository.lock_quarter_state(session, tenant_id)
     written = await repository.upsert_responses(session, tenant_id, merged)
     await repository.resolve_accounts(
         session, tenant_id, response_ids=[response_pk for response_pk, _ in written]
@@ -73,10 +75,12 @@ async def write_responses(
 async def lock_account_resolution(session: AsyncSession, tenant_id: uuid.UUID) -> None:
     """Hold off response writes of the tenant until this transaction ends.
 
-    Call it before changing responses in a transaction that later calls
-    `resolve_accounts`, so that the two cannot wait on each other's locks.
+    Call it before changing responses or contacts in a transaction that later calls
+    `resolve_accounts`, so that the two cannot wait on each other's locks. It takes the
+    quarter-state lock too, which such changes need after the resolution lock.
     """
     await repository.lock_resolution(session, tenant_id, exclusive=True)
+    await repository.lock_quarter_state(session, tenant_id)
 
 
 async def resolve_accounts(
@@ -93,7 +97,7 @@ async def resolve_accounts(
     lower-cased emails of changed contacts and the domains added to or removed from
     accounts. Returns the number of responses whose account changed.
     """
-    await repository.lock_resolution(session, tenant_id, exclusive=True)
+    await lock_account_resolution(session, tenant_id)
     changed = await repository.resolve_accounts(
         session, tenant_id, account_refs=account_refs, email_keys=email_keys, domains=domains
     )

@@ -135,10 +135,18 @@ async def receive_processed(
         assert driver is not None
         try:
             return await _receive(driver, cache, tenant_id, endpoint_id, delivery)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
-            closed = driver.is_closed()
-            if closed:
-                pooled.invalidate()
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+        ) as error:
+            # After an error the driver may still be reading the rest of the server's
+            # answer, which never comes when the server is shutting down. A connection in
+            # that state fails the next statement with InternalClientError ("another
+            # operation is in progress"), so it never goes back to the pool.
+            closed = driver.is_closed() or isinstance(error, asyncpg.InternalClientError)
+            pooled.invalidate()
             raise _database_error(error, closed=closed) from error
         except BaseException:
             # Cancelled while a statement may still be running on the connection, which
