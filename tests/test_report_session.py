@@ -26,24 +26,21 @@ async def test_report_session_sets_work_mem(app: FastAPI) -> None:
     report_kb = default_kb * 2 + 64
     settings = app.state.settings.model_copy(update={"report_work_mem_kb": report_kb})
     # A stand-in for the application, so the shared app keeps its own settings.
-    service = SimpleNamespace(
-        state=SimpleNamespace(
-            settings=settings, report_sessionmaker=None, sessionmaker=app.state.sessionmaker
-        )
-    )
+    service = SimpleNamespace(state=SimpleNamespace(settings=settings, report_sessionmaker=None))
 
     request = Request({"type": "http", "app": service, "headers": []})
-    reports = get_report_session(request)
-    report_session = await anext(reports)
-    assert await _work_mem_kb(report_session) == report_kb
-    assert await report_session.scalar(text("SELECT current_setting('jit')")) == "off"
-    isolation = await report_session.scalar(text("SELECT current_setting('transaction_isolation')"))
-    assert isolation == "repeatable read"
-    read_only = await report_session.scalar(text("SELECT current_setting('transaction_read_only')"))
-    assert read_only == "on"
-    # The dependency's remaining code only ends the report session.
-    with pytest.raises(StopAsyncIteration):
-        await anext(reports)
+    async with session_scope(app.state.sessionmaker) as session:
+        reports = get_report_session(request, session)
+        report_session = await anext(reports)
+        assert await _work_mem_kb(report_session) == report_kb
+        assert await report_session.scalar(text("SELECT current_setting('jit')")) == "off"
+        isolation = text("SELECT current_setting('transaction_isolation')")
+        assert await report_session.scalar(isolation) == "repeatable read"
+        read_only = text("SELECT current_setting('transaction_read_only')")
+        assert await report_session.scalar(read_only) == "on"
+        # The dependency's remaining code only ends the report session.
+        with pytest.raises(StopAsyncIteration):
+            await anext(reports)
 
     async with session_scope(app.state.sessionmaker) as session:
         assert await _work_mem_kb(session) == default_kb
