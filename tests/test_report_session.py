@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from starlette.requests import Request
 
 from app.db.session import get_report_session, session_scope
@@ -19,7 +19,19 @@ async def _work_mem_kb(session: AsyncSession) -> int:
 
 
 async def test_report_session_sets_work_mem(app: FastAPI) -> None:
-    async with session_scope(app.state.sessionmaker) as session:
+    # One connection, so the settings before and after are read where the report ran.
+    engine = create_async_engine(app.state.engine.url, pool_size=1, max_overflow=0)
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        await _check_report_settings(app, sessionmaker)
+    finally:
+        await engine.dispose()
+
+
+async def _check_report_settings(
+    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with session_scope(sessionmaker) as session:
         default_kb = await _work_mem_kb(session)
         default_jit = await session.scalar(text("SELECT current_setting('jit')"))
     report_kb = default_kb * 2 + 64
@@ -28,7 +40,7 @@ async def test_report_session_sets_work_mem(app: FastAPI) -> None:
     service = SimpleNamespace(state=SimpleNamespace(settings=settings, report_sessionmaker=None))
 
     request = Request({"type": "http", "app": service, "headers": []})
-    async with session_scope(app.state.sessionmaker) as session:
+    async with session_scope(sessionmaker) as session:
         reports = get_report_session(request, session)
         report_session = await anext(reports)
         assert await _work_mem_kb(report_session) == report_kb
@@ -37,6 +49,6 @@ async def test_report_session_sets_work_mem(app: FastAPI) -> None:
         with pytest.raises(StopAsyncIteration):
             await anext(reports)
 
-    async with session_scope(app.state.sessionmaker) as session:
+    async with session_scope(sessionmaker) as session:
         assert await _work_mem_kb(session) == default_kb
         assert await session.scalar(text("SELECT current_setting('jit')")) == default_jit
