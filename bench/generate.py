@@ -202,8 +202,8 @@ async def load_tenant(
     try:
         async with connection.transaction():
             # Each COPY of more than 10,000 responses would rebuild the tenant's quarter
-            # state in its trigger, so the load skips the triggers (as a replica applying
-            # changes does; this needs a superuser) and rebuilds the state once at the end.
+            # state in its trigger. So the load skips the triggers, as a replica applying
+            # changes does (this needs a superuser), and rebuilds the state once at the end.
             await connection.execute("SET LOCAL session_replication_role = replica")
             await connection.execute("SET LOCAL work_mem = '256MB'")
             await _copy(

@@ -16,7 +16,7 @@ from app.db.base import Base
 
 
 class AccountQuarterScore(Base):
-    """What each roll-up rule needs from one account's scored responses in one quarter.
+    """The figures every roll-up rule needs from one account's scored responses in a quarter.
 
     `account_id` is the account a response counted for before any merge moved it.
     `latest_score` is the newest response's score and `senior_score` the newest score of

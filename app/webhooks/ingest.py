@@ -142,7 +142,7 @@ async def receive_processed(
             OSError,
         ) as error:
             # After an error the driver may still be reading the rest of the server's
-            # answer, which never comes when the server is shutting down. A connection in
+            # reply, which never comes when the server is shutting down. A connection in
             # that state fails the next statement with InternalClientError ("another
             # operation is in progress"), so it never goes back to the pool.
             closed = driver.is_closed() or isinstance(error, asyncpg.InternalClientError)

@@ -420,29 +420,24 @@ BEGIN
             RETURN NULL;
         END IF;
         -- Rows whose counted columns did not change (a comment edit, say) change nothing.
-        SELECT array_agg(tenant_id), array_agg(coalesce(merged_from_account_id, account_id)),
-            array_agg(email_key), array_agg(id), array_agg(submitted_at)
+        -- A changed row gives its keys before and after the change.
+        SELECT array_agg(k.tenant_id), array_agg(k.origin_account_id), array_agg(k.email_key),
+            array_agg(k.id), array_agg(k.submitted_at)
         INTO tenant_ids, origin_account_ids, email_keys, response_ids, submitted_ats
-        FROM (
-            SELECT o.tenant_id, o.merged_from_account_id, o.account_id, o.email_key, o.id,
-                o.submitted_at, o.score
-            FROM old_rows AS o
-            JOIN new_rows AS n ON n.tenant_id = o.tenant_id AND n.id = o.id
-            WHERE (o.score, o.submitted_at, o.response_id, o.source, o.email_key,
-                    o.account_id, o.merged_from_account_id)
-                IS DISTINCT FROM (n.score, n.submitted_at, n.response_id, n.source,
-                    n.email_key, n.account_id, n.merged_from_account_id)
-            UNION ALL
-            SELECT n.tenant_id, n.merged_from_account_id, n.account_id, n.email_key, n.id,
-                n.submitted_at, n.score
-            FROM old_rows AS o
-            JOIN new_rows AS n ON n.tenant_id = o.tenant_id AND n.id = o.id
-            WHERE (o.score, o.submitted_at, o.response_id, o.source, o.email_key,
-                    o.account_id, o.merged_from_account_id)
-                IS DISTINCT FROM (n.score, n.submitted_at, n.response_id, n.source,
-                    n.email_key, n.account_id, n.merged_from_account_id)
-        ) AS changed
-        WHERE score IS NOT NULL;
+        FROM old_rows AS o
+        JOIN new_rows AS n ON n.tenant_id = o.tenant_id AND n.id = o.id
+        CROSS JOIN LATERAL (
+            VALUES
+                (o.tenant_id, coalesce(o.merged_from_account_id, o.account_id), o.email_key,
+                    o.id, o.submitted_at, o.score),
+                (n.tenant_id, coalesce(n.merged_from_account_id, n.account_id), n.email_key,
+                    n.id, n.submitted_at, n.score)
+        ) AS k (tenant_id, origin_account_id, email_key, id, submitted_at, score)
+        WHERE (o.score, o.submitted_at, o.response_id, o.source, o.email_key,
+                o.account_id, o.merged_from_account_id)
+            IS DISTINCT FROM (n.score, n.submitted_at, n.response_id, n.source,
+                n.email_key, n.account_id, n.merged_from_account_id)
+            AND k.score IS NOT NULL;
     ELSE
         IF (SELECT count(*) FROM old_rows) > 10000 THEN
             PERFORM revcov_rebuild_scores(ARRAY(SELECT DISTINCT tenant_id FROM old_rows));
