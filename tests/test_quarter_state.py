@@ -405,3 +405,51 @@ async def test_crossing_batches_do_not_deadlock(app: FastAPI) -> None:
     assert set(statuses) == {200}
     assert set(mixed) == {200}
     assert {response.status_code for response in linked} <= {200, 201}
+
+
+async def test_reports_during_time_zone_change(app: FastAPI) -> None:
+    """A report that runs during a time-zone change returns the figures of one grid."""
+    async with tenant_client(app, "zone-reports") as api:
+        for number in range(12):
+            account = f"edge{number}"
+            assert (await api.put(f"/v1/accounts/{account}", json={"name": account})).status_code
+            revenue = {
+                "account_external_id": account,
+                "amount": f"{1000 * (number + 1)}.00",
+                "currency": "USD",
+                "effective_at": "2025-06-01T00:00:00Z",
+            }
+            posted = await api.post("/v1/revenue-updates", json={"updates": [revenue]})
+            assert posted.status_code == 200, posted.text
+            # In 2026-Q1 in UTC, and in 2026-Q2 at UTC+14.
+            late = _delivery(number, account, f"e{number}@z.test", number % 11, "")
+            late["submitted_at"] = "2026-03-31T12:00:00Z"
+            posted = await api.post("/v1/responses", json={"responses": [late]})
+            assert posted.status_code == 200, posted.text
+
+        zones = ["Pacific/Kiritimati", "UTC"]
+        expected: dict[str, Any] = {}
+        for zone in zones:
+            assert (await api.patch("/v1/tenant", json={"timezone": zone})).status_code == 200
+            report = await api.get("/v1/coverage", params={"period": "2026-Q1"})
+            assert report.status_code == 200, report.text
+            expected[report.json()["period"]["start"]] = report.json()
+        assert len(expected) == 2
+
+        async def flip() -> None:
+            for zone in zones * 4:
+                changed = await api.patch("/v1/tenant", json={"timezone": zone})
+                assert changed.status_code == 200, changed.text
+
+        async def read() -> list[Any]:
+            answers = []
+            for _ in range(6):
+                report = await api.get("/v1/coverage", params={"period": "2026-Q1"})
+                assert report.status_code == 200, report.text
+                answers.append(report.json())
+            return answers
+
+        _, *readers = await asyncio.gather(flip(), *(read() for _ in range(8)))
+    for answers in readers:
+        for answer in answers:
+            assert answer == expected[answer["period"]["start"]]

@@ -1,4 +1,5 @@
-"""The report session raises `work_mem` and turns JIT off for its own transaction only."""
+"""The report session raises `work_mem`, turns JIT off and reads one snapshot, for its own
+transaction only."""
 
 from types import SimpleNamespace
 
@@ -45,6 +46,10 @@ async def _check_report_settings(
         report_session = await anext(reports)
         assert await _work_mem_kb(report_session) == report_kb
         assert await report_session.scalar(text("SELECT current_setting('jit')")) == "off"
+        isolation = text("SELECT current_setting('transaction_isolation')")
+        assert await report_session.scalar(isolation) == "repeatable read"
+        read_only = text("SELECT current_setting('transaction_read_only')")
+        assert await report_session.scalar(read_only) == "on"
         # The dependency's remaining code only ends the report session.
         with pytest.raises(StopAsyncIteration):
             await anext(reports)

@@ -157,23 +157,38 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 async def get_report_session(
     request: Request, session: Annotated[AsyncSession, Depends(get_session, scope="function")]
 ) -> AsyncIterator[AsyncSession]:
-    """Yield a session on the read replica (REVCOV_READ_DATABASE_URL), else the request's
-    session on the primary, and record how fresh its data is for the `Data-As-Of` header.
+    """Yield a session for reports in a read-only REPEATABLE READ transaction: on the read
+    replica (REVCOV_READ_DATABASE_URL) when there is one, else the request's session on the
+    primary, and record how fresh its data is for the `Data-As-Of` header.
 
-    Reports only read. Authentication and every other route stay on the primary, so a
-    write is visible to the writer's next request except in reports, which may lag.
+    One snapshot for the whole transaction keeps a report's statements consistent. A
+    report checks that the tenant's quarter grid fits its period before it reads the
+    quarter state. Without one snapshot, a time-zone change committed between the two
+    would pair the check with a state rebuilt for another grid. On the primary, the
+    request's transaction, in which authentication only read, is committed first, so
+    that the report's transaction starts with its own snapshot on one connection.
+    Reports only read, and every other route stays on the primary, so a write is visible
+    to the writer's next request except in reports on a replica, which may lag.
     """
     replica: async_sessionmaker[AsyncSession] | None = request.app.state.report_sessionmaker
     settings: Settings = request.app.state.settings
     if replica is None:
-        await _tune_report_transaction(session, settings)
+        await session.commit()
+        await _begin_report_transaction(session, settings)
         setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(session))
         yield session
         return
     async with session_scope(replica) as report_session:
-        await _tune_report_transaction(report_session, settings)
+        await _begin_report_transaction(report_session, settings)
         setattr(request.state, FRESHNESS_STATE_KEY, await measure_freshness(report_session))
         yield report_session
+
+
+async def _begin_report_transaction(session: AsyncSession, settings: Settings) -> None:
+    await session.connection(
+        execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    )
+    await _tune_report_transaction(session, settings)
 
 
 async def _tune_report_transaction(session: AsyncSession, settings: Settings) -> None:

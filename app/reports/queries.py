@@ -670,8 +670,6 @@ async def quarter_state_applies(
     session: AsyncSession, tenant_id: uuid.UUID, windows: Sequence[ReportWindow]
 ) -> bool:
     """Return whether the reports of `windows` can read the quarter state."""
-    # TODO: this check and the report statement run in two snapshots, so a time-zone or
-    # fiscal-year change committed between them gives one report from the rebuilt state.
     if any(window.level is not Level.ACCOUNT for window in windows):
         return False
     return bool(await session.scalar(quarter_state_statement(tenant_id, windows)))
