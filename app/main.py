@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
@@ -46,6 +47,9 @@ from app.webhooks.tasks import (
 from app.widgets.router import router as widgets_router
 
 log = structlog.get_logger()
+
+# URL path of the Swagger UI and ReDoc scripts, styles and icon.
+DOCS_ASSETS_PATH = "/docs-assets"
 
 DESCRIPTION = """\
 What share of your revenue gave NPS feedback, and how much of it is at risk.
@@ -140,7 +144,10 @@ def create_app(
                 await read_engine.dispose()
             log.info("service.stopped")
 
-    app = FastAPI(
+    # The docs pages load Swagger UI and ReDoc from the service itself, not from a CDN, so
+    # they work on hosts without internet access.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS_PATH,
         title="revcov",
         version=__version__,
         description=DESCRIPTION,

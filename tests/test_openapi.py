@@ -1,6 +1,7 @@
 """The OpenAPI document: every operation has a summary, a description, its scopes, examples
 and error responses, grouped by described tags, and each example fits its models."""
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,3 +209,20 @@ class TestExamples:
             examples = EXAMPLES.get((method, path))
             if examples is not None:
                 assert str(examples["status"]) in operation["responses"], f"{method} {path}"
+
+
+class TestDocsPages:
+    @pytest.mark.parametrize("page", ["/docs", "/redoc"])
+    async def test_docs_page_loads_only_local_assets(
+        self, client: httpx.AsyncClient, page: str
+    ) -> None:
+        response = await client.get(page)
+
+        assert response.status_code == 200
+        assert "https://" not in response.text
+        assets = re.findall(r'(?:src|href)="(/[^"]+)"', response.text)
+        assert assets
+        for asset in assets:
+            loaded = await client.get(asset)
+            assert loaded.status_code == 200, asset
+            assert len(loaded.content) > 1000, asset
