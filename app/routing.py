@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import problem_response
+from app.errors import InvalidField, UnprocessableError, problem_response
 from app.schemas import NUL_MESSAGE, text_problem
 
 # Route template of a request that matched no route, such as a 404 for an unknown path.
@@ -136,7 +136,16 @@ class PrevalidatedBodyRequest(ServiceRequest):
 
 
 class ServiceRoute(APIRoute):
-    """An APIRoute whose handlers receive a `ServiceRequest`."""
+    """An APIRoute whose handlers receive a `ServiceRequest`. It records the query
+    parameters it accepts, so that `reject_unknown_query` can reject a misspelt one
+    instead of letting it fall back to its default silently."""
+
+    # Routes called by other systems with query strings of their own turn the check off.
+    checks_query = True
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.accepted_query = _query_names(self) if self.checks_query else None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -163,6 +172,50 @@ class PrevalidatedBodyRoute(ServiceRoute):
 
     def service_request(self, request: Request) -> ServiceRequest:
         return PrevalidatedBodyRequest(request.scope, request.receive, self.parse_body)
+
+
+class PlatformRoute(ServiceRoute):
+    """A ServiceRoute for the URLs that survey platforms call, which may carry query
+    parameters of the platform's or the user's own."""
+
+    checks_query = False
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """Return the query parameter names of `route` and of its dependencies."""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(field.alias for field in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
+
+
+def reject_unknown_query(request: Request) -> None:
+    """Raise a 422 naming each query parameter that the request's route does not accept.
+
+    The authentication dependencies call it once the caller is known, so that a request
+    without credentials gets its 401 first.
+    """
+    accepted = getattr(request.scope.get("route"), "accepted_query", None)
+    if accepted is None:
+        return
+    unknown = sorted(set(request.query_params) - accepted)
+    if not unknown:
+        return
+    known = ", ".join(sorted(accepted)) if accepted else "none"
+    raise UnprocessableError(
+        f"Unknown query parameter {', '.join(map(repr, unknown))}; "
+        f"{request.url.path} accepts: {known}.",
+        errors=[
+            InvalidField(
+                location=f"query.{name}",
+                message=f"{name!r} is not a query parameter of this route; accepted: {known}.",
+            )
+            for name in unknown
+        ],
+    )
 
 
 def _require_json_content_type(request: Request) -> None:

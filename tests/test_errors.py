@@ -264,6 +264,43 @@ class TestUnknownFields:
         assert_problem(await api.get("/v1/accounts/ACME-001"), 404)
 
 
+class TestUnknownQueryParameters:
+    async def test_misspelt_parameter_named(self, api: httpx.AsyncClient) -> None:
+        response = await api.get("/v1/coverage", params={"perod": "2026-Q1"})
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["query.perod"]
+        assert "'perod'" in problem["detail"]
+        assert "period" in problem["errors"][0]["message"]
+
+    async def test_route_without_parameters(self, api: httpx.AsyncClient) -> None:
+        response = await api.get("/v1/tenant", params={"verbose": "1"})
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["query.verbose"]
+        assert "accepts: none" in problem["detail"]
+
+    async def test_unknown_parameter_writes_nothing(self, api: httpx.AsyncClient) -> None:
+        body = {"updates": [VALID_UPDATE]}
+
+        response = await api.post("/v1/revenue-updates", params={"dry_run": "1"}, json=body)
+
+        assert_problem(response, 422)
+        assert_problem(await api.get("/v1/accounts/ACME-001"), 404)
+
+    async def test_authentication_checked_first(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/v1/coverage", params={"perod": "2026-Q1"})
+
+        assert_problem(response, 401)
+
+    async def test_dependency_parameters_accepted(self, api: httpx.AsyncClient) -> None:
+        params = {"period": "2026-Q1", "rollup": "latest", "level": "account"}
+
+        response = await api.get("/v1/coverage", params=params)
+
+        assert response.status_code == 200, response.text
+
+
 class TestBadPeriod:
     @pytest.mark.parametrize(
         "period", ["2026-Q5", "2026-Q0", "2026-13", "2026-00", "26-Q1", "Q1-2026", "2026-3", "soon"]

@@ -9,10 +9,11 @@ authenticates without one of these.
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.db.session import SessionDep
+from app.routing import reject_unknown_query
 from app.tenancy import service as tenant_service
 from app.tenancy.errors import InvalidApiKeyError, MissingScopeError
 from app.tenancy.models import ApiKey, Tenant
@@ -64,8 +65,9 @@ class RequireScope:
     def __init__(self, scope: ApiKeyScope) -> None:
         self.scope = scope
 
-    async def __call__(self, caller: CurrentCaller) -> Tenant:
+    async def __call__(self, request: Request, caller: CurrentCaller) -> Tenant:
         _check_scope(caller.api_key, self.scope)
+        reject_unknown_query(request)
         return caller.tenant
 
     def __repr__(self) -> str:
@@ -95,6 +97,7 @@ class RequireScopeOrShareToken:
 
     async def __call__(
         self,
+        request: Request,
         session: SessionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         token: Annotated[
@@ -106,7 +109,9 @@ class RequireScopeOrShareToken:
         ] = None,
     ) -> Tenant:
         if token is not None:
-            return await tenant_service.authenticate_share_token(session, token)
+            tenant = await tenant_service.authenticate_share_token(session, token)
+            reject_unknown_query(request)
+            return tenant
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise InvalidApiKeyError(
                 "Missing credentials; send an API key as `Authorization: Bearer <key>` or "
@@ -115,6 +120,7 @@ class RequireScopeOrShareToken:
             )
         api_key, tenant = await tenant_service.authenticate(session, credentials.credentials)
         _check_scope(api_key, self.scope)
+        reject_unknown_query(request)
         return tenant
 
     def __repr__(self) -> str:

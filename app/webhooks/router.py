@@ -6,7 +6,7 @@ from fastapi.routing import APIRoute
 from app.db.session import SessionDep, session_scope
 from app.errors import problem_content
 from app.metrics import ServiceMetrics
-from app.routing import ServiceRoute
+from app.routing import PlatformRoute, ServiceRoute
 from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import AdminTenant, CurrentCaller, IngestTenant, ReadTenant
 from app.webhooks import ingest as webhook_ingest
@@ -25,6 +25,9 @@ from app.webhooks.schemas import (
 )
 
 router = APIRouter(tags=["webhooks"], route_class=ServiceRoute)
+# The URLs that survey platforms call. `router` includes them, with its tag, at the end of
+# this module.
+platform_router = APIRouter(route_class=PlatformRoute)
 
 EndpointId = Annotated[str, Path(max_length=200, description="The endpoint id from its URL.")]
 # Delivery ids are PostgreSQL bigint values, so a larger number cannot name one.
@@ -127,7 +130,7 @@ async def patch_webhook_endpoint(
     return WebhookEndpointRead.model_validate(_endpoint_fields(endpoint, url))
 
 
-@router.post(
+@platform_router.post(
     "/v1/webhooks/{endpoint_id}",
     name="receive_webhook",
     summary="Receive a delivery from a survey platform",
@@ -181,14 +184,14 @@ async def receive_webhook(request: Request, endpoint_id: EndpointId) -> WebhookA
     return result.ack
 
 
-@router.head(
+@platform_router.head(
     "/v1/webhooks/{endpoint_id}",
     operation_id="probe_webhook_head",
     summary="Answer SurveyMonkey's check that the webhook URL exists",
     response_class=Response,
     responses={200: {"description": "The endpoint exists."}},
 )
-@router.get(
+@platform_router.get(
     "/v1/webhooks/{endpoint_id}",
     operation_id="probe_webhook_get",
     summary="Answer Qualtrics' check that the webhook URL exists",
@@ -239,6 +242,9 @@ def receive_webhook_route() -> APIRoute:
     """Return the route of `POST /v1/webhooks/{endpoint_id}`."""
     return next(
         route
-        for route in router.routes
+        for route in platform_router.routes
         if isinstance(route, APIRoute) and route.name == "receive_webhook"
     )
+
+
+router.include_router(platform_router)
