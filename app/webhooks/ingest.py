@@ -5,7 +5,7 @@ asyncpg connection (`repository.ingest_processed`). The process's `IngestWriter`
 in autocommit when no other write is in flight, and otherwise in one transaction with the
 deliveries that arrived meanwhile (`app.webhooks.group_commit`). Either way the write is
 atomic, and with `synchronous_commit` on it is durable before the 2xx that follows, so
-that answer still means the delivery and its response are stored. The ORM path takes
+a 2xx still means that the delivery and its response are stored. The ORM path takes
 about 8 round trips and much more Python work per delivery.
 
 Endpoints are cached in the process with a digest of their settings. The write statement
@@ -17,8 +17,9 @@ path. These cases are a stale cached endpoint, a failed signature (which the ORM
 rejects and logs after reading the endpoint again), and every mapping outcome other than
 `processed`: pending fetches, ignored events and failed mappings.
 
-TODO: ingest reaches about 0.46 of the raw asyncpg baseline's rate in `python -m bench`,
-short of the 0.7 target. bench/README.md lists where the remaining time goes.
+TODO: with group commit, ingest measured 0.19 to 0.44 of the raw asyncpg baseline's rate
+in `python -m bench` on a shared 2-core machine, short of the 0.7 target. bench/README.md
+lists where the remaining time goes.
 """
 
 from collections import OrderedDict
