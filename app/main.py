@@ -34,6 +34,7 @@ from app.tenancy import service as tenant_service
 from app.tenancy.router import api_keys_router, share_tokens_router
 from app.tenancy.router import router as tenancy_router
 from app.webhooks.dependencies import system_clock
+from app.webhooks.group_commit import IngestWriter
 from app.webhooks.ingest import EndpointCache, WebhookIngestMiddleware
 from app.webhooks.partitions import run_maintenance_loop
 from app.webhooks.router import receive_webhook_route
@@ -102,6 +103,7 @@ def create_app(
         app.state.webhook_endpoint_cache = (
             None if settings.database_pooler == "pgbouncer" else EndpointCache()
         )
+        app.state.webhook_ingest_writer = IngestWriter(engine)
         metrics.watch_pool(engine)
         read_engine = None
         app.state.report_sessionmaker = None

@@ -1,9 +1,11 @@
 """The fast path of webhook ingest, for deliveries whose mapping yields a response.
 
-It does what `service.receive` does for such a delivery, in one SQL statement sent in
-autocommit on the raw asyncpg connection (`repository.ingest_processed`). One statement
-is atomic, and with `synchronous_commit` on it is durable before it returns, so the 2xx
-that follows still means the delivery and its response are stored. The ORM path takes
+It does what `service.receive` does for such a delivery, in one SQL statement on the raw
+asyncpg connection (`repository.ingest_processed`). The process's `IngestWriter` sends it
+in autocommit when no other write is in flight, and otherwise in one transaction with the
+deliveries that arrived meanwhile (`app.webhooks.group_commit`). Either way the write is
+atomic, and with `synchronous_commit` on it is durable before the 2xx that follows, so
+a 2xx still means that the delivery and its response are stored. The ORM path takes
 about 8 round trips and much more Python work per delivery.
 
 Endpoints are cached in the process with a digest of their settings. The write statement
@@ -15,20 +17,18 @@ path. These cases are a stale cached endpoint, a failed signature (which the ORM
 rejects and logs after reading the endpoint again), and every mapping outcome other than
 `processed`: pending fetches, ignored events and failed mappings.
 
-TODO: ingest reaches about 0.46 of the raw asyncpg baseline's rate in `python -m bench`,
-short of the 0.7 target. bench/README.md lists where the remaining time goes.
+TODO: with group commit, ingest measured 0.19 to 0.44 of the raw asyncpg baseline's rate
+in `python -m bench` on a shared 2-core machine, short of the 0.7 target. bench/README.md
+lists where the remaining time goes.
 """
 
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import asyncpg
 import structlog
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import PoolProxiedConnection
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -41,7 +41,9 @@ from app.webhooks import repository, service
 from app.webhooks.adapters.base import InboundDelivery
 from app.webhooks.dependencies import inbound_delivery
 from app.webhooks.errors import InvalidSignatureError
+from app.webhooks.group_commit import IngestWriter, raw_connection
 from app.webhooks.models import WebhookEndpoint
+from app.webhooks.repository import ProcessedDelivery
 from app.webhooks.schemas import WebhookAck
 
 log = structlog.get_logger()
@@ -91,88 +93,38 @@ def _endpoint_from_row(row: asyncpg.Record) -> CachedEndpoint:
     return CachedEndpoint(endpoint=WebhookEndpoint(**fields), fingerprint=fingerprint)
 
 
-def _database_error(error: Exception, *, closed: bool) -> DBAPIError:
-    """Wrap a driver error in the SQLAlchemy error that the 503 handler expects."""
-    error_class = OperationalError if closed else DBAPIError
-    return error_class(
-        "webhook ingest fast path", None, error, hide_parameters=True, connection_invalidated=closed
-    )
-
-
-async def _checkout(engine: AsyncEngine) -> PoolProxiedConnection:
-    """Check out a pooled connection, raising a failure to connect as the SQLAlchemy error
-    that `engine.connect()` would raise. `raw_connection` raises the driver's own."""
-    dialect = engine.dialect
-    try:
-        return await engine.raw_connection()
-    except dialect.loaded_dbapi.Error as error:
-        raise DBAPIError.instance(
-            None,
-            None,
-            error,
-            dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            connection_invalidated=dialect.is_disconnect(error, None, None),
-            dialect=dialect,
-        ) from error
-
-
 async def receive_processed(
-    engine: AsyncEngine, cache: EndpointCache, endpoint_id: str, delivery: InboundDelivery
+    writer: IngestWriter, cache: EndpointCache, endpoint_id: str, delivery: InboundDelivery
 ) -> service.DeliveryResult | None:
-    """Store a delivery and write its response in one statement.
+    """Store a delivery and write its response, alone or in a batch (`IngestWriter`).
 
     Returns None when the caller must run the ORM path instead (see the module docstring).
     """
     tenant_id = service.tenant_id_from_endpoint_id(endpoint_id)
     if tenant_id is None:
         return None
-    # The pooled connection without SQLAlchemy's Connection object: nothing here uses it.
-    # It is checked in without a transaction, so the pool's reset on return does nothing.
-    pooled = await _checkout(engine)
-    try:
-        driver = pooled.driver_connection
-        assert driver is not None
-        try:
-            return await _receive(driver, cache, tenant_id, endpoint_id, delivery)
-        except (
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.InternalClientError,
-            OSError,
-        ) as error:
-            # After an error the driver may still be reading the rest of the server's
-            # reply, which never comes when the server is shutting down. A connection in
-            # that state fails the next statement with InternalClientError ("another
-            # operation is in progress"), so it never goes back to the pool.
-            closed = driver.is_closed() or isinstance(error, asyncpg.InternalClientError)
-            pooled.invalidate()
-            raise _database_error(error, closed=closed) from error
-        except BaseException:
-            # Cancelled while a statement may still be running on the connection, which
-            # must then not go back to the pool.
-            pooled.invalidate()
-            raise
-    finally:
-        pooled.close()
-
-
-async def _receive(
-    driver: asyncpg.Connection,
-    cache: EndpointCache,
-    tenant_id: uuid.UUID,
-    endpoint_id: str,
-    delivery: InboundDelivery,
-) -> service.DeliveryResult | None:
     cached = cache.get(endpoint_id)
     from_cache = cached is not None
     if cached is None:
-        row = await repository.fetch_endpoint_raw(driver, tenant_id, endpoint_id)
+        async with raw_connection(writer.engine) as connection:
+            row = await repository.fetch_endpoint_raw(connection, tenant_id, endpoint_id)
         if row is None:
             return None
         cached = _endpoint_from_row(row)
         cache.put(endpoint_id, cached)
+    return await _receive(writer, cache, cached, from_cache=from_cache, delivery=delivery)
+
+
+async def _receive(
+    writer: IngestWriter,
+    cache: EndpointCache,
+    cached: CachedEndpoint,
+    *,
+    from_cache: bool,
+    delivery: InboundDelivery,
+) -> service.DeliveryResult | None:
     endpoint = cached.endpoint
+    endpoint_id = endpoint.id
 
     adapter = service.adapter_for(endpoint.source)
     try:
@@ -190,28 +142,22 @@ async def _receive(
     values = service.delivery_columns(
         endpoint, delivery, service.delivery_key(adapter, delivery), outcome
     )
-    written = await repository.ingest_processed(
-        driver, fingerprint=cached.fingerprint, values=values, response=response
-    )
-    if not written["endpoint_current"]:
+    written = await writer.write(ProcessedDelivery(cached.fingerprint, values, response))
+    if not written.endpoint_current:
         cache.drop(endpoint_id)
         return None
-    delivery_id: int | None = written["delivery_id"]
+    delivery_id = written.delivery_id
     if delivery_id is None:
         return service.duplicate_result(endpoint, values["delivery_key"])
 
-    matched: bool | None = written["matched"]
-    if matched is None:
-        matched = await repository.is_matched_raw(
-            driver, tenant_id, response.source, response.response_id
-        )
+    matched = written.matched
     log.info(
         "webhook.received",
         status=outcome.status,
         outcome="accepted" if matched else "unmatched",
         event_type=outcome.event_type,
-        response=_RESPONSE_WRITES[written["inserted"]],
-        tenant_id=str(tenant_id),
+        response=_RESPONSE_WRITES[written.inserted],
+        tenant_id=str(endpoint.tenant_id),
         endpoint_id=endpoint_id,
         delivery_id=delivery_id,
     )
@@ -259,7 +205,7 @@ class WebhookIngestMiddleware:
         endpoint_id: str = scope["path"].removeprefix(_WEBHOOK_PATH_PREFIX)
         try:
             result = await receive_processed(
-                state.engine, state.webhook_endpoint_cache, endpoint_id, delivery
+                state.webhook_ingest_writer, state.webhook_endpoint_cache, endpoint_id, delivery
             )
         except (DBAPIError, SQLAlchemyTimeoutError, OSError) as error:
             response = await render_database_error(request, error)

@@ -1,6 +1,7 @@
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from app.responses.repository import QUARTER_STATE_LOCK_CLASS, RESOLUTION_LOCK_CLASS
 from app.responses.schemas import ResponseIn
 from app.webhooks.models import WebhookDelivery, WebhookDeliveryKey, WebhookEndpoint
 
@@ -213,6 +215,41 @@ FROM webhook_endpoints AS e
 WHERE e.tenant_id = $1 AND e.id = $2
 """
 
+# The upsert of a response (aliased `stored`) with the version rules of
+# `app.responses.repository._upsert_statement`.
+_RESPONSE_UPSERT_RULES = """
+    ON CONFLICT (tenant_id, source, response_id) DO UPDATE SET
+        account_ref = excluded.account_ref,
+        email = excluded.email,
+        score = excluded.score,
+        comment = excluded.comment,
+        submitted_at = excluded.submitted_at,
+        source_updated_at = coalesce(excluded.source_updated_at, stored.source_updated_at),
+        received_at = now(),
+        erased_at = NULL,
+        account_id = CASE WHEN stored.matched_by = 'manual'
+            THEN stored.account_id ELSE excluded.account_id END,
+        matched_by = CASE WHEN stored.matched_by = 'manual'
+            THEN stored.matched_by ELSE excluded.matched_by END,
+        merged_from_account_id = CASE
+            WHEN stored.matched_by = 'manual'
+                OR (stored.account_id, stored.matched_by)
+                    IS NOT DISTINCT FROM (excluded.account_id, excluded.matched_by)
+            THEN stored.merged_from_account_id
+            ELSE excluded.merged_from_account_id END
+    WHERE (
+        excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL
+        AND excluded.source_updated_at > stored.source_updated_at
+    ) OR (
+        NOT (excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL)
+        AND (stored.account_ref, stored.email, stored.score, stored.comment,
+             stored.submitted_at, stored.source_updated_at)
+            IS DISTINCT FROM (excluded.account_ref, excluded.email, excluded.score,
+                              excluded.comment, excluded.submitted_at,
+                              excluded.source_updated_at)
+    )
+"""
+
 # Stores a processed delivery and writes its response in one statement, so that it is
 # atomic and durable on its own in autocommit. The steps follow the ORM path: claim the
 # delivery key (a concurrent copy waits on it and then gets nothing), take the tenant's
@@ -254,36 +291,7 @@ written AS (
         source_updated_at, account_id, matched_by, merged_from_account_id
     )
     SELECT * FROM incoming
-    ON CONFLICT (tenant_id, source, response_id) DO UPDATE SET
-        account_ref = excluded.account_ref,
-        email = excluded.email,
-        score = excluded.score,
-        comment = excluded.comment,
-        submitted_at = excluded.submitted_at,
-        source_updated_at = coalesce(excluded.source_updated_at, stored.source_updated_at),
-        received_at = now(),
-        erased_at = NULL,
-        account_id = CASE WHEN stored.matched_by = 'manual'
-            THEN stored.account_id ELSE excluded.account_id END,
-        matched_by = CASE WHEN stored.matched_by = 'manual'
-            THEN stored.matched_by ELSE excluded.matched_by END,
-        merged_from_account_id = CASE
-            WHEN stored.matched_by = 'manual'
-                OR (stored.account_id, stored.matched_by)
-                    IS NOT DISTINCT FROM (excluded.account_id, excluded.matched_by)
-            THEN stored.merged_from_account_id
-            ELSE excluded.merged_from_account_id END
-    WHERE (
-        excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL
-        AND excluded.source_updated_at > stored.source_updated_at
-    ) OR (
-        NOT (excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL)
-        AND (stored.account_ref, stored.email, stored.score, stored.comment,
-             stored.submitted_at, stored.source_updated_at)
-            IS DISTINCT FROM (excluded.account_ref, excluded.email, excluded.score,
-                              excluded.comment, excluded.submitted_at,
-                              excluded.source_updated_at)
-    )
+    {_RESPONSE_UPSERT_RULES}
     RETURNING stored.account_id, (xmax = 0) AS inserted
 ),
 delivery AS (
@@ -306,6 +314,113 @@ SELECT
     ) AS matched
 """
 
+# The batch form of `INGEST_PROCESSED`, for group commit (`app.webhooks.group_commit`).
+# It takes the same steps for arrays of deliveries, one element each, in one statement.
+# The caller never puts two deliveries with the same delivery key or the same response in
+# one call, because one statement cannot claim a key or update a row twice. It runs in a
+# transaction that holds the locks of `LOCK_INGEST_TENANTS`. It returns one row per
+# delivery in input order, with the columns of `INGEST_PROCESSED`.
+INGEST_PROCESSED_BATCH = f"""
+WITH input AS (
+    SELECT *
+    FROM unnest(
+        $1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::smallint[], $11::text[],
+        $12::timestamptz[], $13::timestamptz[], $14::text[], $15::text[], $16::text[],
+        $17::text[], $18::bytea[]
+    ) WITH ORDINALITY AS i (
+        tenant_id, endpoint_id, fingerprint, delivery_key, received_at, source,
+        response_id, account_ref, email, score, comment, submitted_at, source_updated_at,
+        delivery_source, event_type, content_type, headers, body, position
+    )
+),
+endpoint AS (
+    SELECT i.position
+    FROM input AS i
+    JOIN webhook_endpoints AS e ON e.tenant_id = i.tenant_id AND e.id = i.endpoint_id
+    WHERE {_ENDPOINT_FINGERPRINT} = i.fingerprint
+),
+claimed AS (
+    INSERT INTO webhook_delivery_keys (tenant_id, endpoint_id, delivery_key, received_at)
+    SELECT i.tenant_id, i.endpoint_id, i.delivery_key, i.received_at
+    FROM input AS i
+    JOIN endpoint USING (position)
+    ORDER BY i.position
+    ON CONFLICT DO NOTHING
+    RETURNING tenant_id, endpoint_id, delivery_key
+),
+claimed_input AS (
+    SELECT i.*
+    FROM input AS i
+    JOIN claimed AS c
+        ON c.tenant_id = i.tenant_id AND c.endpoint_id = i.endpoint_id
+        AND c.delivery_key = i.delivery_key
+),
+incoming AS (
+    SELECT i.tenant_id, i.source, i.response_id, i.account_ref, i.email, i.score,
+           i.comment, i.submitted_at, i.source_updated_at,
+           match.account_id, match.matched_by, match.merged_from_account_id
+    FROM claimed_input AS i
+    CROSS JOIN LATERAL revcov_lock_and_match_response(
+        i.tenant_id,
+        i.account_ref,
+        nullif(lower(btrim(i.email)), ''),
+        lower(substring(btrim(i.email) from '@([^@]+)$'))
+    ) AS match
+    ORDER BY i.position
+),
+written AS (
+    INSERT INTO responses AS stored (
+        tenant_id, source, response_id, account_ref, email, score, comment, submitted_at,
+        source_updated_at, account_id, matched_by, merged_from_account_id
+    )
+    SELECT * FROM incoming
+    {_RESPONSE_UPSERT_RULES}
+    RETURNING stored.tenant_id, stored.source, stored.response_id, stored.account_id,
+              (xmax = 0) AS inserted
+),
+delivery AS (
+    INSERT INTO webhook_deliveries (
+        tenant_id, endpoint_id, delivery_key, source, event_type, status, response_id,
+        content_type, headers, body, received_at
+    )
+    SELECT i.tenant_id, i.endpoint_id, i.delivery_key, i.delivery_source, i.event_type,
+           'processed', i.response_id, i.content_type, i.headers::jsonb, i.body,
+           i.received_at
+    FROM claimed_input AS i
+    ORDER BY i.position
+    RETURNING tenant_id, endpoint_id, delivery_key, id
+)
+SELECT
+    endpoint.position IS NOT NULL AS endpoint_current,
+    d.id AS delivery_id,
+    w.inserted,
+    coalesce(
+        w.account_id IS NOT NULL,
+        (SELECT r.account_id IS NOT NULL FROM responses AS r
+         WHERE r.tenant_id = i.tenant_id AND r.source = i.source
+             AND r.response_id = i.response_id)
+    ) AS matched
+FROM input AS i
+LEFT JOIN endpoint USING (position)
+LEFT JOIN delivery AS d
+    ON d.tenant_id = i.tenant_id AND d.endpoint_id = i.endpoint_id
+    AND d.delivery_key = i.delivery_key
+LEFT JOIN written AS w
+    ON d.id IS NOT NULL AND w.tenant_id = i.tenant_id AND w.source = i.source
+    AND w.response_id = i.response_id
+ORDER BY i.position
+"""
+
+# Takes, per tenant in the order of its id, the resolution lock shared and then the
+# quarter-state lock exclusively. This is the order of `write_responses` for several
+# responses, and the order in which the state triggers lock several tenants.
+LOCK_INGEST_TENANTS = f"""
+SELECT pg_advisory_xact_lock_shared({RESOLUTION_LOCK_CLASS}, hashtext(ordered.id::text)),
+       pg_advisory_xact_lock({QUARTER_STATE_LOCK_CLASS}, hashtext(ordered.id::text))
+FROM (SELECT DISTINCT id FROM unnest($1::uuid[]) AS id ORDER BY id) AS ordered
+"""
+
 IS_MATCHED = """
 SELECT account_id IS NOT NULL FROM responses
 WHERE tenant_id = $1 AND source = $2 AND response_id = $3
@@ -320,26 +435,23 @@ async def fetch_endpoint_raw(
     return row
 
 
-async def ingest_processed(
-    connection: asyncpg.Connection,
-    *,
-    fingerprint: str,
-    values: dict[str, Any],
-    response: ResponseIn,
-) -> asyncpg.Record:
-    """Store a processed delivery and write its response in one autocommit statement.
+@dataclass(frozen=True)
+class ProcessedDelivery:
+    """A processed delivery to store: its columns and its mapped response."""
 
-    `values` are the delivery's columns, as for `insert_delivery`. Returns
-    `endpoint_current` (false: nothing was written because the endpoint changed or is
-    gone), `delivery_id` (null for a duplicate), `inserted` (null when the stored version
-    of the response was kept) and `matched` (null when the response row is not visible
-    to this statement's snapshot, which only a concurrent first write of it causes).
-    """
-    row: asyncpg.Record = await connection.fetchrow(
-        INGEST_PROCESSED,
+    fingerprint: str
+    values: dict[str, Any]
+    response: ResponseIn
+
+
+def _ingest_parameters(delivery: ProcessedDelivery) -> tuple[Any, ...]:
+    """Return the parameters of `INGEST_PROCESSED` for one delivery, in order."""
+    values = delivery.values
+    response = delivery.response
+    return (
         values["tenant_id"],
         values["endpoint_id"],
-        fingerprint,
+        delivery.fingerprint,
         values["delivery_key"],
         values["received_at"],
         response.source,
@@ -356,7 +468,45 @@ async def ingest_processed(
         json.dumps(values["headers"]),
         values["body"],
     )
+
+
+async def ingest_processed(
+    connection: asyncpg.Connection, delivery: ProcessedDelivery
+) -> asyncpg.Record:
+    """Store a processed delivery and write its response in one autocommit statement.
+
+    The delivery's `values` are its columns, as for `insert_delivery`. Returns
+    `endpoint_current` (false: nothing was written because the endpoint changed or is
+    gone), `delivery_id` (null for a duplicate), `inserted` (null when the stored version
+    of the response was kept) and `matched` (null when the response row is not visible
+    to this statement's snapshot, which only a concurrent first write of it causes).
+    """
+    row: asyncpg.Record = await connection.fetchrow(INGEST_PROCESSED, *_ingest_parameters(delivery))
     return row
+
+
+async def lock_ingest_tenants(
+    connection: asyncpg.Connection, tenant_ids: Sequence[uuid.UUID]
+) -> None:
+    """Lock the tenants for a transaction that writes several responses (see
+    `LOCK_INGEST_TENANTS`)."""
+    await connection.execute(LOCK_INGEST_TENANTS, list(tenant_ids))
+
+
+async def ingest_processed_batch(
+    connection: asyncpg.Connection, deliveries: Sequence[ProcessedDelivery]
+) -> list[asyncpg.Record]:
+    """Store processed deliveries and write their responses in one statement.
+
+    Returns one row per delivery, in order, with the columns of `ingest_processed`. No two
+    deliveries may share a delivery key or a response.
+    """
+    # One array per parameter of `INGEST_PROCESSED`, in the same order.
+    columns = list(zip(*(_ingest_parameters(item) for item in deliveries), strict=True))
+    rows: list[asyncpg.Record] = await connection.fetch(
+        INGEST_PROCESSED_BATCH, *(list(column) for column in columns)
+    )
+    return rows
 
 
 async def is_matched_raw(

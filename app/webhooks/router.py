@@ -167,7 +167,7 @@ async def receive_webhook(request: Request, endpoint_id: EndpointId) -> WebhookA
     tried = request.scope.get(webhook_ingest.FAST_PATH_TRIED_SCOPE_KEY, False)
     if state.webhook_endpoint_cache is not None and not tried:
         result = await webhook_ingest.receive_processed(
-            state.engine, state.webhook_endpoint_cache, endpoint_id, delivery
+            state.webhook_ingest_writer, state.webhook_endpoint_cache, endpoint_id, delivery
         )
     if result is None:
         # The ORM path, for what the fast path does not cover. It commits at the end of the
