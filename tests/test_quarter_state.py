@@ -59,7 +59,13 @@ async def _write_book(api: httpx.AsyncClient, seed: int) -> None:
     rng = random.Random(seed)
     accounts = [f"acct-{index:02d}" for index in range(24)]
     for external_id in accounts:
-        body = {"name": external_id, "region": rng.choice(["EMEA", "AMER", None])}
+        body = {
+            "name": external_id,
+            "region": rng.choice(["EMEA", "AMER", None]),
+            "industry": rng.choice(["retail", " ", None]),
+            "owner": rng.choice(["kim", "lee", ""]),
+            "attributes": rng.choice([{"plan": "pro"}, {"plan": " "}, {}]),
+        }
         assert (await api.put(f"/v1/accounts/{external_id}", json=body)).status_code in (200, 201)
 
     updates = [
@@ -155,7 +161,17 @@ async def _assert_reports_match(app: FastAPI, tenant_id: uuid.UUID, labels: list
     async with session_scope(app.state.sessionmaker) as session:
         assert await queries.quarter_state_applies(session, tenant_id, windows)
 
-    by_region = queries.SegmentKey(dimension="region")
+    tiers = tuple(
+        queries.TierBand(label=tier["label"], min_revenue=Decimal(tier["min_revenue"]))
+        for tier in tenant.revenue_tiers
+    )
+    segment_keys = [
+        queries.SegmentKey(dimension="region"),
+        queries.SegmentKey(dimension="industry"),
+        queries.SegmentKey(dimension="owner"),
+        queries.SegmentKey(dimension="attribute", attribute="plan"),
+        queries.SegmentKey(dimension="tier", tiers=tiers),
+    ]
     by_revenue = list_queries.ListOrder(column="revenue", descending=True)
     listed = 0
     for window in windows:
@@ -182,11 +198,12 @@ async def _assert_reports_match(app: FastAPI, tenant_id: uuid.UUID, labels: list
             actual = await _rows(app, at_risk)
             assert actual == expected, (rollup, window.start)
             listed += len(actual)
-            expected = await _rows(app, queries.segments_statement(window, rule, by_region))
-            actual = await _rows(
-                app, queries.segments_statement(window, rule, by_region, from_state=True)
-            )
-            assert actual == expected, (rollup, window.start)
+            for key in segment_keys:
+                expected = await _rows(app, queries.segments_statement(window, rule, key))
+                actual = await _rows(
+                    app, queries.segments_statement(window, rule, key, from_state=True)
+                )
+                assert actual == expected, (rollup, window.start, key.dimension)
         expected = await _rows(app, queries.trend_statement(tenant_id, windows, rule))
         trend = queries.trend_statement(tenant_id, windows, rule, from_state=True)
         actual = await _rows(app, trend)
@@ -231,6 +248,17 @@ async def test_state_reports_match_responses(app: FastAPI, seed: int) -> None:
         tenant_id = uuid.UUID((await api.get("/v1/tenant")).json()["id"])
         await _write_book(api, seed)
         await _assert_reports_match(app, tenant_id, QUARTERS)
+
+    # Segments correct the state's sums for respondents of several accounts.
+    async with session_scope(app.state.sessionmaker) as session:
+        several = await session.scalar(
+            text(
+                "SELECT count(*) FROM respondent_quarter_scores "
+                "WHERE tenant_id = :tenant AND accounts > 1"
+            ),
+            {"tenant": tenant_id},
+        )
+    assert several > 0
 
 
 async def test_state_follows_quarter_grid_change(app: FastAPI) -> None:

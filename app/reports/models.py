@@ -20,8 +20,9 @@ class AccountQuarterScore(Base):
 
     `account_id` is the account a response counted for before any merge moved it.
     `latest_score` is the newest response's score and `senior_score` the newest score of
-    the most senior contact role. The other columns aggregate each respondent's newest
-    response. Accounts without a scored response in the quarter have no row.
+    the most senior contact role. `scored_responses` counts the scored responses, and the
+    other columns aggregate each respondent's newest response. Accounts without a scored
+    response in the quarter have no row.
     """
 
     __tablename__ = "account_quarter_scores"
@@ -38,6 +39,7 @@ class AccountQuarterScore(Base):
     min_score: Mapped[int] = mapped_column(SmallInteger)
     promoters: Mapped[int] = mapped_column(Integer)
     detractors: Mapped[int] = mapped_column(Integer)
+    scored_responses: Mapped[int] = mapped_column(Integer)
 
 
 class RespondentQuarterScore(Base):
@@ -45,7 +47,8 @@ class RespondentQuarterScore(Base):
 
     `respondent` is `email:` and the email key, or `response:` and the row id of a
     response without an email. The counts cover all of the respondent's scored responses
-    in the quarter, and those matched to no account.
+    in the quarter, and those matched to no account. `accounts` counts the distinct
+    accounts (before any merge) of those responses.
     """
 
     __tablename__ = "respondent_quarter_scores"
@@ -58,3 +61,4 @@ class RespondentQuarterScore(Base):
     latest_score: Mapped[int] = mapped_column(SmallInteger)
     scored_responses: Mapped[int] = mapped_column(Integer)
     unmatched_responses: Mapped[int] = mapped_column(Integer)
+    accounts: Mapped[int] = mapped_column(Integer)

@@ -42,6 +42,7 @@ from sqlalchemy import (
     or_,
     select,
     union,
+    union_all,
     values,
 )
 from sqlalchemy import true as sql_true
@@ -554,6 +555,22 @@ def account_buckets_cte(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()
     )
 
 
+def _state_bucket_and_value(rule: RollupRule) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """Build the bucket and the rule's figure of an `account_quarter_scores` row."""
+    scores = AccountQuarterScore.__table__.c
+    lowest = {
+        Rollup.LATEST: scores.latest_score,
+        Rollup.DECISION_MAKER: scores.senior_score,
+    }.get(rule.rollup, scores.min_score)
+    return _bucket_and_value(
+        rule,
+        scores.respondents,
+        scores.score_sum,
+        lowest,
+        100 * (scores.promoters - scores.detractors),
+    )
+
+
 def state_buckets_cte(
     tenant_id: uuid.UUID,
     quarter_starts: Sequence[datetime] | None,
@@ -569,18 +586,7 @@ def state_buckets_cte(
     account reports as another (`quarter_state_applies`).
     """
     state = AccountQuarterScore
-    scores = AccountQuarterScore.__table__.c
-    lowest = {
-        Rollup.LATEST: scores.latest_score,
-        Rollup.DECISION_MAKER: scores.senior_score,
-    }.get(rule.rollup, scores.min_score)
-    bucket, value = _bucket_and_value(
-        rule,
-        scores.respondents,
-        scores.score_sum,
-        lowest,
-        100 * (scores.promoters - scores.detractors),
-    )
+    bucket, value = _state_bucket_and_value(rule)
     columns = [state.account_id, bucket.label("bucket"), value.label("value")]
     if quarter_starts is None:
         assert window is not None
@@ -1088,6 +1094,24 @@ def _blank_as_null(value: Any) -> ColumnElement[Any]:
     return func.nullif(func.btrim(value), "")
 
 
+def _segment_value(key: SegmentKey, amount: ColumnElement[Any]) -> ColumnElement[Any]:
+    """Build an account's segment value. A tier comes from the revenue `amount`."""
+    if key.dimension == "tier":
+        highest_first = sorted(key.tiers, key=lambda tier: tier.min_revenue, reverse=True)
+        return case(
+            *(
+                (amount >= literal(tier.min_revenue, Numeric), literal(tier.label, Text))
+                for tier in highest_first[:-1]
+            ),
+            (amount > 0, literal(highest_first[-1].label, Text)),
+            else_=null(),
+        )
+    if key.dimension == "attribute":
+        return _blank_as_null(Account.attributes[key.attribute].astext)
+    fields = {"region": Account.region, "industry": Account.industry, "owner": Account.owner}
+    return _blank_as_null(fields[key.dimension])
+
+
 def _account_segments(
     key: SegmentKey, tenant_id: uuid.UUID, revenue_at_end: CTE, account_map: CTE
 ) -> CTE:
@@ -1101,24 +1125,9 @@ def _account_segments(
     no value.
     """
     source: Any = Account.__table__
-    segment: ColumnElement[Any]
     if key.dimension == "tier":
-        amount = revenue_at_end.c.amount
-        highest_first = sorted(key.tiers, key=lambda tier: tier.min_revenue, reverse=True)
-        segment = case(
-            *(
-                (amount >= literal(tier.min_revenue, Numeric), literal(tier.label, Text))
-                for tier in highest_first[:-1]
-            ),
-            (amount > 0, literal(highest_first[-1].label, Text)),
-            else_=null(),
-        )
         source = source.outerjoin(revenue_at_end, revenue_at_end.c.account_id == Account.id)
-    elif key.dimension == "attribute":
-        segment = _blank_as_null(Account.attributes[key.attribute].astext)
-    else:
-        fields = {"region": Account.region, "industry": Account.industry, "owner": Account.owner}
-        segment = _blank_as_null(fields[key.dimension])
+    segment = _segment_value(key, revenue_at_end.c.amount)
     mapped = select(account_map.c.account_id).where(account_map.c.account_id == Account.id)
     return (
         select(Account.id.label("account_id"), segment.label("segment"))
@@ -1203,25 +1212,171 @@ def _same_group(left: ColumnElement[Any], right: ColumnElement[Any]) -> ColumnEl
     )
 
 
-def segments_statement(
-    window: ReportWindow, rule: RollupRule, key: SegmentKey, *, from_state: bool = False
-) -> Select[tuple[object, ...]]:
-    """Build one statement for the coverage of every segment in the period.
+def _state_segment_accounts(
+    key: SegmentKey, window: ReportWindow, rule: RollupRule, revenue_at_end: CTE, account_map: CTE
+) -> CTE:
+    """Select every report account with its segment (as `_account_segments`), revenue,
+    bucket and quarter-state figures, reading `accounts` once for the whole statement.
 
-    Each segment is figured like `coverage_statement` over its own accounts and their
-    responses: the same revenue base, buckets and respondent rule. A respondent counts
-    once per segment with the latest of its responses to that segment's accounts.
-    Unmatched responses belong to no segment. Rows come by total revenue descending,
-    ties by segment value, with accounts without a value (a null segment) last. With
-    `from_state`, buckets come from the quarter state (see `quarter_state_applies`).
+    `amount` is null without a revenue record in force, and the bucket and figures are
+    null without a scored response in the quarter.
     """
-    account_map = account_map_cte(window)
-    revenue_at_end = revenue_at_end_cte(window, account_map, convert_all=False)
+    state = AccountQuarterScore
+    bucket, _ = _state_bucket_and_value(rule)
+    # The bucket's CASE has an ELSE, so an account without a state row needs its own null.
+    bucket = case((state.account_id.is_(None), null()), else_=bucket)
+    mapped = select(account_map.c.account_id).where(account_map.c.account_id == Account.id)
+    return (
+        select(
+            Account.id.label("account_id"),
+            _segment_value(key, revenue_at_end.c.amount).label("segment"),
+            revenue_at_end.c.amount,
+            bucket.label("bucket"),
+            state.promoters,
+            state.detractors,
+            state.respondents,
+            state.scored_responses,
+        )
+        .select_from(Account)
+        .outerjoin(revenue_at_end, revenue_at_end.c.account_id == Account.id)
+        .outerjoin(
+            state,
+            and_(
+                state.tenant_id == window.tenant_id,
+                state.quarter_start == window.start,
+                state.account_id == Account.id,
+            ),
+        )
+        .where(Account.tenant_id == window.tenant_id, ~mapped.exists())
+        .cte("segment_account_buckets")
+    )
+
+
+def _state_segment_respondents(window: ReportWindow, account_segments: CTE) -> Subquery:
+    """Select each segment's respondent and response counts from the quarter state.
+
+    The counts are those `_respondent_parts` computes from the scored responses of the
+    segment's accounts. Summing `account_quarter_scores` over a segment counts a
+    respondent once per account. So for each respondent of several accounts in the
+    quarter (`respondent_quarter_scores.accounts` above 1), read from its responses, the
+    sums drop its newest response per account and add its newest response per segment.
+    Responses of no account belong to no segment, so `unmatched_responses` is 0.
+    `account_segments` comes from `_state_segment_accounts`.
+    NOTE: when most respondents have several accounts, this reads about as many
+    responses as the statement over responses does.
+    """
+    from_state = select(
+        account_segments.c.segment,
+        account_segments.c.promoters,
+        account_segments.c.detractors,
+        account_segments.c.respondents,
+        account_segments.c.scored_responses,
+    ).where(account_segments.c.respondents.is_not(None))
+
+    several = RespondentQuarterScore
+    origin = func.coalesce(SurveyResponse.merged_from_account_id, SurveyResponse.account_id)
+    several_scored = (
+        select(
+            account_segments.c.segment,
+            origin.label("account_id"),
+            SurveyResponse.email_key.label("respondent"),
+            SurveyResponse.score,
+            SurveyResponse.submitted_at,
+            SurveyResponse.response_id,
+            SurveyResponse.source,
+        )
+        .select_from(several)
+        .join(
+            SurveyResponse,
+            and_(
+                SurveyResponse.tenant_id == window.tenant_id,
+                # Only a respondent with an email can have several accounts, because a
+                # response without an email is a respondent of its own.
+                SurveyResponse.email_key == func.substr(several.respondent, len("email:") + 1),
+                SurveyResponse.score.is_not(None),
+                SurveyResponse.submitted_at >= window.start,
+                SurveyResponse.submitted_at < window.end,
+            ),
+        )
+        .join(account_segments, account_segments.c.account_id == origin)
+        .where(
+            several.tenant_id == window.tenant_id,
+            several.quarter_start == window.start,
+            several.accounts > 1,
+            several.respondent.startswith("email:"),
+        )
+        .cte("several_scored")
+    )
+    newest_first = [
+        several_scored.c.submitted_at.desc(),
+        several_scored.c.response_id.desc(),
+        several_scored.c.source.desc(),
+    ]
+
+    def newest_by(*keys: ColumnElement[Any]) -> Subquery:
+        return (
+            select(several_scored.c.segment, several_scored.c.score)
+            .ext(distinct_on(*keys, several_scored.c.respondent))
+            .order_by(*keys, several_scored.c.respondent, *newest_first)
+            .subquery()
+        )
+
+    def respondent_counts(newest: Subquery, sign: int) -> Select[Any]:
+        return select(
+            newest.c.segment,
+            sign * func.count().filter(newest.c.score >= 9),
+            sign * func.count().filter(newest.c.score <= 6),
+            sign * func.count(),
+            literal(0),
+        ).group_by(newest.c.segment)
+
+    parts = union_all(
+        from_state,
+        respondent_counts(newest_by(several_scored.c.account_id), -1),
+        respondent_counts(newest_by(several_scored.c.segment), 1),
+    ).subquery("segment_state")
+
+    def total(figure: ColumnElement[Any]) -> ColumnElement[Any]:
+        return cast(func.sum(figure), BigInteger)
+
+    return (
+        select(
+            parts.c.segment,
+            total(parts.c.promoters).label("promoters"),
+            total(parts.c.detractors).label("detractors"),
+            total(parts.c.respondents).label("respondents"),
+            total(parts.c.scored_responses).label("scored_responses"),
+            cast(literal(0), BigInteger).label("unmatched_responses"),
+        )
+        .group_by(parts.c.segment)
+        .subquery("respondent_totals")
+    )
+
+
+def _state_segment_parts(
+    key: SegmentKey, window: ReportWindow, rule: RollupRule, revenue_at_end: CTE, account_map: CTE
+) -> tuple[CTE, CTE, list[Subquery]]:
+    """Build the segments, base accounts and respondent counts from the quarter state."""
+    account_segments = _state_segment_accounts(key, window, rule, revenue_at_end, account_map)
+    classified = (
+        select(
+            account_segments.c.segment,
+            account_segments.c.account_id,
+            account_segments.c.amount,
+            func.coalesce(account_segments.c.bucket, literal("unaccounted")).label("bucket"),
+        )
+        .where(account_segments.c.amount > 0)
+        .cte("classified")
+    )
+    return account_segments, classified, [_state_segment_respondents(window, account_segments)]
+
+
+def _response_segment_parts(
+    key: SegmentKey, window: ReportWindow, rule: RollupRule, revenue_at_end: CTE, account_map: CTE
+) -> tuple[CTE, CTE, list[Subquery]]:
+    """Build the segments, base accounts and respondent counts from the responses."""
     scored = scored_cte(window, account_map)
-    if from_state:
-        account_buckets = state_buckets_cte(window.tenant_id, None, window, rule)
-    else:
-        account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
+    account_buckets = account_buckets_cte(counted_cte(scored, rule.rollup), rule)
     account_segments = _account_segments(key, window.tenant_id, revenue_at_end, account_map)
     classified = (
         select(
@@ -1247,6 +1402,32 @@ def segments_statement(
         )
         .cte("segment_scored")
     )
+    return account_segments, classified, _respondent_parts(segment_scored, "segment")
+
+
+def segments_statement(
+    window: ReportWindow, rule: RollupRule, key: SegmentKey, *, from_state: bool = False
+) -> Select[tuple[object, ...]]:
+    """Build one statement for the coverage of every segment in the period.
+
+    Each segment is figured like `coverage_statement` over its own accounts and their
+    responses: the same revenue base, buckets and respondent rule. A respondent counts
+    once per segment with the latest of its responses to that segment's accounts.
+    Unmatched responses belong to no segment. Rows come by total revenue descending,
+    ties by segment value, with accounts without a value (a null segment) last. With
+    `from_state`, buckets and respondent counts come from the quarter state (see
+    `quarter_state_applies`).
+    """
+    account_map = account_map_cte(window)
+    revenue_at_end = revenue_at_end_cte(window, account_map, convert_all=False)
+    if from_state:
+        account_segments, classified, response_parts = _state_segment_parts(
+            key, window, rule, revenue_at_end, account_map
+        )
+    else:
+        account_segments, classified, response_parts = _response_segment_parts(
+            key, window, rule, revenue_at_end, account_map
+        )
     # Every value any account holds, every configured tier, and null for no value.
     groups = union(
         select(account_segments.c.segment),
@@ -1254,9 +1435,7 @@ def segments_statement(
         *(select(literal(tier.label, Text).label("segment")) for tier in key.tiers),
     ).cte("segments")
 
-    statement = _grouped_coverage(
-        groups, "segment", classified, _respondent_parts(segment_scored, "segment")
-    )
+    statement = _grouped_coverage(groups, "segment", classified, response_parts)
     return statement.order_by(
         statement.selected_columns["total_revenue"].desc(),
         groups.c.segment.is_(None),
