@@ -60,6 +60,21 @@ def test_money_columns_are_numeric(database_url: str) -> None:
     assert {column["data_type"] for column in columns} == {"numeric"}
 
 
+def test_state_refresh_runs_without_jit(database_url: str) -> None:
+    # A refresh's generic plans carry the cost of a whole-tenant rebuild, which made
+    # PostgreSQL compile every statement of a one-response refresh with JIT.
+    rows = asyncio.run(
+        _fetch(
+            database_url,
+            "SELECT proconfig FROM pg_proc WHERE proname = 'revcov_refresh_scores'",
+        )
+    )
+
+    assert len(rows) == 1
+    assert "jit=off" in rows[0]["proconfig"]
+    assert "plan_cache_mode=force_generic_plan" in rows[0]["proconfig"]
+
+
 async def _execute(url: str, *statements: str) -> None:
     connection = await asyncpg.connect(_plain_dsn(url))
     try:

@@ -11,6 +11,12 @@ segment's response count needs no response scan either.
 `revcov_write_scores` fills both columns. The rebuild at the end fills them for the
 existing rows.
 
+The revision also keeps one-response refreshes cheap in a database with few tenants.
+Their generic plans estimated the whole-tenant branches of `revcov_write_scores` at
+every row of a tenant, and such a cost made PostgreSQL 15 compile each statement with
+JIT: 172 ms per response INSERT with two tenants and 300,000 responses, against 1.2 ms
+with the whole-tenant statements skipped when no tenant is rebuilt and JIT off.
+
 Revision ID: 6c1f2d8e4b71
 Revises: 5b8e1c7d9a30
 Create Date: 2026-12-05 06:00:00+00:00
@@ -27,6 +33,8 @@ revision: str = "6c1f2d8e4b71"
 down_revision: str | None = "5b8e1c7d9a30"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+REFRESH_SCORES = "revcov_refresh_scores(uuid[], bigint[], text[], bigint[], timestamptz[], boolean)"
 
 # The previous revision's function, which now also writes `scored_responses` (counted in
 # `latest`) and `accounts` (the distinct origin accounts of a respondent's responses).
@@ -48,8 +56,13 @@ BEGIN
     WHERE state.tenant_id = k.tenant_id
         AND state.quarter_start = k.quarter_start
         AND state.account_id = k.account_id;
-    DELETE FROM account_quarter_scores WHERE tenant_id = ANY (whole_tenants);
-    DELETE FROM respondent_quarter_scores WHERE tenant_id = ANY (whole_tenants);
+    -- Refreshes run with generic plans, which do not know that `whole_tenants` is empty.
+    -- With few tenants in the database such a plan scans whole tables, so the
+    -- whole-tenant statements and branches run only for a rebuild.
+    IF cardinality(whole_tenants) > 0 THEN
+        DELETE FROM account_quarter_scores WHERE tenant_id = ANY (whole_tenants);
+        DELETE FROM respondent_quarter_scores WHERE tenant_id = ANY (whole_tenants);
+    END IF;
 
     INSERT INTO account_quarter_scores (
         tenant_id, quarter_start, account_id, latest_score, senior_score,
@@ -80,7 +93,8 @@ BEGIN
             r.response_id, r.source, r.email_key, r.account_id
         FROM responses AS r
         JOIN tenants AS t ON t.id = r.tenant_id
-        WHERE r.tenant_id = ANY (whole_tenants)
+        WHERE cardinality(whole_tenants) > 0
+            AND r.tenant_id = ANY (whole_tenants)
             AND r.score IS NOT NULL
             AND coalesce(r.merged_from_account_id, r.account_id) IS NOT NULL
     ),
@@ -197,7 +211,9 @@ BEGIN
             coalesce(r.merged_from_account_id, r.account_id)
         FROM responses AS r
         JOIN tenants AS t ON t.id = r.tenant_id
-        WHERE r.tenant_id = ANY (whole_tenants) AND r.score IS NOT NULL
+        WHERE cardinality(whole_tenants) > 0
+            AND r.tenant_id = ANY (whole_tenants)
+            AND r.score IS NOT NULL
     ),
     latest AS (
         SELECT DISTINCT ON (tenant_id, quarter_start, respondent)
@@ -254,6 +270,7 @@ def upgrade() -> None:
     op.execute("ALTER TABLE account_quarter_scores ALTER COLUMN scored_responses DROP DEFAULT")
     op.execute("ALTER TABLE respondent_quarter_scores ALTER COLUMN accounts DROP DEFAULT")
     op.execute(WRITE_SCORES)
+    op.execute(f"ALTER FUNCTION {REFRESH_SCORES} SET jit = off")
     # Segment reports read the respondents of several accounts, usually few, through it.
     op.execute(
         "CREATE INDEX ix_respondent_quarter_scores_several_accounts "
@@ -267,6 +284,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("SET LOCAL lock_timeout = '5s'")
     op.execute(_previous_write_scores())
+    op.execute(f"ALTER FUNCTION {REFRESH_SCORES} RESET jit")
     op.execute("DROP INDEX ix_respondent_quarter_scores_several_accounts")
     op.execute("ALTER TABLE respondent_quarter_scores DROP COLUMN accounts")
     op.execute("ALTER TABLE account_quarter_scores DROP COLUMN scored_responses")
