@@ -407,11 +407,29 @@ def scored_cte(window: ReportWindow, account_map: CTE, account_id: int | None = 
     merged-away account. With `account_id` given, only the responses of its report
     account are selected.
     """
+    statement = scored_select(window, account_map)
+    if account_id is not None:
+        origin = response_origin()
+        report_account = _report_account(account_map, origin)
+        statement = statement.where(report_account == _mapped_target(account_map, account_id))
+    return statement.cte("scored")
+
+
+def response_origin() -> ColumnElement[Any]:
+    """Build a response's account before any merge moved it."""
+    return func.coalesce(SurveyResponse.merged_from_account_id, SurveyResponse.account_id)
+
+
+def scored_select(window: ReportWindow, account_map: CTE) -> Select[Any]:
+    """Select the scored responses submitted in the period, as `scored_cte` does for every
+    account."""
     respondent = _respondent_key()
     role_rank = _role_rank()
-    origin = func.coalesce(SurveyResponse.merged_from_account_id, SurveyResponse.account_id)
+    origin = response_origin()
     report_account = _report_account(account_map, origin)
-    statement = (
+    # The contact join adds no rows: a contact link's key is (tenant, email, account), and
+    # the join fixes all three. The map has one row per account.
+    return (
         select(
             SurveyResponse.id,
             report_account.label("account_id"),
@@ -439,24 +457,24 @@ def scored_cte(window: ReportWindow, account_map: CTE, account_id: int | None = 
             SurveyResponse.submitted_at < window.end,
         )
     )
-    if account_id is not None:
-        statement = statement.where(report_account == _mapped_target(account_map, account_id))
-    # The contact join adds no rows: a contact link's key is (tenant, email, account), and
-    # the join fixes all three. The map has one row per account.
-    return statement.cte("scored")
 
 
-def _own_respondent(scored: CTE) -> ColumnElement[Any]:
+def _own_respondent(scored: FromClause) -> ColumnElement[Any]:
     # A response without an email is its own respondent, so its row id is its respondent key.
     return case((scored.c.respondent.is_(None), scored.c.id))
 
 
-def _newest_first(scored: CTE) -> list[ColumnElement[Any]]:
+def _newest_first(scored: FromClause) -> list[ColumnElement[Any]]:
     """Order responses from the newest; ties go to the greater response id, then source."""
     return [scored.c.submitted_at.desc(), scored.c.response_id.desc(), scored.c.source.desc()]
 
 
 def counted_cte(scored: CTE, rollup: Rollup, keys: Sequence[str] = ()) -> CTE:
+    """Select the matched responses that the rule counts (see `counted_select`)."""
+    return counted_select(scored, rollup, keys).cte("counted")
+
+
+def counted_select(scored: FromClause, rollup: Rollup, keys: Sequence[str] = ()) -> Select[Any]:
     """Select the matched responses that the rule counts, one or more per account.
 
     - `latest`: the account's latest response.
@@ -482,7 +500,7 @@ def counted_cte(scored: CTE, rollup: Rollup, keys: Sequence[str] = ()) -> CTE:
         statement = statement.ext(
             distinct_on(*account, scored.c.respondent, own_respondent)
         ).order_by(*account, scored.c.respondent, own_respondent, *_newest_first(scored))
-    return statement.cte("counted")
+    return statement
 
 
 def _bucket_and_value(
@@ -554,7 +572,8 @@ def account_buckets_cte(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()
 def state_buckets_cte(
     tenant_id: uuid.UUID, quarters: FromClause | None, window: ReportWindow | None, rule: RollupRule
 ) -> CTE:
-    """Select each covered account's bucket and the rule's figure from the quarter state.
+    """Select each covered account's bucket, the rule's figure and its lowest counted score
+    (`lowest_score`, the deciding score of the at-risk list) from the quarter state.
 
     The rows are those `account_buckets_cte` computes from the responses, read from
     `account_quarter_scores` (see `app.reports.models`) for one quarter (`window`) or for
@@ -575,7 +594,12 @@ def state_buckets_cte(
         lowest,
         100 * (scores.promoters - scores.detractors),
     )
-    columns = [state.account_id, bucket.label("bucket"), value.label("value")]
+    columns = [
+        state.account_id,
+        bucket.label("bucket"),
+        value.label("value"),
+        lowest.label("lowest_score"),
+    ]
     if quarters is None:
         assert window is not None
         return (
