@@ -73,15 +73,20 @@ def _sort_keys(rows: FromClause, order: ListOrder) -> list[ColumnElement[Any]]:
     return [key.desc() if order.descending else key.asc(), rows.c.account_external_id.asc()]
 
 
+def _after_position(
+    key: ColumnElement[Any], external_id: ColumnElement[Any], order: ListOrder
+) -> ColumnElement[bool]:
+    """Build the condition that a row comes after the keyset position in the list order."""
+    beyond = key < order.after_value if order.descending else key > order.after_value
+    return or_(beyond, and_(key == order.after_value, external_id > order.after_external_id))
+
+
 def _page(rows: Subquery, order: ListOrder, limit: int | None) -> Select[tuple[Any, ...]]:
     """Select the rows after the keyset position in the list order, at most `limit`."""
-    key = rows.c[order.column]
-    tie = rows.c.account_external_id
     statement = select(rows).order_by(*_sort_keys(rows, order))
     if order.after_external_id is not None:
-        beyond = key < order.after_value if order.descending else key > order.after_value
         statement = statement.where(
-            or_(beyond, and_(key == order.after_value, tie > order.after_external_id))
+            _after_position(rows.c[order.column], rows.c.account_external_id, order)
         )
     if limit is not None:
         statement = statement.limit(limit)
@@ -203,21 +208,47 @@ def _at_risk_page_from_state(
     account_map = account_map_cte(window)
     revenue_at_end = revenue_at_end_cte(window, account_map)
     account_buckets = state_buckets_cte(window.tenant_id, None, window, rule)
-    accounts = _account_names(window).cte("account_names")
-    listed = (
+    at_risk = (
         select(
             revenue_at_end.c.account_id,
-            accounts.c.external_id.label("account_external_id"),
-            accounts.c.name,
             revenue_at_end.c.amount.label("revenue"),
             account_buckets.c.lowest_score.label("score"),
         )
         .select_from(
             revenue_at_end.join(
                 account_buckets, account_buckets.c.account_id == revenue_at_end.c.account_id
-            ).join(accounts, accounts.c.id == revenue_at_end.c.account_id)
+            )
         )
         .where(revenue_at_end.c.amount > 0, account_buckets.c.bucket == "at_risk")
+        .subquery("at_risk")
+    )
+    # Looking up every at-risk account's external id, the tie-breaker of the order, took
+    # about a sixth of the statement at 1,000,000 accounts. The page's rows are among the
+    # first `limit` by the sort column alone, counting every row that ties with the last,
+    # so only those are looked up. After a keyset position the OR below stops at its first
+    # true operand, so only the rows at the position's sort value look up their id.
+    key = at_risk.c[order.column]
+    candidates = select(at_risk).order_by(key.desc() if order.descending else key.asc())
+    if order.after_external_id is not None:
+        external_id = (
+            select(Account.external_id)
+            .where(Account.tenant_id == window.tenant_id, Account.id == at_risk.c.account_id)
+            .scalar_subquery()
+        )
+        candidates = candidates.where(_after_position(key, external_id, order))
+    ranked = candidates.fetch(limit, with_ties=True).subquery("ranked")
+    listed = (
+        select(
+            ranked.c.account_id,
+            Account.external_id.label("account_external_id"),
+            Account.name,
+            ranked.c.revenue,
+            ranked.c.score,
+        )
+        .select_from(ranked)
+        .join(
+            Account, and_(Account.tenant_id == window.tenant_id, Account.id == ranked.c.account_id)
+        )
         .subquery("listed")
     )
     page = _page(listed, order, limit).cte("page")
