@@ -335,6 +335,23 @@ def revenue_at_end_cte(
     reads every row of this CTE anyway, such as one that sums them all, passes false and
     saves that pass.
     """
+    statement = revenue_at_end_select(window, account_map, account_id, convert_all=convert_all)
+    return statement.cte("revenue_at_end")
+
+
+def revenue_at_end_select(
+    window: ReportWindow,
+    account_map: CTE,
+    account_id: int | None = None,
+    *,
+    convert_all: bool = True,
+) -> Select[Any]:
+    """Build the statement of `revenue_at_end_cte`, for a caller that reads it once.
+
+    PostgreSQL writes out the rows of a CTE that calls a volatile function, as the
+    conversion does, even when the CTE is read once. A subquery of this statement passes
+    its rows on instead.
+    """
     end = literal(window.end, DateTime(timezone=True))
     as_of = literal(window.as_of, DateTime(timezone=True))
     statement = (
@@ -359,8 +376,8 @@ def revenue_at_end_cte(
     converted = select(latest.c.account_id, amount.label("amount")).subquery("converted")
     if window.level is Level.ACCOUNT:
         if not convert_all:
-            return select(*converted.c).cte("revenue_at_end")
-        return select(*converted.c, _convert_all(converted)).cte("revenue_at_end")
+            return select(*converted.c)
+        return select(*converted.c, _convert_all(converted))
 
     # Summing reads every converted amount, so no `_convert_all` is needed here.
     family = _report_account(account_map, converted.c.account_id)
@@ -373,7 +390,7 @@ def revenue_at_end_cte(
     )
     if account_id is not None:
         families = families.having(family == _mapped_target(account_map, account_id))
-    return families.cte("revenue_at_end")
+    return families
 
 
 def _convert_all(converted: Subquery) -> ColumnElement[int]:
@@ -719,7 +736,12 @@ def coverage_statement(
     gives the same figures when `quarter_state_applies` holds for the window.
     """
     account_map = account_map_cte(window)
-    revenue_at_end = revenue_at_end_cte(window, account_map, convert_all=False)
+    # The revenue and the classification stream into `binned`, the CTE in `_ranked` that
+    # is read twice. As CTEs, their rows (1,000,000 at full size) were written out and read
+    # back once more, because the volatile conversion keeps PostgreSQL from inlining them.
+    revenue_at_end = revenue_at_end_select(window, account_map, convert_all=False).subquery(
+        "revenue_at_end"
+    )
     if from_state:
         account_buckets = state_buckets_cte(window.tenant_id, None, window, rule)
     else:
@@ -737,7 +759,7 @@ def coverage_statement(
             )
         )
         .where(revenue_at_end.c.amount > 0)
-        .cte("classified")
+        .subquery("classified")
     )
     account_totals = select(*_account_aggregates(_ranked(classified))).subquery("account_totals")
     if from_state:
@@ -774,7 +796,7 @@ def coverage_statement(
 _BIN_BOUNDS = tuple(2.0 ** (step / 16) for step in range(-16 * 16, 64 * 16 + 1))
 
 
-def _ranked(classified: CTE, keys: Sequence[str] = ()) -> CTE:
+def _ranked(classified: FromClause, keys: Sequence[str] = ()) -> CTE:
     """Sum the base accounts into revenue bins per group and bucket: (keys, bucket, bin,
     accounts, revenue, half_accounts).
 
