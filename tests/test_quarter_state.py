@@ -144,6 +144,32 @@ async def _rows(app: FastAPI, statement: Any) -> list[dict[str, Any]]:
         return [dict(row) for row in (await session.execute(statement)).mappings().all()]
 
 
+async def _assert_at_risk_pages_match(
+    app: FastAPI, window: queries.ReportWindow, rule: queries.RollupRule
+) -> None:
+    """Compare the first and second at-risk pages of 2 rows in each revenue and score order,
+    which the quarter state builds from the page's accounts only."""
+    for column in ("revenue", "score"):
+        for descending in (True, False):
+            first_page = list_queries.ListOrder(column=column, descending=descending)
+            expected = await _rows(app, list_queries.at_risk_statement(window, rule, first_page, 2))
+            orders = [first_page]
+            if expected:
+                orders.append(
+                    list_queries.ListOrder(
+                        column=column,
+                        descending=descending,
+                        after_value=expected[0][column],
+                        after_external_id=expected[0]["account_external_id"],
+                    )
+                )
+            for order in orders:
+                expected = await _rows(app, list_queries.at_risk_statement(window, rule, order, 2))
+                statement = list_queries.at_risk_statement(window, rule, order, 2, from_state=True)
+                actual = await _rows(app, statement)
+                assert actual == expected, (rule.rollup, window.start, order)
+
+
 async def _assert_reports_match(app: FastAPI, tenant_id: uuid.UUID, labels: list[str]) -> None:
     tenant = await _tenant(app, tenant_id)
     windows = []
@@ -198,6 +224,7 @@ async def _assert_reports_match(app: FastAPI, tenant_id: uuid.UUID, labels: list
             actual = await _rows(app, at_risk)
             assert actual == expected, (rollup, window.start)
             listed += len(actual)
+            await _assert_at_risk_pages_match(app, window, rule)
             for key in segment_keys:
                 expected = await _rows(app, queries.segments_statement(window, rule, key))
                 actual = await _rows(

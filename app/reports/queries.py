@@ -339,6 +339,23 @@ def revenue_at_end_cte(
     reads every row of this CTE anyway, such as one that sums them all, passes false and
     saves that pass.
     """
+    statement = revenue_at_end_select(window, account_map, account_id, convert_all=convert_all)
+    return statement.cte("revenue_at_end")
+
+
+def revenue_at_end_select(
+    window: ReportWindow,
+    account_map: CTE,
+    account_id: int | None = None,
+    *,
+    convert_all: bool = True,
+) -> Select[Any]:
+    """Build the statement of `revenue_at_end_cte`, for a caller that reads it once.
+
+    PostgreSQL writes out the rows of a CTE that calls a volatile function, as the
+    conversion does, even when the CTE is read once. A subquery of this statement passes
+    its rows on instead.
+    """
     end = literal(window.end, DateTime(timezone=True))
     as_of = literal(window.as_of, DateTime(timezone=True))
     statement = (
@@ -363,8 +380,8 @@ def revenue_at_end_cte(
     converted = select(latest.c.account_id, amount.label("amount")).subquery("converted")
     if window.level is Level.ACCOUNT:
         if not convert_all:
-            return select(*converted.c).cte("revenue_at_end")
-        return select(*converted.c, _convert_all(converted)).cte("revenue_at_end")
+            return select(*converted.c)
+        return select(*converted.c, _convert_all(converted))
 
     # Summing reads every converted amount, so no `_convert_all` is needed here.
     family = _report_account(account_map, converted.c.account_id)
@@ -377,7 +394,7 @@ def revenue_at_end_cte(
     )
     if account_id is not None:
         families = families.having(family == _mapped_target(account_map, account_id))
-    return families.cte("revenue_at_end")
+    return families
 
 
 def _convert_all(converted: Subquery) -> ColumnElement[int]:
@@ -411,11 +428,29 @@ def scored_cte(window: ReportWindow, account_map: CTE, account_id: int | None = 
     merged-away account. With `account_id` given, only the responses of its report
     account are selected.
     """
+    statement = scored_select(window, account_map)
+    if account_id is not None:
+        origin = response_origin()
+        report_account = _report_account(account_map, origin)
+        statement = statement.where(report_account == _mapped_target(account_map, account_id))
+    return statement.cte("scored")
+
+
+def response_origin() -> ColumnElement[Any]:
+    """Build a response's account before any merge moved it."""
+    return func.coalesce(SurveyResponse.merged_from_account_id, SurveyResponse.account_id)
+
+
+def scored_select(window: ReportWindow, account_map: CTE) -> Select[Any]:
+    """Select the scored responses submitted in the period, as `scored_cte` does for every
+    account."""
     respondent = _respondent_key()
     role_rank = _role_rank()
-    origin = func.coalesce(SurveyResponse.merged_from_account_id, SurveyResponse.account_id)
+    origin = response_origin()
     report_account = _report_account(account_map, origin)
-    statement = (
+    # The contact join adds no rows: a contact link's key is (tenant, email, account), and
+    # the join fixes all three. The map has one row per account.
+    return (
         select(
             SurveyResponse.id,
             report_account.label("account_id"),
@@ -443,24 +478,24 @@ def scored_cte(window: ReportWindow, account_map: CTE, account_id: int | None = 
             SurveyResponse.submitted_at < window.end,
         )
     )
-    if account_id is not None:
-        statement = statement.where(report_account == _mapped_target(account_map, account_id))
-    # The contact join adds no rows: a contact link's key is (tenant, email, account), and
-    # the join fixes all three. The map has one row per account.
-    return statement.cte("scored")
 
 
-def _own_respondent(scored: CTE) -> ColumnElement[Any]:
+def _own_respondent(scored: FromClause) -> ColumnElement[Any]:
     # A response without an email is its own respondent, so its row id is its respondent key.
     return case((scored.c.respondent.is_(None), scored.c.id))
 
 
-def _newest_first(scored: CTE) -> list[ColumnElement[Any]]:
+def _newest_first(scored: FromClause) -> list[ColumnElement[Any]]:
     """Order responses from the newest; ties go to the greater response id, then source."""
     return [scored.c.submitted_at.desc(), scored.c.response_id.desc(), scored.c.source.desc()]
 
 
 def counted_cte(scored: CTE, rollup: Rollup, keys: Sequence[str] = ()) -> CTE:
+    """Select the matched responses that the rule counts (see `counted_select`)."""
+    return counted_select(scored, rollup, keys).cte("counted")
+
+
+def counted_select(scored: FromClause, rollup: Rollup, keys: Sequence[str] = ()) -> Select[Any]:
     """Select the matched responses that the rule counts, one or more per account.
 
     - `latest`: the account's latest response.
@@ -486,7 +521,7 @@ def counted_cte(scored: CTE, rollup: Rollup, keys: Sequence[str] = ()) -> CTE:
         statement = statement.ext(
             distinct_on(*account, scored.c.respondent, own_respondent)
         ).order_by(*account, scored.c.respondent, own_respondent, *_newest_first(scored))
-    return statement.cte("counted")
+    return statement
 
 
 def _bucket_and_value(
@@ -555,18 +590,25 @@ def account_buckets_cte(counted: CTE, rule: RollupRule, keys: Sequence[str] = ()
     )
 
 
-def _state_bucket_and_value(rule: RollupRule) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-    """Build the bucket and the rule's figure of an `account_quarter_scores` row."""
+def _state_lowest_score(rule: RollupRule) -> ColumnElement[Any]:
+    """Return the lowest score that the rule counts in an `account_quarter_scores` row,
+    which is also the deciding score of the at-risk list."""
     scores = AccountQuarterScore.__table__.c
-    lowest = {
+    lowest: ColumnElement[Any] = {
         Rollup.LATEST: scores.latest_score,
         Rollup.DECISION_MAKER: scores.senior_score,
     }.get(rule.rollup, scores.min_score)
+    return lowest
+
+
+def _state_bucket_and_value(rule: RollupRule) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """Build the bucket and the rule's figure of an `account_quarter_scores` row."""
+    scores = AccountQuarterScore.__table__.c
     return _bucket_and_value(
         rule,
         scores.respondents,
         scores.score_sum,
-        lowest,
+        _state_lowest_score(rule),
         100 * (scores.promoters - scores.detractors),
     )
 
@@ -577,7 +619,8 @@ def state_buckets_cte(
     window: ReportWindow | None,
     rule: RollupRule,
 ) -> CTE:
-    """Select each covered account's bucket and the rule's figure from the quarter state.
+    """Select each covered account's bucket, the rule's figure and its lowest counted score
+    (`lowest_score`, the deciding score of the at-risk list) from the quarter state.
 
     The rows are those `account_buckets_cte` computes from the responses, read from
     `account_quarter_scores` (see `app.reports.models`) for one quarter (`window`), or
@@ -587,7 +630,12 @@ def state_buckets_cte(
     """
     state = AccountQuarterScore
     bucket, value = _state_bucket_and_value(rule)
-    columns = [state.account_id, bucket.label("bucket"), value.label("value")]
+    columns = [
+        state.account_id,
+        bucket.label("bucket"),
+        value.label("value"),
+        _state_lowest_score(rule).label("lowest_score"),
+    ]
     if quarter_starts is None:
         assert window is not None
         return (
@@ -706,7 +754,12 @@ def coverage_statement(
     gives the same figures when `quarter_state_applies` holds for the window.
     """
     account_map = account_map_cte(window)
-    revenue_at_end = revenue_at_end_cte(window, account_map, convert_all=False)
+    # The revenue and the classification stream into `binned`, the CTE in `_ranked` that
+    # is read twice. As CTEs, their rows (1,000,000 at full size) were written out and read
+    # back once more, because the volatile conversion keeps PostgreSQL from inlining them.
+    revenue_at_end = revenue_at_end_select(window, account_map, convert_all=False).subquery(
+        "revenue_at_end"
+    )
     if from_state:
         account_buckets = state_buckets_cte(window.tenant_id, None, window, rule)
     else:
@@ -724,7 +777,7 @@ def coverage_statement(
             )
         )
         .where(revenue_at_end.c.amount > 0)
-        .cte("classified")
+        .subquery("classified")
     )
     account_totals = select(*_account_aggregates(_ranked(classified))).subquery("account_totals")
     if from_state:
