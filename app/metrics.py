@@ -17,6 +17,7 @@ from prometheus_client import (
     GC_COLLECTOR,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -98,6 +99,11 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.requests_in_progress = Gauge(
+            "revcov_http_requests_in_progress",
+            "HTTP requests received whose response has not been sent yet.",
+            registry=self.registry,
+        )
         self.webhook_deliveries = Counter(
             "revcov_webhook_deliveries",
             "Webhook deliveries by source platform and outcome, counted once committed.",
@@ -167,9 +173,11 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        self.metrics.requests_in_progress.inc()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            self.metrics.requests_in_progress.dec()
             self.metrics.record_request(
                 scope["method"], route_template(scope), status, time.perf_counter() - started
             )

@@ -85,9 +85,14 @@ def _bearer_token(scope: Scope) -> str | None:
 
 
 def _share_token(scope: Scope) -> str | None:
-    """Return the `token` query parameter, the share token of the coverage widget."""
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
-    return values[0] if values else None
+    """Return the `token` query parameter, the share token of the coverage widget.
+
+    A repeated parameter gives its last value, the one that FastAPI authenticates, so that
+    a request cannot pass a fresh bucket's token first.
+    """
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = parse_qs(query, keep_blank_values=True).get("token")
+    return values[-1] if values else None
 
 
 class RateLimitMiddleware:

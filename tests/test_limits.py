@@ -151,6 +151,25 @@ class TestRateLimits:
         problem = assert_problem(limited, 429)
         assert "share token" in problem["detail"]
 
+    async def test_repeated_token_counts_last(self, limited_app: FastAPI) -> None:
+        _, key = await make_tenant(limited_app)
+        async with client_with_key(limited_app, key) as api:
+            token = (await api.post("/v1/share-tokens", json={"name": "wall"})).json()
+        transport = httpx.ASGITransport(app=limited_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            statuses = []
+            for number in range(4):
+                # A fresh decoy first, and the token that is authenticated last.
+                params = [
+                    ("token", f"decoy-{number}"),
+                    ("token", token["share_token"]),
+                    ("period", "2026-Q1"),
+                ]
+                response = await client.get("/v1/widgets/coverage.svg", params=params)
+                statuses.append(response.status_code)
+
+        assert statuses == [200, 200, 200, 429]
+
     async def test_limited_write_changes_nothing(self, limited_app: FastAPI) -> None:
         _, key = await make_tenant(limited_app)
 

@@ -332,6 +332,7 @@ class TestCsvApi:
 
         problem = assert_problem(response, 422)
         assert [error["location"] for error in problem["errors"]] == ["query.on_error"]
+        assert "text/csv" in problem["errors"][0]["message"]
         assert (await api.get("/v1/accounts/ACME-1")).status_code == 404
 
 

@@ -351,20 +351,35 @@ def _embedded_dsn(data_dir: Path) -> str:
     return f"postgresql://postgres@/revcov?host={socket_dir}&port={port}"
 
 
-async def _wait_for_waiting_requests(dsn: str, count: int) -> None:
+def _requests_in_progress(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("revcov_http_requests_in_progress "):
+            return float(line.split()[1])
+    raise AssertionError("revcov_http_requests_in_progress is missing from /metrics")
+
+
+async def _wait_for_held_requests(dsn: str, base_url: str, count: int) -> None:
+    """Wait until a write waits on the lock and `count` requests are in the service.
+
+    Deliveries that arrive during a write queue in the process for the next group commit,
+    so one write waits on the lock and the other requests wait for it.
+    """
     connection = await asyncpg.connect(dsn)
     try:
-        for _ in range(1200):
-            waiting = await connection.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name = 'revcov' AND wait_event_type = 'Lock'"
-            )
-            if waiting >= count:
-                return
-            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            for _ in range(1200):
+                waiting = await connection.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name = 'revcov' AND wait_event_type = 'Lock'"
+                )
+                # The request for /metrics counts itself.
+                held = _requests_in_progress((await client.get("/metrics")).text) - 1
+                if waiting >= 1 and held >= count:
+                    return
+                await asyncio.sleep(0.05)
     finally:
         await connection.close()
-    pytest.fail(f"fewer than {count} requests waited on the lock")
+    pytest.fail(f"fewer than {count} requests were held in the service")
 
 
 def _create_tenant_with_cli(data_dir: Path, cwd: Path) -> str:
@@ -419,7 +434,7 @@ def test_sigterm_under_load(tmp_path: Path) -> None:
                     )
                     for delivery in held
                 ]
-                await _wait_for_waiting_requests(dsn, HELD_IN_FLIGHT)
+                await _wait_for_held_requests(dsn, serve.base_url, HELD_IN_FLIGHT)
 
                 serve.terminate()
                 signalled = time.monotonic()

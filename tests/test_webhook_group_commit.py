@@ -211,38 +211,52 @@ async def test_same_response_twice_in_batch(
     assert batched == sequential
 
 
-async def test_mixed_tenants_in_batch(
+async def test_endpoints_share_tenant_batch(
+    app: FastAPI, api: httpx.AsyncClient, client: httpx.AsyncClient, admin: asyncpg.Connection
+) -> None:
+    endpoints = [await create_endpoint(api), await create_endpoint(api)]
+    token = new_token()
+    batch = Batch(app, client, admin)
+    await batch.hold(endpoints[0])
+    # The same delivery key and response id at two endpoints of one tenant: two separate
+    # deliveries of one response.
+    for endpoint in endpoints:
+        await batch.queue(endpoint, _scored(token, 4, event_id=token))
+    other_token = new_token()
+    await batch.queue(endpoints[1], _scored(other_token, 6))
+
+    answered = await batch.release()
+
+    assert [response.status_code for response in answered] == [200] * 3
+    assert [response.json()["status"] for response in answered] == ["processed"] * 3
+    delivery_ids = [response.json()["delivery_id"] for response in answered]
+    assert len(await _transactions(admin, delivery_ids)) == 1
+    assert (await stored_response(api, token))["score"] == 4
+    assert (await stored_response(api, other_token))["score"] == 6
+
+
+async def test_held_tenant_holds_up_no_other(
     app: FastAPI,
     api: httpx.AsyncClient,
     other_api: httpx.AsyncClient,
     client: httpx.AsyncClient,
     admin: asyncpg.Connection,
 ) -> None:
-    endpoints = [
-        await create_endpoint(api),
-        await create_endpoint(api),
-        await create_endpoint(other_api),
-    ]
-    token = new_token()
+    held_endpoint = await create_endpoint(api)
+    other_endpoint = await create_endpoint(other_api)
     batch = Batch(app, client, admin)
-    await batch.hold(endpoints[0])
-    # The same delivery key and response id at three endpoints of two tenants: three
-    # separate deliveries, and one response per tenant.
-    for endpoint in endpoints:
-        await batch.queue(endpoint, _scored(token, 4, event_id=token))
-    other_token = new_token()
-    await batch.queue(endpoints[2], _scored(other_token, 6))
+    await batch.hold(held_endpoint)
+    queued = await batch.queue(held_endpoint, _scored(new_token(), 5))
+    token = new_token()
 
+    # Answered while the first tenant's writes wait on its lock.
+    other = await deliver(client, other_endpoint["id"], _scored(token, 8))
+
+    assert other.status_code == 200
+    assert not queued.done()
+    assert (await stored_response(other_api, token))["score"] == 8
     answered = await batch.release()
-
-    assert [response.status_code for response in answered] == [200] * 4
-    assert [response.json()["status"] for response in answered] == ["processed"] * 4
-    delivery_ids = [response.json()["delivery_id"] for response in answered]
-    assert len(await _transactions(admin, delivery_ids)) == 1
-    assert (await stored_response(api, token))["score"] == 4
-    assert (await stored_response(other_api, token))["score"] == 4
-    assert (await stored_response(other_api, other_token))["score"] == 6
-    assert (await api.get(f"/v1/responses/typeform/{other_token}")).status_code == 404
+    assert [response.status_code for response in answered] == [200]
 
 
 async def test_failing_delivery_fails_alone(
@@ -299,28 +313,25 @@ async def test_cancelled_while_queued_left_out(
 
 
 async def test_cancelled_during_write_consistent(
-    app: FastAPI,
-    api: httpx.AsyncClient,
-    other_api: httpx.AsyncClient,
-    client: httpx.AsyncClient,
-    admin: asyncpg.Connection,
+    app: FastAPI, api: httpx.AsyncClient, client: httpx.AsyncClient, admin: asyncpg.Connection
 ) -> None:
-    # The first delivery goes to the other tenant, so that the batch of this tenant's
-    # deliveries can be held on its own lock once it has started.
+    # The quarter-state lock held shared lets the first delivery, a single write, through,
+    # and holds the batch after it, which takes that lock exclusively once it has started.
     endpoint = await create_endpoint(api)
-    other_endpoint = await create_endpoint(other_api)
     cancelled_token, kept_token = new_token(), new_token()
     batch = Batch(app, client, admin)
-    first = await batch.hold(other_endpoint)
+    first = await batch.hold(endpoint)
     cancelled_request = await batch.queue(endpoint, variant(cancelled_token))
     await batch.queue(endpoint, variant(kept_token))
     await admin.execute(
-        "SELECT pg_advisory_lock($1, hashtext($2))", QUARTER_STATE_LOCK_CLASS, _tenant_of(endpoint)
+        "SELECT pg_advisory_lock_shared($1, hashtext($2))",
+        QUARTER_STATE_LOCK_CLASS,
+        _tenant_of(endpoint),
     )
     await admin.execute(
         "SELECT pg_advisory_unlock($1, hashtext($2))",
         RESOLUTION_LOCK_CLASS,
-        _tenant_of(other_endpoint),
+        _tenant_of(endpoint),
     )
     assert (await first).status_code == 200
 

@@ -183,9 +183,10 @@ async def merge_account(
     )
 
 
-def reject_csv_options(request: Request, tenant: IngestTenant) -> None:
-    """Reject the text/csv query parameters on a JSON body, which would otherwise ignore
-    them silently. It takes the tenant so that the API key is checked first."""
+def reject_csv_options(request: Request, caller: CurrentCaller) -> None:
+    """Reject the text/csv query parameters on a JSON body with a message that names the
+    CSV body. It takes the caller so that the API key is checked first, and runs before
+    the route's scope check, which would reject them as unknown parameters."""
     sent = sorted(set(request.query_params) & CSV_OPTIONS)
     if sent:
         raise UnprocessableError(

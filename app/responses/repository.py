@@ -184,16 +184,20 @@ async def lock_resolution(session: AsyncSession, tenant_id: uuid.UUID, *, exclus
 QUARTER_STATE_LOCK_CLASS = 1919119732
 
 
-async def lock_quarter_state(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    """Take the tenant's quarter-state lock exclusively until the transaction ends.
+async def lock_quarter_state(
+    session: AsyncSession, tenant_id: uuid.UUID, *, exclusive: bool = True
+) -> None:
+    """Take the tenant's quarter-state lock until the transaction ends.
 
     The state triggers take it shared for a change of one response, with a lock per key,
-    and exclusively for any larger change. A transaction that may change several
-    responses or contacts takes it before its first write, so that it never waits for the
-    exclusive lock while holding key locks that another transaction waits for.
+    and exclusively for any larger change. A transaction that changes responses or
+    contacts takes it before its first write, shared for one response and exclusively
+    otherwise, so that it never waits for the lock while holding row or key locks that
+    another transaction waits for.
     """
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
     statement = select(
-        func.pg_advisory_xact_lock(
+        lock(
             literal(QUARTER_STATE_LOCK_CLASS, Integer),
             func.hashtext(bindparam("lock_tenant_id", type_=Text)),
         )

@@ -56,8 +56,7 @@ async def write_responses(
     # Locked before the upsert takes row locks: a change of accounts or contacts that holds
     # the lock exclusively may be waiting to update these rows.
     await repository.lock_resolution(session, tenant_id, exclusive=False)
-    if len(merged) > 1:
-        await repository.lock_quarter_state(session, tenant_id)
+    await repository.lock_quarter_state(session, tenant_id, exclusive=len(merged) > 1)
     written = await repository.upsert_responses(session, tenant_id, merged)
     await repository.resolve_accounts(
         session, tenant_id, response_ids=[response_pk for response_pk, _ in written]

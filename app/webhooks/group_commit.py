@@ -1,28 +1,29 @@
 """Group commit for the webhook ingest fast path.
 
 Each process writes processed deliveries through one `IngestWriter`, which keeps at most
-one write in flight. A delivery that arrives while the writer is idle is written at once
-with the one-statement autocommit path (`repository.ingest_processed`), so a single
-request waits no longer than before. Deliveries that arrive while a write is in flight
-wait for it, and the next write takes them all, up to `MAX_BATCH_DELIVERIES`, in one
-transaction. The batch then shares the round trips, the WAL flush and the run of the
-statement-level quarter-state trigger. Each request gets its response only after that
-commit, so a 2xx still means that its delivery and response are durable.
+one write in flight per tenant, so a tenant whose writes wait on its locks (a large batch
+of responses, a time-zone change) holds up no other tenant. A delivery that arrives while
+its tenant has no write in flight is written at once with the one-statement autocommit
+path (`repository.ingest_processed`), so a single request waits no longer than before.
+Deliveries that arrive while a write is in flight wait for it, and the tenant's next write
+takes them all, up to `MAX_BATCH_DELIVERIES`, in one transaction. The batch then shares
+the round trips, the WAL flush and the run of the statement-level quarter-state trigger.
+Each request gets its response only after that commit, so a 2xx still means that its
+delivery and response are durable.
 
 A batch keeps the outcome that sequential processing in arrival order would give. It is
 split into rounds, and a delivery goes into the round after the last one that holds its
 delivery key or its response. Most batches are one round, and each round is one
-statement. Before the first round the transaction locks its tenants as `write_responses`
+statement. Before the first round the transaction locks its tenant as `write_responses`
 does for several responses: the resolution lock shared, then the quarter-state lock
-exclusively, tenant by tenant in id order.
+exclusively.
 
 When a batch fails on a database error, its deliveries are written again one at a time,
 so one bad delivery fails only its own request.
 
-NOTE: a batch that holds a tenant's quarter-state lock can deadlock with a single write
-of the same delivery key or response on another connection (another process, or the ORM
-path), which takes that lock last. PostgreSQL then aborts one of them: a batch is retried
-one at a time, and a single write is answered with a 503 that the platform retries.
+A single write takes the same two locks shared before it writes any row
+(`repository.INGEST_PROCESSED`, `write_responses`), so a batch of another process never
+waits for its rows while it waits for the batch's lock.
 """
 
 import asyncio
@@ -214,13 +215,14 @@ class IngestWriter:
     def __init__(self, engine: AsyncEngine, *, max_batch: int = MAX_BATCH_DELIVERIES) -> None:
         self.engine = engine
         self.max_batch = max_batch
-        self._waiting: list[_Waiter] = []
-        self._flusher: asyncio.Task[None] | None = None
+        # By tenant: the deliveries waiting for the next write, and the task that writes.
+        self._waiting: dict[uuid.UUID, list[_Waiter]] = {}
+        self._flushers: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     @property
     def queued(self) -> int:
-        """The number of deliveries waiting for the next write."""
-        return len(self._waiting)
+        """The number of deliveries waiting for their tenant's next write."""
+        return sum(len(waiting) for waiting in self._waiting.values())
 
     async def write(self, item: ProcessedDelivery) -> DeliveryWrite:
         """Write a delivery, alone or in the next batch, and return once it is committed.
@@ -229,23 +231,30 @@ class IngestWriter:
         started yet. Otherwise its delivery is written and committed like the others.
         """
         future: asyncio.Future[DeliveryWrite] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._flusher is None:
+        tenant_id: uuid.UUID = item.values["tenant_id"]
+        self._waiting.setdefault(tenant_id, []).append((item, future))
+        if tenant_id not in self._flushers:
             # A context of its own, so that its log lines do not carry this request's id.
-            self._flusher = asyncio.create_task(self._flush_waiting(), context=Context())
+            self._flushers[tenant_id] = asyncio.create_task(
+                self._flush_waiting(tenant_id), context=Context()
+            )
         return await future
 
-    async def _flush_waiting(self) -> None:
+    async def _flush_waiting(self, tenant_id: uuid.UUID) -> None:
+        waiting = self._waiting[tenant_id]
         try:
-            while self._waiting:
-                waiters = self._waiting[: self.max_batch]
-                del self._waiting[: self.max_batch]
+            while waiting:
+                waiters = waiting[: self.max_batch]
+                del waiting[: self.max_batch]
                 # A request cancelled while it waited is left out.
                 batch = [(item, future) for item, future in waiters if not future.done()]
                 if batch:
                     await self._flush(batch)
         finally:
-            self._flusher = None
+            del self._flushers[tenant_id]
+            # Deliveries left by a cancelled flush go out with the tenant's next write.
+            if not waiting:
+                del self._waiting[tenant_id]
 
     async def _flush(self, batch: list[_Waiter]) -> None:
         items = [item for item, _ in batch]

@@ -251,18 +251,25 @@ _RESPONSE_UPSERT_RULES = """
 """
 
 # Stores a processed delivery and writes its response in one statement, so that it is
-# atomic and durable on its own in autocommit. The steps follow the ORM path: claim the
-# delivery key (a concurrent copy waits on it and then gets nothing), take the tenant's
-# resolution lock shared and match the account (`revcov_lock_and_match_response`), upsert
+# atomic and durable on its own in autocommit. The steps follow the ORM path: take the
+# tenant's resolution and quarter-state locks shared, in the order of `LOCK_INGEST_TENANTS`
+# and before any row lock, so that a group commit holding the state lock never waits for
+# this statement's rows while this statement waits for the lock; claim the delivery key (a
+# concurrent copy waits on it and then gets nothing), match the account under the
+# resolution lock (`revcov_lock_and_match_response`), upsert
 # the response with the version rules of `app.responses.repository._upsert_statement`,
 # and insert the delivery with its outcome. The match is set in the upsert itself, so it
 # follows `resolve_accounts`: a manual assignment is kept, and `merged_from_account_id`
 # changes only with the account or the rule. Nothing is written unless the endpoint still
 # has the settings the delivery was verified and mapped with (`$3`).
 INGEST_PROCESSED = f"""
-WITH endpoint AS (
+WITH locked AS (
+    SELECT pg_advisory_xact_lock_shared({RESOLUTION_LOCK_CLASS}, hashtext($1::uuid::text)),
+           pg_advisory_xact_lock_shared({QUARTER_STATE_LOCK_CLASS}, hashtext($1::uuid::text))
+),
+endpoint AS (
     SELECT e.tenant_id, e.id
-    FROM webhook_endpoints AS e
+    FROM webhook_endpoints AS e, locked
     WHERE e.tenant_id = $1 AND e.id = $2 AND {_ENDPOINT_FINGERPRINT} = $3
 ),
 claimed AS (
