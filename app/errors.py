@@ -263,6 +263,9 @@ _CONFLICT_SQLSTATES = {"40P01", "40001"}
 # connection slots (53300), or of a broken connection (class 08). asyncpg reports "the
 # database system is shutting down" (57P03) as a plain DBAPIError, not an OperationalError.
 _UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+# SQLSTATEs of a statement cancelled by `statement_timeout` (57014) or of a lock not
+# granted within `lock_timeout` (55P03): the database is too busy for the request now.
+_TIMEOUT_SQLSTATES = {"57014", "55P03"}
 
 
 async def render_database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -290,6 +293,17 @@ async def render_database_error(request: Request, exc: Exception) -> JSONRespons
                 detail="The request conflicted with a concurrent one and nothing was written; "
                 "retry it.",
                 headers={"Retry-After": "1"},
+            )
+        if state in _TIMEOUT_SQLSTATES:
+            log.warning("database.timeout", error=type(exc.orig).__name__, sqlstate=state)
+            return problem_response(
+                request,
+                status=503,
+                code="database-timeout",
+                title="Service unavailable",
+                detail="The database did not finish the request in time and nothing was "
+                "written; retry it later.",
+                headers={"Retry-After": "5"},
             )
         unavailable = state in _UNAVAILABLE_SQLSTATES or state.startswith("08")
         if not (unavailable or exc.connection_invalidated or isinstance(exc, OperationalError)):

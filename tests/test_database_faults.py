@@ -19,9 +19,11 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from app.db.migrations import upgrade_to_head
 from app.main import create_app
+from app.responses.repository import RESOLUTION_LOCK_CLASS
 from app.settings import Settings
 from tests.conftest import make_tenant
 from tests.fault_servers import ControlledPostgres
@@ -255,3 +257,40 @@ class TestDatabaseNotResponding:
         assert read.headers["content-type"] == PROBLEM_JSON
         assert ready.status_code == 503, ready.text
         assert ready.json()["ready"] is False
+
+
+RESPONSE = {
+    "source": "native",
+    "response_id": "timed-out",
+    "score": 3,
+    "submitted_at": "2026-02-01T12:00:00Z",
+}
+
+
+async def test_statement_timeout_gets_503(database_url: str, settings: Settings) -> None:
+    """A statement cancelled by `statement_timeout` while it waits for a lock gets 503."""
+    timed = settings.model_copy(update={"db_statement_timeout_ms": 300})
+    application = create_app(timed, database_url=database_url)
+    async with application.router.lifespan_context(application):
+        tenant_id, key = await make_tenant(application)
+        admin = await asyncpg.connect(
+            make_url(database_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        try:
+            # The lock that account changes hold while responses wait to be matched.
+            await admin.execute(
+                "SELECT pg_advisory_lock($1, hashtext($2))", RESOLUTION_LOCK_CLASS, str(tenant_id)
+            )
+            async with client_with_key(application, key) as api:
+                response = await api.post("/v1/responses", json={"responses": [RESPONSE]})
+                await admin.execute("SELECT pg_advisory_unlock_all()")
+                listed = await api.get("/v1/responses")
+        finally:
+            await admin.close()
+
+    problem = assert_problem(response, 503)
+    assert problem["type"] == "urn:revcov:problem:database-timeout"
+    assert response.headers["retry-after"] == "5"
+    assert listed.json()["items"] == []
