@@ -13,8 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
 
+def _alembic_ini() -> str:
+    if not ALEMBIC_INI.is_file():
+        # TODO: the wheel holds the `app` package only, so migrations need an editable install.
+        raise RuntimeError(
+            f"{ALEMBIC_INI} is missing: revcov runs its migrations from the source tree; "
+            "install it with `pip install -e .` from a checkout."
+        )
+    return str(ALEMBIC_INI)
+
+
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ALEMBIC_INI))
+    config = Config(_alembic_ini())
     config.attributes["database_url"] = database_url
     return config
 
@@ -26,7 +36,7 @@ def upgrade_to_head(database_url: str) -> None:
 
 @lru_cache
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_current_head()
+    return ScriptDirectory.from_config(Config(_alembic_ini())).get_current_head()
 
 
 async def current_revision(connection: AsyncConnection) -> str | None:
