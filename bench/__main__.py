@@ -134,7 +134,7 @@ def _run(
         # Large reports may take longer than the 30 s default while they are slow.
         "REVCOV_DB_STATEMENT_TIMEOUT_MS": "900000",
         # The endpoint's rate limit (200 deliveries per second after a burst of 5,000)
-        # would answer part of the ingest runs with 429. The benchmark measures what the
+        # would reject part of the ingest runs with 429. The benchmark measures what the
         # service can store, and the baseline has no limit either.
         "REVCOV_WEBHOOK_RATE_LIMIT_PER_SECOND": "0",
     }

@@ -249,7 +249,7 @@ async def test_held_tenant_holds_up_no_other(
     queued = await batch.queue(held_endpoint, _scored(new_token(), 5))
     token = new_token()
 
-    # Answered while the first tenant's writes wait on its lock.
+    # Stored while the first tenant's writes wait on its lock.
     other = await deliver(client, other_endpoint["id"], _scored(token, 8))
 
     assert other.status_code == 200

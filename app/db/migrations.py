@@ -15,7 +15,7 @@ ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
 def _alembic_ini() -> str:
     if not ALEMBIC_INI.is_file():
-        # TODO: the wheel holds the `app` package only, so migrations need an editable install.
+        # TODO: the wheel contains only the `app` package, so migrations need an editable install.
         raise RuntimeError(
             f"{ALEMBIC_INI} is missing: revcov runs its migrations from the source tree; "
             "install it with `pip install -e .` from a checkout."

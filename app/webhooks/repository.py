@@ -251,12 +251,12 @@ _RESPONSE_UPSERT_RULES = """
 """
 
 # Stores a processed delivery and writes its response in one statement, so that it is
-# atomic and durable on its own in autocommit. The steps follow the ORM path: take the
-# tenant's resolution and quarter-state locks shared, in the order of `LOCK_INGEST_TENANTS`
-# and before any row lock, so that a group commit holding the state lock never waits for
-# this statement's rows while this statement waits for the lock; claim the delivery key (a
-# concurrent copy waits on it and then gets nothing), match the account under the
-# resolution lock (`revcov_lock_and_match_response`), upsert
+# atomic and durable on its own in autocommit. It first takes the tenant's resolution and
+# quarter-state locks shared, in the order of `LOCK_INGEST_TENANTS` and before any row
+# lock. So a group commit that holds the state lock never waits for this statement's rows
+# while this statement waits for the lock. The other steps follow the ORM path: claim the
+# delivery key (a concurrent copy waits on it and then gets nothing), match the account
+# under the resolution lock (`revcov_lock_and_match_response`), upsert
 # the response with the version rules of `app.responses.repository._upsert_statement`,
 # and insert the delivery with its outcome. The match is set in the upsert itself, so it
 # follows `resolve_accounts`: a manual assignment is kept, and `merged_from_account_id`
