@@ -142,6 +142,9 @@ class ServiceRoute(APIRoute):
 
     # Routes called by other systems with query strings of their own turn the check off.
     checks_query = True
+    # Media types that a route sharing this one's method and path accepts instead of JSON,
+    # which a 415 names.
+    other_media_types: tuple[str, ...] = ()
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
@@ -153,7 +156,7 @@ class ServiceRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             if takes_json:
-                _require_json_content_type(request)
+                _require_json_content_type(request, self.other_media_types)
             return await handler(self.service_request(request))
 
         return handle
@@ -218,7 +221,7 @@ def reject_unknown_query(request: Request) -> None:
     )
 
 
-def _require_json_content_type(request: Request) -> None:
+def _require_json_content_type(request: Request, other_media_types: tuple[str, ...]) -> None:
     """Reject with 415 a body sent as anything but JSON to a route that reads JSON."""
     content_type = request.headers.get("content-type")
     if content_type is None:
@@ -226,10 +229,11 @@ def _require_json_content_type(request: Request) -> None:
     media_type = content_type.split(";")[0].strip().lower()
     if media_type == "application/json" or media_type.endswith("+json"):
         return
+    accepted = " or ".join(("application/json", *other_media_types))
     raise HTTPException(
         status_code=415,
         detail=f"Content-Type {media_type or content_type!r} is not supported; "
-        "send the body as application/json.",
+        f"send the body as {accepted}.",
     )
 
 

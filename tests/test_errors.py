@@ -133,6 +133,23 @@ class TestMalformedBody:
         assert response.status_code in (415, 422), response.text
         assert response.headers["content-type"] == PROBLEM_JSON
 
+    @pytest.mark.parametrize(
+        ("path", "accepted"),
+        [
+            ("/v1/revenue-updates", "application/json or text/csv"),
+            ("/v1/responses", "application/json."),
+        ],
+    )
+    async def test_unsupported_media_type_names_accepted(
+        self, api: httpx.AsyncClient, path: str, accepted: str
+    ) -> None:
+        response = await api.post(
+            path, content=b"account,amount", headers={"Content-Type": "text/plain"}
+        )
+
+        problem = assert_problem(response, 415)
+        assert accepted in problem["detail"]
+
 
 class TestWrongTypes:
     @pytest.mark.parametrize(

@@ -206,6 +206,8 @@ class RevenueUpdatesRoute(PrevalidatedBodyRoute):
     """Validates a batch of revenue updates straight from the body's bytes when it can."""
 
     parse_body = staticmethod(parse_revenue_update_batch)
+    # `CsvBodyRoute` takes the same method and path with a CSV body.
+    other_media_types = (CSV_MEDIA_TYPE,)
 
 
 async def post_revenue_updates(
