@@ -330,6 +330,14 @@ class TestBadPeriod:
         assert error_locations(problem) == ["query.period"]
         assert "2026-Q1" in problem["detail"]
 
+    async def test_bad_granularity_named_once(self, api: httpx.AsyncClient) -> None:
+        params = {"from": "2026-Q1", "to": "2026-Q2", "granularity": "quarterly"}
+
+        response = await api.get("/v1/coverage/trend", params=params)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["query.granularity"]
+
     async def test_from_without_to(self, api: httpx.AsyncClient) -> None:
         response = await api.get("/v1/coverage", params={"from": "2026-01-01"})
 

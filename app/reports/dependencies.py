@@ -1,4 +1,5 @@
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -195,6 +196,14 @@ def trend_labels(first: str, last: str, granularity: Granularity) -> list[str]:
     return [_label(prefix, ordinal, granularity) for ordinal in range(start, stop + 1)]
 
 
+@dataclass(frozen=True)
+class TrendRange:
+    """The periods of a trend, oldest first, and their length."""
+
+    periods: list[Period]
+    granularity: Granularity
+
+
 async def trend_periods(
     tenant: CurrentTenant,
     first: Annotated[
@@ -216,11 +225,11 @@ async def trend_periods(
     ] = Granularity.QUARTER,
     timezone: TimezoneQuery = None,
     as_of: AsOfQuery = None,
-) -> list[Period]:
+) -> TrendRange:
     """Resolve the periods of a trend, each as `/v1/coverage?period=<label>` resolves it."""
     zone = resolve_timezone(tenant.timezone, timezone)
     moment = datetime.now(UTC) if as_of is None else parse_as_of(as_of, zone)
-    return [
+    periods = [
         resolve_period(
             label,
             None,
@@ -231,7 +240,8 @@ async def trend_periods(
         )
         for label in trend_labels(first, last, granularity)
     ]
+    return TrendRange(periods=periods, granularity=granularity)
 
 
 SegmentByQuery = Annotated[SegmentBy, Depends(segment_by)]
-TrendPeriods = Annotated[list[Period], Depends(trend_periods)]
+TrendPeriods = Annotated[TrendRange, Depends(trend_periods)]

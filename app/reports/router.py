@@ -1,6 +1,4 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from app.accounts.router import ExternalIdPath
 from app.db.session import ReportSessionDep
@@ -16,7 +14,6 @@ from app.reports.dependencies import (
 from app.reports.schemas import (
     ClassificationRead,
     CoverageReport,
-    Granularity,
     Level,
     SegmentsReport,
     TrendReport,
@@ -96,13 +93,15 @@ async def get_coverage_segments(
 async def get_coverage_trend(
     session: ReportSessionDep,
     tenant: ReadTenant,
-    periods: TrendPeriods,
-    granularity: Annotated[Granularity, Query(description="Length of each period.")] = (
-        Granularity.QUARTER
-    ),
+    trend_range: TrendPeriods,
     rollup: RollupQuery = None,
     level: LevelQuery = Level.ACCOUNT,
 ) -> TrendReport:
     return await report_service.trend(
-        session, tenant, periods, granularity=granularity, rollup=rollup, level=level
+        session,
+        tenant,
+        trend_range.periods,
+        granularity=trend_range.granularity,
+        rollup=rollup,
+        level=level,
     )
