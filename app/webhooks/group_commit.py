@@ -12,7 +12,7 @@ Each request gets its response only after that commit, so a 2xx still means that
 delivery and response are durable.
 
 A batch keeps the outcome that sequential processing in arrival order would give. It is
-split into rounds, and a delivery goes into the round after the last one that holds its
+split into rounds, and a delivery goes into the round after the last one that contains its
 delivery key or its response. Most batches are one round, and each round is one
 statement. Before the first round the transaction locks its tenant as `write_responses`
 does for several responses: the resolution lock shared, then the quarter-state lock
