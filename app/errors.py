@@ -268,6 +268,26 @@ _UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
 _TIMEOUT_SQLSTATES = {"57014", "55P03"}
 
 
+# Failures after which the transaction wrote nothing and a retry can succeed: the
+# SQLSTATEs, the log event, the problem code, its detail and the Retry-After seconds.
+_RETRYABLE_FAILURES = (
+    (
+        _CONFLICT_SQLSTATES,
+        "database.conflict",
+        "concurrent-update",
+        "The request conflicted with a concurrent one and nothing was written; retry it.",
+        "1",
+    ),
+    (
+        _TIMEOUT_SQLSTATES,
+        "database.timeout",
+        "database-timeout",
+        "The database did not finish the request in time and nothing was written; retry it later.",
+        "5",
+    ),
+)
+
+
 async def render_database_error(request: Request, exc: Exception) -> JSONResponse:
     """Turn database failures into 503 (retry), 422 (a value PostgreSQL rejected) or 500."""
     if isinstance(exc, DBAPIError):
@@ -283,28 +303,17 @@ async def render_database_error(request: Request, exc: Exception) -> JSONRespons
                 detail="A value in the request is out of range or not storable as text; "
                 "check numbers, timestamps and text for unusual characters.",
             )
-        if state in _CONFLICT_SQLSTATES:
-            log.warning("database.conflict", error=type(exc.orig).__name__, sqlstate=state)
-            return problem_response(
-                request,
-                status=503,
-                code="concurrent-update",
-                title="Service unavailable",
-                detail="The request conflicted with a concurrent one and nothing was written; "
-                "retry it.",
-                headers={"Retry-After": "1"},
-            )
-        if state in _TIMEOUT_SQLSTATES:
-            log.warning("database.timeout", error=type(exc.orig).__name__, sqlstate=state)
-            return problem_response(
-                request,
-                status=503,
-                code="database-timeout",
-                title="Service unavailable",
-                detail="The database did not finish the request in time and nothing was "
-                "written; retry it later.",
-                headers={"Retry-After": "5"},
-            )
+        for states, event, code, detail, retry_after in _RETRYABLE_FAILURES:
+            if state in states:
+                log.warning(event, error=type(exc.orig).__name__, sqlstate=state)
+                return problem_response(
+                    request,
+                    status=503,
+                    code=code,
+                    title="Service unavailable",
+                    detail=detail,
+                    headers={"Retry-After": retry_after},
+                )
         unavailable = state in _UNAVAILABLE_SQLSTATES or state.startswith("08")
         if not (unavailable or exc.connection_invalidated or isinstance(exc, OperationalError)):
             raise exc
