@@ -162,15 +162,16 @@ def without_segment(report: dict[str, Any]) -> dict[str, Any]:
 def report_statements(app: FastAPI) -> Iterator[list[str]]:
     """Collect the report statements the app runs in the block.
 
-    Every report statement has the `account_buckets` CTE, and no other statement has it,
-    so the webhook fetcher's background queries are left out.
+    Every report statement has the `account_buckets` CTE, or `bucket_codes` for a trend
+    read from the quarter state, and no other statement has either, so the webhook
+    fetcher's background queries are left out.
     """
     statements: list[str] = []
 
     def record(
         connection: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
-        if "account_buckets" in statement:
+        if "account_buckets" in statement or "bucket_codes" in statement:
             statements.append(statement)
 
     engine = app.state.engine.sync_engine

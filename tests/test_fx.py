@@ -197,6 +197,18 @@ class TestMissingRate:
         assert problem["type"] == "urn:revcov:problem:missing-fx-rate"
         assert problem["detail"].startswith(Q1_END_MESSAGE)
 
+    async def test_trend_without_any_rate(self, api: httpx.AsyncClient) -> None:
+        # With no rate into the reporting currency at all, the trend converts each record
+        # once instead of at every period, and must fail all the same.
+        await add_revenue(api, "US", "1000.00", "USD")
+        await add_revenue(api, "EU", "500.00", "EUR")
+
+        response = await api.get("/v1/coverage/trend", params={"from": "2026-Q1", "to": "2026-Q2"})
+
+        problem = assert_problem(response, 422)
+        assert problem["type"] == "urn:revcov:problem:missing-fx-rate"
+        assert problem["detail"].startswith(Q1_END_MESSAGE)
+
     async def test_csv_list_names_currency(self, api: httpx.AsyncClient) -> None:
         await add_revenue(api, "EU", "500.00", "EUR")
         await post_responses(api, {"response_id": "eu", "account_external_id": "EU", "score": 3})

@@ -68,11 +68,21 @@ async def _write_book(api: httpx.AsyncClient, seed: int) -> None:
         }
         assert (await api.put(f"/v1/accounts/{external_id}", json=body)).status_code in (200, 201)
 
+    # EUR revenue converts at the rate in force at each period's revenue instant, which
+    # changes within the span, so its amount differs from one quarter to the next.
+    rates = [
+        {"currency": "EUR", "rate": "1.1", "effective_at": (START - timedelta(days=1)).isoformat()},
+        *(
+            {"currency": "EUR", "rate": rate, "effective_at": _instant(rng)}
+            for rate in ("1.05", "1.2", "0.95", "1.15")
+        ),
+    ]
+    assert (await api.put("/v1/fx-rates", json={"rates": rates})).status_code == 200
     updates = [
         {
             "account_external_id": external_id,
             "amount": rng.choice(AMOUNTS),
-            "currency": "USD",
+            "currency": rng.choice(["USD", "USD", "USD", "EUR"]),
             "effective_at": _instant(rng),
         }
         for external_id in accounts

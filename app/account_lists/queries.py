@@ -125,7 +125,7 @@ def at_risk_statement(
     revenue_at_end = revenue_at_end_cte(window, account_map)
     scored = scored_cte(window, account_map)
     if from_state:
-        account_buckets = state_buckets_cte(window.tenant_id, None, window, rule)
+        account_buckets = state_buckets_cte(window, rule)
         at_risk_ids = select(account_buckets.c.account_id).where(
             account_buckets.c.bucket == "at_risk"
         )
@@ -207,7 +207,7 @@ def _at_risk_page_from_state(
     """
     account_map = account_map_cte(window)
     revenue_at_end = revenue_at_end_cte(window, account_map)
-    account_buckets = state_buckets_cte(window.tenant_id, None, window, rule)
+    account_buckets = state_buckets_cte(window, rule)
     at_risk = (
         select(
             revenue_at_end.c.account_id,
