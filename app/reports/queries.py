@@ -368,7 +368,10 @@ def revenue_at_end_select(
             ~_merged_away(window.tenant_id, RevenueRecord.account_id, end, as_of).exists(),
         )
         .ext(distinct_on(RevenueRecord.account_id))
-        .order_by(RevenueRecord.account_id, RevenueRecord.effective_at.desc())
+        # Accounts in descending order, so that PostgreSQL can read the records newest
+        # first through a backward scan of the primary key instead of sorting them: the
+        # sort spilled to disk at 1,000,000 accounts and grew faster than the data.
+        .order_by(RevenueRecord.account_id.desc(), RevenueRecord.effective_at.desc())
     )
     if account_id is not None and window.level is Level.ACCOUNT:
         statement = statement.where(
