@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -220,7 +220,9 @@ class WebhookIngestMiddleware:
             await self.app(scope, _replay_body(delivery.body, receive), send)
             return
         state.metrics.record_delivery(result.source, result.outcome)
-        await JSONResponse(result.ack.model_dump(mode="json"))(scope, receive, send)
+        # The same bytes as a JSONResponse of `model_dump(mode="json")`, in one step.
+        ack = Response(result.ack.model_dump_json(), media_type="application/json")
+        await ack(scope, receive, send)
 
     def _handles(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["method"] != "POST":
