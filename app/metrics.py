@@ -123,9 +123,9 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self._pool_collector: PoolCollector | None = None
-        # The labelled children by label values, because `labels()` took about 8 us per
+        # The labelled children by label values, because `labels()` took about 8 µs per
         # call on the 2-core benchmark machine, far more than a dictionary lookup. The
-        # metrics keep every child they create, so these hold no label set they do not.
+        # metrics keep every child they create, so these dictionaries add no label set.
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._delivery_children: dict[tuple[str, str], Counter] = {}
 

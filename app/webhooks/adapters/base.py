@@ -47,7 +47,7 @@ class InboundDelivery:
     headers: Mapping[str, str]
     received_at: datetime
     query: Mapping[str, str] = field(default_factory=dict)
-    # The parsed body once `parsed_json` has parsed it, as its only element.
+    # The value that `parsed_json` returns, as the only element once it has parsed the body.
     _parsed_json: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
@@ -55,10 +55,11 @@ class InboundDelivery:
         return hashlib.sha256(self.body).hexdigest()
 
     def parsed_json(self) -> Any:
-        """Return the body parsed as JSON with numbers as Decimal, parsed on the first call.
+        """Return the body parsed as JSON, with numbers as Decimal.
 
-        The delivery key and the mapping both read the body, and share this parse. The
-        value is shared too, so callers must not change it. Raises as `json.loads` does.
+        Only the first call parses the body, so the delivery key and the mapping share one
+        parse. Callers must not change the value, which they share too. Raises as
+        `json.loads` does, and a call after a failure parses again.
         """
         if not self._parsed_json:
             self._parsed_json.append(json.loads(self.body, parse_float=Decimal))
