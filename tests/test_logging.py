@@ -34,6 +34,11 @@ class Terminal(io.StringIO):
         return True
 
 
+class ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """Put the structlog and standard-library logging set-up back after the test."""
@@ -100,6 +105,28 @@ class TestFormat:
         lines = json_lines()
         assert lines[-1]["event"] == "Started server process [7]"
         assert lines[-1]["level"] == "warning"
+
+    def test_lines_below_level_dropped(
+        self, restore_logging: None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        stream = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        configure_logging("warning", "json")
+
+        structlog.get_logger().info("test.below_level")
+        structlog.get_logger().warning("test.at_level")
+
+        names = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+        assert names == ["test.at_level"]
+
+    def test_failed_write_not_raised(
+        self, restore_logging: None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(sys, "stderr", ClosedPipe())
+        configure_logging("info", "json")
+
+        # As with a standard-library handler, the error is reported and not raised.
+        structlog.get_logger().info("test.unwritable")
 
 
 class TestRequestId:

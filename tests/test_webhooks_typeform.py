@@ -12,7 +12,7 @@ import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.db.session import session_scope
+from app.webhooks.adapters.base import EndpointConfig, InboundDelivery
+from app.webhooks.adapters.typeform import TypeformAdapter
 from app.webhooks.models import WebhookDelivery
 from tests.helpers import add_account, assert_problem, coverage_q1
 
@@ -434,6 +436,30 @@ class TestReceive:
         await deliver(client, endpoint_id, variant(token, lambda p: drop_answers(p, "email")))
 
         assert (await stored_response(api, token))["email"] is None
+
+
+class TestAdapter:
+    def test_key_and_map_parse_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        event_id = json.loads(SAMPLE_BODY)["event_id"]
+        parsed: list[bytes] = []
+        loads = json.loads
+
+        def counting_loads(document: bytes, **options: Any) -> Any:
+            parsed.append(document)
+            return loads(document, **options)
+
+        monkeypatch.setattr(json, "loads", counting_loads)
+        adapter = TypeformAdapter()
+        delivery = InboundDelivery(body=SAMPLE_BODY, headers={}, received_at=datetime.now(UTC))
+        config = EndpointConfig(source="typeform", secrets=(SECRET,), account_field="account_id")
+
+        key = adapter.delivery_key(delivery)
+        mapped = adapter.map(delivery, config)
+
+        assert key == event_id
+        assert mapped.response is not None
+        assert mapped.response.response_id == SAMPLE_TOKEN
+        assert parsed == [SAMPLE_BODY]
 
 
 def add_answer(payload: dict[str, Any], answer: dict[str, Any]) -> None:

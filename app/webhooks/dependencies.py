@@ -28,7 +28,8 @@ async def inbound_delivery(request: Request) -> InboundDelivery:
     return InboundDelivery(
         body=body,
         headers={name.lower(): value for name, value in request.headers.items()},
-        query=dict(request.query_params),
+        # Most deliveries have no query string, so they skip building QueryParams.
+        query=dict(request.query_params) if request.scope.get("query_string") else {},
         received_at=clock(),
     )
 

@@ -191,14 +191,16 @@ async def write_batch(
     tenant_ids: list[uuid.UUID] = sorted({item.values["tenant_id"] for item in deliveries})
     rows: list[asyncpg.Record | None] = [None] * len(deliveries)
     async with raw_connection(engine) as connection:
-        async with connection.transaction():
-            await repository.lock_ingest_tenants(connection, tenant_ids)
-            for positions in _rounds(deliveries):
-                written = await repository.ingest_processed_batch(
-                    connection, [deliveries[position] for position in positions]
-                )
-                for position, row in zip(positions, written, strict=True):
-                    rows[position] = row
+        await repository.begin_and_lock_ingest_tenants(connection, tenant_ids)
+        for positions in _rounds(deliveries):
+            written = await repository.ingest_processed_batch(
+                connection, [deliveries[position] for position in positions]
+            )
+            for position, row in zip(positions, written, strict=True):
+                rows[position] = row
+        # Any error before this point makes `raw_connection` discard the connection, which
+        # ends the transaction without a commit.
+        await connection.execute("COMMIT")
         results = []
         for item, row in zip(deliveries, rows, strict=True):
             assert row is not None

@@ -422,10 +422,11 @@ ORDER BY i.position
 # Takes, per tenant in the order of its id, the resolution lock shared and then the
 # quarter-state lock exclusively. This is the order of `write_responses` for several
 # responses, and the order in which the state triggers lock several tenants.
+# `{tenant_ids}` is an array of UUID literals (see `begin_and_lock_ingest_tenants`).
 LOCK_INGEST_TENANTS = f"""
 SELECT pg_advisory_xact_lock_shared({RESOLUTION_LOCK_CLASS}, hashtext(ordered.id::text)),
        pg_advisory_xact_lock({QUARTER_STATE_LOCK_CLASS}, hashtext(ordered.id::text))
-FROM (SELECT DISTINCT id FROM unnest($1::uuid[]) AS id ORDER BY id) AS ordered
+FROM (SELECT DISTINCT id FROM unnest({{tenant_ids}}::uuid[]) AS id ORDER BY id) AS ordered
 """
 
 IS_MATCHED = """
@@ -492,12 +493,22 @@ async def ingest_processed(
     return row
 
 
-async def lock_ingest_tenants(
+async def begin_and_lock_ingest_tenants(
     connection: asyncpg.Connection, tenant_ids: Sequence[uuid.UUID]
 ) -> None:
-    """Lock the tenants for a transaction that writes several responses (see
-    `LOCK_INGEST_TENANTS`)."""
-    await connection.execute(LOCK_INGEST_TENANTS, list(tenant_ids))
+    """Start a transaction and lock the tenants for writing several responses (see
+    `LOCK_INGEST_TENANTS`), in one round trip.
+
+    Both statements go in one simple-protocol message, which cannot carry parameters, so
+    the ids are written into it as literals.
+    """
+    for tenant_id in tenant_ids:
+        # A UUID renders as hex digits and hyphens only, so it cannot end the literal.
+        if not isinstance(tenant_id, uuid.UUID):
+            raise TypeError(f"tenant id {tenant_id!r} is not a uuid.UUID")
+    literals = ", ".join(f"'{tenant_id}'" for tenant_id in tenant_ids)
+    lock = LOCK_INGEST_TENANTS.format(tenant_ids=f"ARRAY[{literals}]")
+    await connection.execute(f"BEGIN;\n{lock}")
 
 
 async def ingest_processed_batch(

@@ -315,12 +315,17 @@ class MappingOutcome:
         }
 
 
-def map_delivery(endpoint: WebhookEndpoint, delivery: InboundDelivery) -> MappingOutcome:
-    """Map a delivery with the endpoint's current settings; nothing is written here."""
+def map_delivery(
+    endpoint: WebhookEndpoint, delivery: InboundDelivery, *, config: EndpointConfig | None = None
+) -> MappingOutcome:
+    """Map a delivery with the endpoint's current settings; nothing is written here.
+
+    `config` is `endpoint_config(endpoint)` when the caller has built it already.
+    """
     adapter = adapter_for(endpoint.source)
     crash = None
     try:
-        mapped = adapter.map(delivery, endpoint_config(endpoint))
+        mapped = adapter.map(delivery, config if config is not None else endpoint_config(endpoint))
     except RecursionError:
         mapped = None
         error = MappingError("the body nests too deeply to be read")

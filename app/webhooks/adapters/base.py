@@ -47,10 +47,23 @@ class InboundDelivery:
     headers: Mapping[str, str]
     received_at: datetime
     query: Mapping[str, str] = field(default_factory=dict)
+    # The value that `parsed_json` returns, as the only element once it has parsed the body.
+    _parsed_json: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def body_digest(self) -> str:
         return hashlib.sha256(self.body).hexdigest()
+
+    def parsed_json(self) -> Any:
+        """Return the body parsed as JSON, with numbers as Decimal.
+
+        Only the first call parses the body, so the delivery key and the mapping share one
+        parse. Callers must not change the value, which they share too. Raises as
+        `json.loads` does, and a call after a failure parses again.
+        """
+        if not self._parsed_json:
+            self._parsed_json.append(json.loads(self.body, parse_float=Decimal))
+        return self._parsed_json[0]
 
     @property
     def content_type(self) -> str:
@@ -154,16 +167,17 @@ def require_token(delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
 # Payload helpers -----------------------------------------------------------------------
 
 
-def load_json(body: bytes) -> Any:
-    """Parse a JSON body, numbers as Decimal; raise MappingError when it is not JSON."""
+def load_json(delivery: InboundDelivery) -> Any:
+    """Return the parsed body (`InboundDelivery.parsed_json`); raise MappingError when it is
+    not JSON."""
     try:
-        return json.loads(body, parse_float=Decimal)
+        return delivery.parsed_json()
     except (UnicodeDecodeError, ValueError) as error:
         raise MappingError(f"the body is not valid JSON: {error}") from None
 
 
-def json_object(body: bytes) -> dict[str, Any]:
-    payload = load_json(body)
+def json_object(delivery: InboundDelivery) -> dict[str, Any]:
+    payload = load_json(delivery)
     if not isinstance(payload, dict):
         raise MappingError("the body is not a JSON object")
     return payload
@@ -173,7 +187,7 @@ def json_field_key(delivery: InboundDelivery, field: str) -> str:
     """Return a top-level field of a JSON body as the delivery key, or the body's digest
     when the body is not JSON or lacks the field. Numbers keep their exact text."""
     try:
-        payload = json.loads(delivery.body, parse_float=Decimal)
+        payload = delivery.parsed_json()
     except (UnicodeDecodeError, ValueError, RecursionError):
         payload = None
     value = payload.get(field) if isinstance(payload, dict) else None

@@ -57,7 +57,7 @@ class FormbricksAdapter:
         return message_id_key(delivery)
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
-        payload = json_object(delivery.body)
+        payload = json_object(delivery)
         event_type = text_or_none(payload.get("event"))
         if event_type not in RESPONSE_EVENTS:
             return MappedDelivery(event_type=event_type, response=None)

@@ -44,7 +44,7 @@ class SatisMeterAdapter:
         return f"sha256:{delivery.body_digest}"
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
-        payload = json_object(delivery.body)
+        payload = json_object(delivery)
         event_type = text_or_none(payload.get("event"))
         if event_type != RESPONSE_EVENT:
             return MappedDelivery(event_type=event_type, response=None)

@@ -155,7 +155,7 @@ class StandardWebhooksAdapter:
         return message_id_key(delivery)
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
-        payload = json_object(delivery.body)
+        payload = json_object(delivery)
         event_type = text_or_none(payload.get("type"))
         data = payload.get("data")
         if not isinstance(data, dict):

@@ -161,7 +161,7 @@ class SurveyMonkeyAdapter:
         return json_field_key(delivery, "event_id")
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
-        payload = json_object(delivery.body)
+        payload = json_object(delivery)
         event_type = text_or_none(payload.get("event_type"))
         if payload.get("object_type") != "response" or event_type not in RESPONSE_EVENTS:
             return MappedDelivery(event_type=event_type, response=None)

@@ -58,7 +58,7 @@ class SurvicateAdapter:
         return json_field_key(delivery, "messageId")
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
-        payload = json_object(delivery.body)
+        payload = json_object(delivery)
         event = payload.get("event")
         if not isinstance(event, dict) or not event:
             raise MappingError("event is missing or not an object")

@@ -97,7 +97,7 @@ class TallyAdapter:
         return json_field_key(delivery, "eventId")
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
-        payload = json_object(delivery.body)
+        payload = json_object(delivery)
         event_type = text_or_none(payload.get("eventType"))
         if event_type != RESPONSE_EVENT:
             return MappedDelivery(event_type=event_type, response=None)

@@ -67,7 +67,7 @@ class TypeformAdapter:
         return json_field_key(delivery, "event_id")
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
-        payload = json_object(delivery.body)
+        payload = json_object(delivery)
         event_type = text_or_none(payload.get("event_type"))
         if event_type not in RESPONSE_EVENTS:
             return MappedDelivery(event_type=event_type, response=None)
