@@ -371,6 +371,8 @@ def revenue_at_end_select(
         # Accounts in descending order, so that PostgreSQL can read the records newest
         # first through a backward scan of the primary key instead of sorting them: the
         # sort spilled to disk at 1,000,000 accounts and grew faster than the data.
+        # NOTE: when the records are not cached, the scan reads the table backwards, which
+        # the kernel's read-ahead does not help (9 s instead of 1.2 s once at that size).
         .order_by(RevenueRecord.account_id.desc(), RevenueRecord.effective_at.desc())
     )
     if account_id is not None and window.level is Level.ACCOUNT:
