@@ -17,6 +17,7 @@ from app import __version__
 from app.logging import configure_logging
 from app.main import create_app
 from app.settings import Settings
+from app.webhooks.service import loggable_endpoint_id
 from tests.test_webhooks_typeform import SAMPLE_BODY, create_endpoint, deliver
 
 LogLines = Callable[[], list[dict[str, Any]]]
@@ -213,7 +214,7 @@ class TestWebhookLines:
 
         rejected = events(json_lines(), "webhook.signature_rejected")
         assert len(rejected) == 1
-        assert rejected[0]["endpoint_id"] == endpoint["id"]
+        assert rejected[0]["endpoint_id"] == loggable_endpoint_id(endpoint["id"])
         assert rejected[0]["source"] == "typeform"
         assert rejected[0]["level"] == "warning"
         assert "request_id" in rejected[0]
@@ -228,7 +229,7 @@ class TestWebhookLines:
 
         received = events(json_lines(), "webhook.received")
         assert len(received) == 1
-        assert received[0]["endpoint_id"] == endpoint["id"]
+        assert received[0]["endpoint_id"] == loggable_endpoint_id(endpoint["id"])
         assert received[0]["delivery_id"] == response.json()["delivery_id"]
         assert received[0]["outcome"] == "unmatched"
         assert received[0]["request_id"] == response.headers["x-request-id"]

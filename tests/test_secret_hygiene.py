@@ -202,3 +202,66 @@ class TestPersonalDataStaysOut:
         assert EMAIL.split("@")[0] not in logged_text(logs)
         assert COMMENT not in logged_text(logs)
         assert logs, "nothing was captured"
+
+    async def test_mapping_failure_logs_no_payload_value(
+        self, api: httpx.AsyncClient, logs: list[dict[str, Any]]
+    ) -> None:
+        created = await api.post(
+            "/v1/webhook-endpoints",
+            json={"source": "typeform", "secret": SECRET, "score_field": "nps"},
+        )
+        endpoint_id = created.json()["id"]
+        bodies = [
+            typeform_body("hygiene-token-3").replace(b"2026-02-12T10:00:00Z", EMAIL.encode()),
+            typeform_body("hygiene-token-4").replace(
+                b'"number": 3', f'"number": "{EMAIL}"'.encode()
+            ),
+        ]
+
+        acks = []
+        for body in bodies:
+            headers = {
+                "content-type": "application/json",
+                "typeform-signature": typeform_signature(body, SECRET),
+            }
+            response = await api.post(f"/v1/webhooks/{endpoint_id}", content=body, headers=headers)
+            acks.append(response.json())
+
+        # The tenant reads the whole reason from the acknowledgement; the log names the field.
+        assert [ack["status"] for ack in acks] == ["failed", "failed"]
+        assert EMAIL in acks[0]["detail"]
+        failures = [entry for entry in logs if entry["event"] == "webhook.mapping_failed"]
+        assert [entry["reason"] for entry in failures] == [
+            "form_response.submitted_at is not a timestamp",
+            "the NPS answer is invalid",
+        ]
+        assert EMAIL.split("@")[0] not in logged_text(logs)
+
+
+class TestEndpointIdsStayOut:
+    async def test_logs_carry_a_prefix_only(
+        self, api: httpx.AsyncClient, logs: list[dict[str, Any]]
+    ) -> None:
+        # For platforms that sign nothing, the endpoint id is the webhook URL's only secret.
+        created = await api.post(
+            "/v1/webhook-endpoints", json={"source": "typeform", "secret": SECRET}
+        )
+        endpoint_id = created.json()["id"]
+        body = typeform_body("hygiene-token-5")
+        headers = {
+            "content-type": "application/json",
+            "typeform-signature": typeform_signature(body, SECRET),
+        }
+        delivered = await api.post(f"/v1/webhooks/{endpoint_id}", content=body, headers=headers)
+        patched = await api.patch(
+            f"/v1/webhook-endpoints/{endpoint_id}", json={"score_field": "nps"}
+        )
+
+        assert created.status_code == 201, created.text
+        assert delivered.status_code == 200, delivered.text
+        assert patched.status_code == 200, patched.text
+        events = {entry["event"] for entry in logs}
+        assert {"webhook_endpoint.created", "webhook.received"} <= events
+        assert "webhook_endpoint.updated" in events
+        assert endpoint_id not in logged_text(logs)
+        assert endpoint_id[:-24] + "..." in logged_text(logs)

@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 from app.db.session import create_sessionmaker
 from app.main import create_app
 from app.settings import Settings
+from app.webhooks.service import loggable_endpoint_id
 from app.webhooks.tasks import (
     MAX_RETRY_DELAY,
     FetchContext,
@@ -144,7 +145,7 @@ async def test_503_then_200_retried_with_backoff(
     next_attempt_at = datetime.fromisoformat(retried["next_attempt_at"])
     assert moment + timedelta(seconds=15) <= next_attempt_at <= moment + timedelta(seconds=30)
     assert len(retry_logs) == 1
-    assert retry_logs[0]["endpoint_id"] == endpoint_id
+    assert retry_logs[0]["endpoint_id"] == loggable_endpoint_id(endpoint_id)
     assert "HTTP 503" in retry_logs[0]["error"]
 
     too_early = await run_pass(app, moment + timedelta(seconds=14))

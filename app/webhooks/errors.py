@@ -22,8 +22,13 @@ class UnknownSourceError(UnprocessableError):
 
 
 class MappingError(Exception):
-    """A verified delivery that cannot become a response; it is stored as failed with the reason."""
+    """A verified delivery that cannot become a response; it is stored as failed with the reason.
 
-    def __init__(self, reason: str) -> None:
+    `log_reason` is the reason without any value from the payload, for log lines, because
+    a payload value may be an email or a comment. It defaults to `reason`.
+    """
+
+    def __init__(self, reason: str, *, log_reason: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.log_reason = reason if log_reason is None else log_reason

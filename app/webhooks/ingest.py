@@ -163,7 +163,7 @@ async def _receive(
         event_type=outcome.event_type,
         response=_RESPONSE_WRITES[written.inserted],
         tenant_id=str(endpoint.tenant_id),
-        endpoint_id=endpoint_id,
+        endpoint_id=service.loggable_endpoint_id(endpoint_id),
         delivery_id=delivery_id,
     )
     return service.DeliveryResult(

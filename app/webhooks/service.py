@@ -94,6 +94,16 @@ def new_endpoint_id(tenant_id: uuid.UUID) -> str:
     return f"{ENDPOINT_ID_SCHEME}_{tenant_id.hex}_{secrets.token_hex(16)}"
 
 
+def loggable_endpoint_id(endpoint_id: str) -> str:
+    """Return the endpoint id with its random part cut to 8 hex digits, for log lines.
+
+    For platforms that sign nothing (SatisMeter, and Jotform without a token) the whole id
+    is the only credential of the webhook URL, so no log line carries it.
+    """
+    scheme_and_tenant, _, random_part = endpoint_id.rpartition("_")
+    return f"{scheme_and_tenant[:40]}_{random_part[:8]}..."
+
+
 def tenant_id_from_endpoint_id(endpoint_id: str) -> uuid.UUID | None:
     parts = endpoint_id.split("_")
     if len(parts) != 3 or parts[0] != ENDPOINT_ID_SCHEME or len(parts[1]) != 32:
@@ -211,7 +221,7 @@ async def create_endpoint(
     log.info(
         "webhook_endpoint.created",
         tenant_id=str(tenant.id),
-        endpoint_id=endpoint.id,
+        endpoint_id=loggable_endpoint_id(endpoint.id),
         source=endpoint.source,
     )
     return endpoint
@@ -263,7 +273,7 @@ async def update_endpoint(
     log.info(
         "webhook_endpoint.updated",
         tenant_id=str(tenant.id),
-        endpoint_id=endpoint_id,
+        endpoint_id=loggable_endpoint_id(endpoint_id),
         fields=sorted(values),
     )
     return updated
@@ -299,6 +309,8 @@ class MappingOutcome:
     event_type: str | None = None
     response: ResponseIn | None = None
     error: str | None = None
+    # The error without payload values, for the log line (see `MappingError.log_reason`).
+    log_error: str | None = None
     fetch: dict[str, str] | None = None
     next_attempt_at: datetime | None = None
     # An exception an adapter raised on this payload, logged once the delivery has an id.
@@ -342,7 +354,12 @@ def map_delivery(
             f"({type(adapter_error).__name__}); replay it after upgrading revcov"
         )
     if mapped is None:
-        return MappingOutcome(status="failed", error=_storable(error.reason), crash=crash)
+        return MappingOutcome(
+            status="failed",
+            error=_storable(error.reason),
+            log_error=error.log_reason,
+            crash=crash,
+        )
 
     event_type = None if mapped.event_type is None else _storable(mapped.event_type)
     if mapped.response is not None:
@@ -364,13 +381,13 @@ async def _apply(
     """Write the mapped response of a stored delivery, log the outcome and acknowledge it."""
     fields = {
         "tenant_id": str(endpoint.tenant_id),
-        "endpoint_id": endpoint.id,
+        "endpoint_id": loggable_endpoint_id(endpoint.id),
         "delivery_id": delivery_id,
     }
     if outcome.crash is not None:
         log.error("webhook.adapter_crashed", exc_info=outcome.crash, **fields)
     if outcome.status == "failed":
-        log.warning("webhook.mapping_failed", reason=outcome.error, **fields)
+        log.warning("webhook.mapping_failed", reason=outcome.log_error, **fields)
         ack = WebhookAck(status="failed", delivery_id=delivery_id, detail=outcome.error)
         return DeliveryResult(ack, endpoint.source, "failed")
 
@@ -411,7 +428,7 @@ async def receive(
         log.warning(
             "webhook.signature_rejected",
             tenant_id=str(endpoint.tenant_id),
-            endpoint_id=endpoint.id,
+            endpoint_id=loggable_endpoint_id(endpoint.id),
             source=endpoint.source,
             reason=error.detail,
         )
@@ -449,7 +466,7 @@ def duplicate_result(endpoint: WebhookEndpoint, key: str) -> DeliveryResult:
     log.info(
         "webhook.duplicate_ignored",
         tenant_id=str(endpoint.tenant_id),
-        endpoint_id=endpoint.id,
+        endpoint_id=loggable_endpoint_id(endpoint.id),
         key=key,
     )
     return DeliveryResult(

@@ -40,7 +40,7 @@ from app.webhooks.adapters.base import FetchingAdapter
 from app.webhooks.dependencies import Clock, system_clock
 from app.webhooks.errors import MappingError
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
-from app.webhooks.service import endpoint_config
+from app.webhooks.service import endpoint_config, loggable_endpoint_id
 
 log = structlog.get_logger()
 
@@ -122,7 +122,7 @@ def _fetching_adapter(source: str) -> FetchingAdapter | None:
 def _log_fields(delivery: WebhookDelivery) -> dict[str, object]:
     return {
         "tenant_id": str(delivery.tenant_id),
-        "endpoint_id": delivery.endpoint_id,
+        "endpoint_id": loggable_endpoint_id(delivery.endpoint_id),
         "delivery_id": delivery.id,
         "source": delivery.source,
     }

@@ -228,7 +228,9 @@ def parse_timestamp(value: Any, *, zone: str, name: str) -> datetime:
         try:
             moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
         except ValueError:
-            raise MappingError(f"{name} {text!r} is not a timestamp") from None
+            raise MappingError(
+                f"{name} {text!r} is not a timestamp", log_reason=f"{name} is not a timestamp"
+            ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
     return moment
@@ -238,7 +240,10 @@ def _from_unix_seconds(value: int | Decimal, name: str) -> datetime:
     try:
         return datetime.fromtimestamp(float(value), tz=ZoneInfo("UTC"))
     except (OverflowError, OSError, ValueError):
-        raise MappingError(f"{name} {value} is not a Unix time in seconds") from None
+        raise MappingError(
+            f"{name} {value} is not a Unix time in seconds",
+            log_reason=f"{name} is not a Unix time in seconds",
+        ) from None
 
 
 def build_response(**fields: Any) -> ResponseIn:
@@ -251,4 +256,6 @@ def build_response(**fields: Any) -> ResponseIn:
             f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
             for item in error.errors()
         )
-        raise MappingError(f"the response is invalid: {problems}") from None
+        raise MappingError(
+            f"the response is invalid: {problems}", log_reason="the response is invalid"
+        ) from None

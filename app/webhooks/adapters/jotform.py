@@ -96,7 +96,10 @@ def _text_answer(answers: dict[str, Any], field: str) -> str | None:
     """Return a text answer; compound answers (name, address, date objects) are rejected."""
     value = answers.get(field)
     if isinstance(value, (dict, list)):
-        raise MappingError(f"the {field} answer is not a single value: {json.dumps(value)[:200]}")
+        raise MappingError(
+            f"the {field} answer is not a single value: {json.dumps(value)[:200]}",
+            log_reason=f"the {field} answer is not a single value",
+        )
     return text_or_none(value)
 
 

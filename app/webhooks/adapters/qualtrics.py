@@ -190,7 +190,10 @@ class QualtricsAdapter:
         try:
             return parse_score(values.get(key))
         except ValueError as error:
-            raise MappingError(f"result.values.{key} is invalid: {error}") from None
+            raise MappingError(
+                f"result.values.{key} is invalid: {error}",
+                log_reason=f"result.values.{key} is invalid",
+            ) from None
 
     def _comment(self, values: dict[str, Any], endpoint: EndpointConfig) -> str | None:
         if endpoint.comment_field is not None:

@@ -150,7 +150,10 @@ class TallyAdapter:
             return parse_score(_answer(field))
         except ValueError as error:
             label = field.get("label") or field.get("key")
-            raise MappingError(f"the NPS answer {label!r} is invalid: {error}") from None
+            raise MappingError(
+                f"the NPS answer {label!r} is invalid: {error}",
+                log_reason="the NPS answer is invalid",
+            ) from None
 
     def _comment(self, fields: list[dict[str, Any]], endpoint: EndpointConfig) -> str | None:
         field = _find_field(fields, endpoint.comment_field, COMMENT_FIELD_TYPES)

@@ -113,7 +113,9 @@ class TypeformAdapter:
         try:
             return parse_score(chosen[0].get("number"))
         except ValueError as error:
-            raise MappingError(f"the NPS answer is invalid: {error}") from None
+            raise MappingError(
+                f"the NPS answer is invalid: {error}", log_reason="the NPS answer is invalid"
+            ) from None
 
     def _comment(self, answers: list[dict[str, Any]], endpoint: EndpointConfig) -> str | None:
         if endpoint.comment_field is not None:
