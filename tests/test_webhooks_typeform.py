@@ -393,6 +393,21 @@ class TestReceive:
 
         assert response.status_code < 500, response.text
 
+    async def test_numeric_submitted_at_fails(
+        self, api: httpx.AsyncClient, client: httpx.AsyncClient, endpoint_id: str
+    ) -> None:
+        token = new_token()
+
+        def set_number(payload: dict[str, Any]) -> None:
+            payload["form_response"]["submitted_at"] = 123
+
+        response = await deliver(client, endpoint_id, variant(token, set_number))
+
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "failed"
+        assert "not an ISO 8601 string" in response.json()["detail"]
+        await assert_not_stored(api, token)
+
     async def test_unknown_account_unmatched(
         self, api: httpx.AsyncClient, client: httpx.AsyncClient, endpoint_id: str
     ) -> None:

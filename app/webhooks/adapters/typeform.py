@@ -132,4 +132,11 @@ class TypeformAdapter:
 
     def _submitted_at(self, form_response: dict[str, Any], endpoint: EndpointConfig) -> datetime:
         value = form_response.get("submitted_at") or form_response.get("landed_at")
+        # Typeform sends ISO 8601 strings. `parse_timestamp` would read a number as Unix
+        # seconds, which would store a wrong instant instead of failing the delivery.
+        if value is not None and not isinstance(value, str):
+            kind = {bool: "boolean", dict: "object", list: "array"}.get(type(value), "number")
+            raise MappingError(
+                f"form_response.submitted_at is a JSON {kind}, not an ISO 8601 string"
+            )
         return parse_timestamp(value, zone=endpoint.timezone, name="form_response.submitted_at")
