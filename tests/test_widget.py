@@ -54,6 +54,22 @@ async def loaded_api(api: httpx.AsyncClient) -> httpx.AsyncClient:
     return api
 
 
+@pytest.mark.parametrize(
+    ("ratio", "text"),
+    [
+        (0.9997, "99.9%"),
+        (0.9995, "99.9%"),
+        (1.0, "100.0%"),
+        (0.8145, "81.5%"),
+        (0.0004, "0.1%"),
+        (0.0, "0.0%"),
+        (None, "n/a"),
+    ],
+)
+def test_percent_never_rounds_to_whole(ratio: float | None, text: str) -> None:
+    assert percent(ratio) == text
+
+
 class TestCoverageSvg:
     @pytest.mark.parametrize(
         ("period", "rollup"),

@@ -52,9 +52,16 @@ def exact_money(amount: str | Decimal, currency: str) -> str:
 def percent(ratio: float | None) -> str:
     """Format a ratio as a percentage with one decimal, rounded half away from zero.
 
-    A null ratio reads `n/a`.
+    A ratio below 1 never reads 100.0% and one above 0 never reads 0.0%: 0.9997 reads
+    99.9%, so a gauge does not show full coverage while revenue is unaccounted. A null
+    ratio reads `n/a`.
     """
     if ratio is None:
         return "n/a"
-    value = (Decimal(str(ratio)) * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    exact = Decimal(str(ratio)) * 100
+    value = exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    if value == 100 and exact < 100:
+        value = Decimal("99.9")
+    elif value == 0 and exact > 0:
+        value = Decimal("0.1")
     return f"{value}%"

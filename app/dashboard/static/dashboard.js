@@ -78,9 +78,13 @@
   }
 
   // 81.4%: ratios arrive with 4 decimal places, so integer arithmetic rounds them exactly.
+  // As on the server, a ratio below 1 never reads 100.0% and one above 0 never 0.0%.
   function percent(ratio) {
     if (ratio === null || ratio === undefined) return "n/a";
-    const tenths = divideRounded(BigInt(Math.round(ratio * 10000)), 10n);
+    const basisPoints = BigInt(Math.round(ratio * 10000));
+    let tenths = divideRounded(basisPoints, 10n);
+    if (tenths === 1000n && basisPoints < 10000n) tenths = 999n;
+    if (tenths === 0n && basisPoints > 0n) tenths = 1n;
     return (tenths / 10n).toString() + "." + (tenths % 10n).toString() + "%";
   }
 
