@@ -234,6 +234,15 @@ class TestCsvApi:
         assert "currency" in problem["detail"]
         assert "effective_date" in problem["detail"]
 
+    async def test_semicolon_file_hints_delimiter(self, api: httpx.AsyncClient) -> None:
+        text = "account_id;amount;currency;effective_at\nACME-1;1;USD;2026-01-01\n"
+
+        response = await post_csv(api, text)
+
+        problem = assert_problem(response, 422)
+        assert problem["type"] == "urn:revcov:problem:invalid-csv"
+        assert "set delimiter to ;" in problem["detail"]
+
     async def test_two_columns_for_field_rejected(self, api: httpx.AsyncClient) -> None:
         text = "account_id,external_id,amount,currency,date\nA,B,1,USD,2026-01-01\n"
 

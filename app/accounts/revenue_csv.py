@@ -300,8 +300,23 @@ def _header_columns(header: list[str], options: CsvOptions) -> dict[CsvField, in
             f"The header lacks a column for {', '.join(missing)}. Accepted names: {accepted}. "
             f"Map another header with column FIELD=HEADER"
             + (", or give a default currency." if "currency" in missing else ".")
+            + _delimiter_hint(header, options)
         )
     return columns
+
+
+def _delimiter_hint(header: list[str], options: CsvOptions) -> str:
+    """Suggest the delimiter of a header that reads as one column because it splits on
+    another separator, or return an empty string."""
+    if len(header) != 1:
+        return ""
+    for separator, name in ((";", ";"), ("\t", "a tab"), ("|", "|")):
+        if separator != options.delimiter and separator in header[0]:
+            return (
+                f" The header is one column that contains {name}: if that separates the "
+                f"columns, set delimiter to {name}."
+            )
+    return ""
 
 
 def _header_error(message: str) -> RevenueCsvInvalidError:
