@@ -202,3 +202,23 @@ async def test_new_tenant_key_has_all_scopes(app: FastAPI) -> None:
         keys = (await client.get("/v1/api-keys")).json()
 
     assert [item["scopes"] for item in keys] == [["ingest", "read", "admin"]]
+
+
+class TestMissingKeyMessages:
+    @pytest.mark.parametrize(
+        ("headers", "expected"),
+        [
+            ({}, "Missing API key; send it as `Authorization: Bearer <key>`."),
+            ({"Authorization": "rcv_not_shown"}, "does not start with `Bearer `"),
+            ({"Authorization": "Token rcv_not_shown"}, "does not start with `Bearer `"),
+            ({"X-API-Key": "rcv_not_shown"}, "does not read the X-API-Key header"),
+        ],
+    )
+    async def test_names_what_was_sent(
+        self, client: httpx.AsyncClient, headers: dict[str, str], expected: str
+    ) -> None:
+        response = await client.get("/v1/accounts", headers=headers)
+
+        problem = assert_problem(response, 401)
+        assert expected in problem["detail"]
+        assert "rcv_not_shown" not in response.text

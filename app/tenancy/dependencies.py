@@ -33,13 +33,31 @@ class Caller:
     api_key: ApiKey
 
 
+def _missing_key_message(request: Request, missing: str) -> str:
+    """Build the 401 message for a request without a Bearer credential, naming what the
+    request sent instead (never its value)."""
+    authorization = request.headers.get("authorization")
+    if authorization is not None and authorization.strip():
+        return (
+            f"{missing}: the Authorization header does not start with `Bearer `; send the "
+            "key as `Authorization: Bearer <key>`."
+        )
+    if "x-api-key" in request.headers:
+        return (
+            f"{missing}: revcov does not read the X-API-Key header; send the key as "
+            "`Authorization: Bearer <key>`."
+        )
+    return f"{missing}; send it as `Authorization: Bearer <key>`."
+
+
 async def get_caller(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise InvalidApiKeyError(
-            "Missing API key; send it as `Authorization: Bearer <key>`.",
+            _missing_key_message(request, "Missing API key"),
             headers={"WWW-Authenticate": "Bearer"},
         )
     api_key, tenant = await tenant_service.authenticate(session, credentials.credentials)
