@@ -121,6 +121,7 @@ async def test_missing_signature_rejected(
     ack = await post_delivery(client, endpoint_id, SAMPLE.body, headers)
 
     assert ack.status_code == 401
+    assert "set a signing secret in Tally's webhook settings" in ack.json()["detail"]
     assert await deliveries(api) == []
 
 

@@ -137,10 +137,15 @@ def require_signature(
     mismatch: str = "does not match the body",
 ) -> None:
     """Raise InvalidSignatureError unless `sent` equals one of the `expected` signatures."""
-    if not matches_any(sent, expected):
-        problem = "is missing" if not sent else mismatch
+    if not sent:
+        # The platform signs only once a secret is set in its webhook settings.
         raise InvalidSignatureError(
-            f"The {header} {problem}; check that the secret configured in {platform} "
+            f"The {header} is missing; set a signing secret in {platform}'s webhook "
+            "settings, equal to one of this endpoint's secrets."
+        )
+    if not matches_any(sent, expected):
+        raise InvalidSignatureError(
+            f"The {header} {mismatch}; check that the secret configured in {platform} "
             "equals one of this endpoint's secrets."
         )
 
