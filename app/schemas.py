@@ -94,6 +94,11 @@ def _require_text_timestamp(value: Any) -> Any:
     if isinstance(value, str):
         if value.strip().lstrip("-").isdigit():
             raise ValueError("a timestamp must be an ISO 8601 string with a UTC offset")
+        if len(value) == 10 and value[4] == "-" and value[7] == "-":
+            raise ValueError(
+                f"{value!r} is a date without a time; send a timestamp with a UTC offset, "
+                f"such as {value}T00:00:00Z"
+            )
         return value
     if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         raise ValueError("a timestamp must be an ISO 8601 string with a UTC offset")

@@ -276,6 +276,13 @@ class TestRevenueUpdates:
         assert result["updated"] == 0
         assert result["unchanged"] == 0
 
+    async def test_date_without_time_explained(self, api: httpx.AsyncClient) -> None:
+        response = await post_updates(api, revenue_update("A-1", "10.00", "2026-01-01"))
+
+        problem = assert_problem(response, 422)
+        assert "'2026-01-01' is a date without a time" in problem["detail"]
+        assert "2026-01-01T00:00:00Z" in problem["detail"]
+
     async def test_replay_is_noop(self, api: httpx.AsyncClient) -> None:
         updates = [revenue_update(f"A-{number}", "10.00") for number in range(3)]
         await post_updates(api, *updates)
