@@ -364,7 +364,12 @@ def import_revenue(
 
     try:
         with open_database(_database_url(settings), settings.data_dir) as url, progress:
-            result = asyncio.run(_import_revenue(url, settings, tenant_id, open_lines, options))
+            try:
+                result = asyncio.run(_import_revenue(url, settings, tenant_id, open_lines, options))
+            finally:
+                # A rejected file is read only once, so the bar ends where reading ended.
+                read = next(item.completed for item in progress.tasks if item.id == task)
+                progress.update(task, total=read)
     except RevenueCsvRejectedError as error:
         typer.echo(f"revcov import-revenue: {error.detail}", err=True)
         _echo_line_errors(error.result)
