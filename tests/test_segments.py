@@ -301,6 +301,14 @@ class TestTiers:
         assert found["small"]["total_revenue"] == "1000.49"
         assert found["large"]["total_revenue"] == "1000.50"
 
+    async def test_empty_tiers_in_band_order(self, api: httpx.AsyncClient) -> None:
+        await put_account(api, "A", "1000.00")
+
+        report = await segments(api, "tier")
+
+        order = [item["segment"] for item in report["segments"]]
+        assert order == ["under-25M", "25M-250M", "250M-and-over", "unassigned"]
+
     async def test_default_tiers_in_settings(self, api: httpx.AsyncClient) -> None:
         response = await api.get("/v1/tenant")
 

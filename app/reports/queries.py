@@ -1527,11 +1527,19 @@ def segments_statement(
 
     ranked = _ranked(classified, ("segment",))
     statement = _grouped_coverage(groups, "segment", ranked, response_parts)
-    return statement.order_by(
+    order: list[ColumnElement[Any]] = [
         statement.selected_columns["total_revenue"].desc(),
         groups.c.segment.is_(None),
-        groups.c.segment,
-    )
+    ]
+    if key.tiers:
+        # Tiers of equal revenue (empty ones, most often) come in band order, not by label.
+        order.append(
+            case(
+                *((groups.c.segment == tier.label, index) for index, tier in enumerate(key.tiers)),
+                else_=len(key.tiers),
+            )
+        )
+    return statement.order_by(*order, groups.c.segment)
 
 
 async def segment_totals(
