@@ -1838,12 +1838,10 @@ def _state_trend_ranked(
         foreign.c.position.label("last_position"),
     )
     every_span = union_all(steady_spans, foreign_spans).subquery("every_span")
-    # Written out once: the codes' join and the crossing bins' accounts read it.
+    # Written out once, because the covered spread, the span groups and the crossing
+    # bins' accounts all read it.
     spans = (
-        select(
-            every_span,
-            _revenue_bin(every_span.c.amount).label("bin"),
-        )
+        select(every_span, _revenue_bin(every_span.c.amount).label("bin"))
         .where(every_span.c.amount > 0)
         .cte("spans")
     )
