@@ -1,9 +1,12 @@
 """Exchange rates (PUT and GET /v1/fx-rates) and the conversion of revenue in every report."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, text
 
 from tests.factories import post_responses
 from tests.helpers import assert_problem
@@ -177,13 +180,63 @@ MISSING_RATE_REPORTS = [
 ]
 
 
+# PostgreSQL 16 renamed the setting that runs every parallel-safe plan in a worker.
+FORCE_PARALLEL = """
+SELECT set_config(
+    CASE WHEN current_setting('server_version_num')::int >= 160000
+        THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END,
+    %s, false
+)
+"""
+
+PARALLEL_MARKING = "SELECT proparallel::text FROM pg_proc WHERE proname = 'revcov_missing_fx_rate'"
+
+
+@pytest.fixture
+def in_parallel_workers(app: FastAPI) -> Iterator[None]:
+    """Run each statement of the app that may run in a parallel worker in one."""
+
+    def force(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(FORCE_PARALLEL.replace("%s", "'on'"))
+        cursor.close()
+
+    def reset(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(FORCE_PARALLEL.replace("%s", "'off'"))
+        cursor.close()
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "checkout", force)
+    event.listen(engine, "checkin", reset)
+    try:
+        yield
+    finally:
+        event.remove(engine, "checkout", force)
+        event.remove(engine, "checkin", reset)
+
+
 class TestMissingRate:
     """A report fails when it reads the revenue of an account whose currency has no rate."""
 
+    @pytest.mark.parametrize("in_workers", [False, True], ids=["leader", "parallel-worker"])
     @pytest.mark.parametrize(("url", "params"), MISSING_RATE_REPORTS)
     async def test_report_names_currency_and_date(
-        self, api: httpx.AsyncClient, url: str, params: dict[str, str]
+        self,
+        request: pytest.FixtureRequest,
+        app: FastAPI,
+        api: httpx.AsyncClient,
+        url: str,
+        params: dict[str, str],
+        in_workers: bool,
     ) -> None:
+        if in_workers:
+            # The function that raises the error is parallel safe, so the statement runs in
+            # a worker, and the leader must still get the error's SQLSTATE, DETAIL and HINT.
+            request.getfixturevalue("in_parallel_workers")
+            async with app.state.engine.connect() as connection:
+                marking = await connection.scalar(text(PARALLEL_MARKING))
+            assert marking == "s"
         await add_revenue(api, "US", "1000.00", "USD")
         await add_revenue(api, "EU", "500.00", "EUR")
         # In force from Q2 on only, so Q1 still lacks a rate.
