@@ -127,3 +127,12 @@ class TestLimits:
 
         assert_problem(response, 422)
         assert location in response.text
+
+    async def test_both_bounds_invalid(self, api: httpx.AsyncClient) -> None:
+        response = await api.get(TREND_URL, params={"from": "2026-13", "to": "Q2-2026"})
+
+        body = assert_problem(response, 422)
+        locations = [error["location"] for error in body["errors"]]
+        assert locations == ["query.from", "query.to"]
+        assert "'2026-13'" in body["detail"]
+        assert "'Q2-2026'" in body["detail"]

@@ -177,8 +177,21 @@ def trend_labels(first: str, last: str, granularity: Granularity) -> list[str]:
     Raises UnprocessableError for a label of another form, `to` before `from`, calendar
     and fiscal labels mixed, or more than MAX_TREND_PERIODS periods.
     """
-    prefix, start = _ordinal(first.strip(), granularity, "query.from")
-    last_prefix, stop = _ordinal(last.strip(), granularity, "query.to")
+    bounds = []
+    rejected: list[UnprocessableError] = []
+    for label, location in ((first, "query.from"), (last, "query.to")):
+        try:
+            bounds.append(_ordinal(label.strip(), granularity, location))
+        except UnprocessableError as error:
+            rejected.append(error)
+    if len(rejected) == 1:
+        raise rejected[0]
+    if rejected:
+        raise UnprocessableError(
+            " ".join(error.detail for error in rejected),
+            errors=[field for error in rejected for field in error.errors or []],
+        )
+    (prefix, start), (last_prefix, stop) = bounds
     if prefix != last_prefix:
         raise _invalid_query(
             "query.to", last, f"`from` and `to` must both be calendar or both fiscal ({first})"
