@@ -66,12 +66,17 @@ API_TAGS: list[dict[str, str]] = [
         "name": "privacy",
         "description": "Erasure of a person's personal data and the audit log of deletions.",
     },
-    {"name": "health", "description": "Liveness and readiness probes for orchestrators."},
+    {
+        "name": "health",
+        "description": "The service index, and liveness and readiness probes for orchestrators.",
+    },
     {"name": "operations", "description": "Metrics for Prometheus."},
 ]
 
 # Descriptions of the operations whose route declares none.
 DESCRIPTIONS: dict[tuple[str, str], str] = {
+    ("GET", "/"): "Returns the service's version and the paths of its API documentation, "
+    "OpenAPI schema, dashboard and probes.",
     ("GET", "/healthz"): "Returns 200 while the process runs; it does not check the database.",
     ("GET", "/readyz"): "Returns 200 when the database is reachable and migrated to the "
     "newest revision, and 503 with the same fields otherwise. Route traffic to the service "

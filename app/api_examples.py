@@ -792,6 +792,18 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
             "next_cursor": None,
         },
     },
+    ("GET", "/"): {
+        "status": 200,
+        "response": {
+            "service": "revcov",
+            "version": "0.1.0",
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "dashboard": "/dashboard",
+            "health": "/healthz",
+            "readiness": "/readyz",
+        },
+    },
     ("GET", "/healthz"): {"status": 200, "response": {"status": "ok"}},
     ("GET", "/readyz"): {
         "status": 200,

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes."""
+"""The service index and its liveness and readiness probes."""
 
 from typing import Literal
 
@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import __version__
 from app.db.migrations import current_revision, head_revision
 
 log = structlog.get_logger()
@@ -25,6 +26,31 @@ class Readiness(BaseModel):
     database: Literal["ok", "unreachable"]
     schema_revision: str | None
     expected_revision: str | None
+
+
+class ServiceIndex(BaseModel):
+    """The service's name and version, and the paths of its documentation and probes."""
+
+    service: Literal["revcov"]
+    version: str
+    docs: str
+    openapi: str
+    dashboard: str
+    health: str
+    readiness: str
+
+
+@router.get("/", summary="The service's version and where its documentation is")
+async def index() -> ServiceIndex:
+    return ServiceIndex(
+        service="revcov",
+        version=__version__,
+        docs="/docs",
+        openapi="/openapi.json",
+        dashboard="/dashboard",
+        health="/healthz",
+        readiness="/readyz",
+    )
 
 
 @router.get("/healthz", summary="Whether the process is alive")

@@ -65,6 +65,7 @@ EXPECTED_SCOPES: dict[tuple[str, str], str] = {
 # REVCOV_METRICS_TOKEN), webhooks, which check the platform's signature instead, and the
 # dashboard page, whose script prompts for a key in the browser.
 PUBLIC_ROUTES = {
+    ("GET", "/"),
     ("GET", "/dashboard"),
     ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"),

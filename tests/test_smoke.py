@@ -12,6 +12,16 @@ async def test_readyz(client: httpx.AsyncClient) -> None:
     assert response.json()["ready"] is True
 
 
+async def test_index_links_resolve(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["service"] == "revcov"
+    for key in ("docs", "openapi", "dashboard", "health", "readiness"):
+        linked = await client.get(body[key])
+        assert linked.status_code == 200, (key, body[key])
+
+
 async def test_tenant_settings(api: httpx.AsyncClient) -> None:
     response = await api.get("/v1/tenant")
     assert response.status_code == 200, response.text
