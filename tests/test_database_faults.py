@@ -9,6 +9,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -47,6 +48,8 @@ def controlled_postgres() -> Iterator[ControlledPostgres]:
         yield server
     finally:
         server.close()
+        # The embedded server deletes its own directory inside this one.
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -261,6 +262,8 @@ def controlled_postgres() -> Iterator[ControlledPostgres]:
         yield server
     finally:
         server.close()
+        # The embedded server deletes its own directory inside this one.
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_postgres_restart_under_load(
