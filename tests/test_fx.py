@@ -250,6 +250,20 @@ class TestMissingRate:
         assert problem["type"] == "urn:revcov:problem:missing-fx-rate"
         assert problem["detail"].startswith(Q1_END_MESSAGE)
 
+    async def test_instant_within_a_second(self, api: httpx.AsyncClient) -> None:
+        # The period ends at `as_of`, 0.3 s into a second, so a rate effective at the start
+        # of that second is in force, and the message names that second.
+        await add_revenue(api, "EU", "500.00", "EUR")
+        params = {"period": "last-30d", "as_of": "2026-03-01T04:29:59.3Z"}
+
+        response = await api.get("/v1/coverage", params=params)
+
+        problem = assert_problem(response, 422)
+        assert problem["detail"].startswith("no EUR rate in force at 2026-03-01T04:29:59Z;")
+        await put_rates(api, ("EUR", "1.20", "2026-03-01T04:29:59Z"))
+        body = await report(api, "/v1/coverage", **params)
+        assert body["total_revenue"] == "600.00"
+
     async def test_trend_without_any_rate(self, api: httpx.AsyncClient) -> None:
         # With no rate into the reporting currency at all, the trend converts each record
         # once instead of at every period, and must fail all the same.

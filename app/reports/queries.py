@@ -176,8 +176,10 @@ def converted_amount(
         .limit(1)
         .scalar_subquery()
     )
-    # Shown in the error message: the last whole second of the period, or `as_of`.
-    revenue_instant = func.least(end - timedelta(seconds=1), as_of)
+    # Shown in the error message, cut to the whole second: the last instant of the period,
+    # or `as_of`. A rate effective at that second is in force for the period, also when
+    # the period ends within a second (a custom range or an `as_of` with a fraction).
+    revenue_instant = func.least(end - timedelta(microseconds=1), as_of)
     converted = func.coalesce(
         func.round(records.c.amount * rate, currency_exponent(reporting_currency), type_=Numeric),
         func.revcov_missing_fx_rate(records.c.currency, revenue_instant, type_=Numeric),
