@@ -96,6 +96,17 @@ class ServiceUnavailableError(AppError):
     title = "Service unavailable"
 
 
+# Longer values are cut in error messages, so a problem document stays small whatever the
+# client sent.
+MAX_QUOTED_VALUE = 80
+
+
+def quote_value(value: str) -> str:
+    """Quote a client's value for an error message, cut to `MAX_QUOTED_VALUE` characters."""
+    text = repr(value)
+    return text if len(text) <= MAX_QUOTED_VALUE else text[: MAX_QUOTED_VALUE - 3] + "..."
+
+
 def problem_type(code: str) -> str:
     return f"urn:revcov:problem:{code}"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from app.errors import InvalidField, UnprocessableError
+from app.errors import InvalidField, UnprocessableError, quote_value
 from app.schemas import check_timestamp_range
 
 ACCEPTED_FORMS = (
@@ -54,8 +54,8 @@ def _add_months(year: int, month: int, months: int) -> date:
 
 def _invalid(location: str, value: str, reason: str) -> UnprocessableError:
     return UnprocessableError(
-        f"Invalid {location.split('.')[-1]} {value!r}: {reason}.",
-        errors=[InvalidField(location=location, message=f"{reason} (got {value!r})")],
+        f"Invalid {location.split('.')[-1]} {quote_value(value)}: {reason}.",
+        errors=[InvalidField(location=location, message=f"{reason} (got {quote_value(value)})")],
     )
 
 

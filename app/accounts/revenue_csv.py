@@ -33,7 +33,7 @@ from app.accounts.schemas import (
     RevenueUpdateBatch,
     RevenueUpdateResult,
 )
-from app.errors import InvalidField
+from app.errors import InvalidField, quote_value
 from app.money import validate_amount, validate_currency
 from app.schemas import text_problem
 from app.tenancy.models import Tenant
@@ -325,11 +325,6 @@ def _header_error(message: str) -> RevenueCsvInvalidError:
     )
 
 
-def _describe(value: str) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 class _Reader:
     """An iterator of validated revenue updates and invalid-line reports from CSV lines."""
 
@@ -403,15 +398,14 @@ class _Reader:
             location = str(detail["loc"][0]) if detail["loc"] else "account_external_id"
             index = self.columns.get(location)  # type: ignore[call-overload]
             raw = row[index].strip() if index is not None else ""
-            message = (
-                f"{_describe(raw)} is invalid: {detail.get('ctx', {}).get('error', detail['msg'])}"
-            )
+            reason = detail.get("ctx", {}).get("error", detail["msg"])
+            message = f"{quote_value(raw)} is invalid: {reason}"
             return self._error(line, location, raw, message)
 
     def _error(self, line: int, csv_field: str, value: str, message: str) -> RevenueImportLineError:
         column = self.headers.get(csv_field, csv_field)  # type: ignore[call-overload]
         return RevenueImportLineError(
-            line=line, column=column, value=_describe(value), message=message
+            line=line, column=column, value=quote_value(value), message=message
         )
 
 

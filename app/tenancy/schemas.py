@@ -7,6 +7,7 @@ from zoneinfo import available_timezones
 
 from pydantic import Field, field_validator
 
+from app.errors import quote_value
 from app.money import MAX_AMOUNT, validate_currency
 from app.reports.schemas import Rollup
 from app.schemas import ReadModel, WriteModel
@@ -14,7 +15,9 @@ from app.schemas import ReadModel, WriteModel
 
 def validate_timezone(name: str) -> str:
     if name not in _timezones():
-        raise ValueError(f"{name!r} is not an IANA time zone name such as UTC or Europe/Berlin")
+        raise ValueError(
+            f"{quote_value(name)} is not an IANA time zone name such as UTC or Europe/Berlin"
+        )
     return name
 
 
