@@ -128,6 +128,25 @@ class TestLimits:
         assert_problem(response, 422)
         assert location in response.text
 
+    async def test_long_values_cut_in_problem(self, api: httpx.AsyncClient) -> None:
+        params = {"from": "2026-Q1" * 1000, "to": "x" * 10_000, "as_of": "9" * 5000}
+
+        response = await api.get(TREND_URL, params=params)
+
+        body = assert_problem(response, 422)
+        assert len(response.content) < 2000
+        assert "'2026-Q12026-Q1" in body["detail"]
+        assert "..." in body["detail"]
+
+    async def test_every_invalid_parameter_listed(self, api: httpx.AsyncClient) -> None:
+        params = {"from": "bad", "to": "bad2", "as_of": "soon", "timezone": "Mars/Base"}
+
+        response = await api.get(TREND_URL, params=params)
+
+        body = assert_problem(response, 422)
+        locations = [error["location"] for error in body["errors"]]
+        assert locations == ["query.timezone", "query.as_of", "query.from", "query.to"]
+
     async def test_both_bounds_invalid(self, api: httpx.AsyncClient) -> None:
         response = await api.get(TREND_URL, params={"from": "2026-13", "to": "Q2-2026"})
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from app.errors import InvalidField, UnprocessableError
+from app.errors import InvalidField, UnprocessableError, quote_value
 from app.periods import ACCEPTED_FORMS, MIN_YEAR, Period, parse_as_of, resolve_period
 from app.reports.schemas import Granularity, Level, Rollup, SegmentBy, SegmentDimension
 from app.tenancy.dependencies import CurrentTenant
@@ -142,8 +142,19 @@ _LABEL_FORMS = {
 def _invalid_query(location: str, value: str, reason: str) -> UnprocessableError:
     name = location.split(".")[-1]
     return UnprocessableError(
-        f"Invalid {name} {value!r}: {reason}.",
-        errors=[InvalidField(location=location, message=f"{reason} (got {value!r})")],
+        f"Invalid {name} {quote_value(value)}: {reason}.",
+        errors=[InvalidField(location=location, message=f"{reason} (got {quote_value(value)})")],
+    )
+
+
+def _all_of(rejected: list[UnprocessableError]) -> UnprocessableError:
+    """Combine the errors of several invalid parameters into one, so a client learns of
+    all of them at once."""
+    if len(rejected) == 1:
+        return rejected[0]
+    return UnprocessableError(
+        " ".join(error.detail for error in rejected),
+        errors=[field for error in rejected for field in error.errors or []],
     )
 
 
@@ -184,13 +195,8 @@ def trend_labels(first: str, last: str, granularity: Granularity) -> list[str]:
             bounds.append(_ordinal(label.strip(), granularity, location))
         except UnprocessableError as error:
             rejected.append(error)
-    if len(rejected) == 1:
-        raise rejected[0]
     if rejected:
-        raise UnprocessableError(
-            " ".join(error.detail for error in rejected),
-            errors=[field for error in rejected for field in error.errors or []],
-        )
+        raise _all_of(rejected)
     (prefix, start), (last_prefix, stop) = bounds
     if prefix != last_prefix:
         raise _invalid_query(
@@ -240,8 +246,25 @@ async def trend_periods(
     as_of: AsOfQuery = None,
 ) -> TrendRange:
     """Resolve the periods of a trend, each as `/v1/coverage?period=<label>` resolves it."""
-    zone = resolve_timezone(tenant.timezone, timezone)
-    moment = datetime.now(UTC) if as_of is None else parse_as_of(as_of, zone)
+    rejected: list[UnprocessableError] = []
+    try:
+        zone = resolve_timezone(tenant.timezone, timezone)
+    except UnprocessableError as error:
+        rejected.append(error)
+        zone = tenant.timezone
+    moment = datetime.now(UTC)
+    labels: list[str] = []
+    try:
+        if as_of is not None:
+            moment = parse_as_of(as_of, zone)
+    except UnprocessableError as error:
+        rejected.append(error)
+    try:
+        labels = trend_labels(first, last, granularity)
+    except UnprocessableError as error:
+        rejected.append(error)
+    if rejected:
+        raise _all_of(rejected)
     periods = [
         resolve_period(
             label,
@@ -251,7 +274,7 @@ async def trend_periods(
             now=moment,
             fiscal_year_start_month=tenant.fiscal_year_start_month,
         )
-        for label in trend_labels(first, last, granularity)
+        for label in labels
     ]
     return TrendRange(periods=periods, granularity=granularity)
 
