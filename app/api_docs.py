@@ -77,7 +77,11 @@ API_TAGS: list[dict[str, str]] = [
 DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("GET", "/"): "Returns the service's version and the paths of its API documentation, "
     "OpenAPI schema, dashboard and probes.",
+    ("HEAD", "/"): "Returns 200 while the service answers, with no body.",
     ("GET", "/healthz"): "Returns 200 while the process runs; it does not check the database.",
+    ("HEAD", "/healthz"): "The same check as `GET /healthz`, for monitors that send HEAD.",
+    ("HEAD", "/readyz"): "Returns the status of `GET /readyz` (200 or 503) with no body, for "
+    "monitors that send HEAD.",
     ("GET", "/readyz"): "Returns 200 when the database is reachable and migrated to the "
     "newest revision, and 503 with the same fields otherwise. Route traffic to the service "
     "only while it returns 200.",

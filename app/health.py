@@ -3,7 +3,7 @@
 from typing import Literal
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
@@ -82,3 +82,39 @@ async def readyz(request: Request) -> JSONResponse:
         ready=ready, database="ok", schema_revision=revision, expected_revision=expected
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+# Uptime monitors often send HEAD, and FastAPI returns 405 for a HEAD to a GET route. Each
+# HEAD route returns its GET route's response, and the server sends its status and headers
+# (Content-Length included, as RFC 9110 asks) without the body.
+@router.head(
+    "/",
+    summary="Whether the service answers",
+    response_class=Response,
+    responses={200: {"description": "The service answers."}},
+)
+async def index_head() -> Response:
+    return JSONResponse((await index()).model_dump())
+
+
+@router.head(
+    "/healthz",
+    summary="Whether the process is alive, without a body",
+    response_class=Response,
+    responses={200: {"description": "The process is alive."}},
+)
+async def healthz_head() -> Response:
+    return JSONResponse((await healthz()).model_dump())
+
+
+@router.head(
+    "/readyz",
+    summary="Whether the service is ready, without a body",
+    response_class=Response,
+    responses={
+        200: {"description": "Ready."},
+        503: {"description": "The database is unreachable or not migrated."},
+    },
+)
+async def readyz_head(request: Request) -> Response:
+    return await readyz(request)

@@ -118,6 +118,7 @@ class TestDatabaseDown:
             before = await _send(client.get("/readyz"))
             controlled_postgres.stop()
             ready = await _send(client.get("/readyz"))
+            ready_head = await _send(client.head("/readyz"))
             alive = await _send(client.get("/healthz"))
             controlled_postgres.start()
 
@@ -126,6 +127,8 @@ class TestDatabaseDown:
         assert ready.json()["ready"] is False
         assert ready.json()["database"] == "unreachable"
         assert int(ready.headers["retry-after"]) > 0
+        assert ready_head.status_code == 503
+        assert int(ready_head.headers["retry-after"]) > 0
         assert alive.status_code == 200
 
     async def test_recovers_without_restart(

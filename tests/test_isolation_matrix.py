@@ -135,6 +135,9 @@ def _fixed(body: dict[str, Any]) -> Body:
 
 ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/"): Case("lists_nothing"),
+    ("HEAD", "/"): Case("lists_nothing"),
+    ("HEAD", "/healthz"): Case("lists_nothing"),
+    ("HEAD", "/readyz"): Case("lists_nothing"),
     ("GET", "/healthz"): Case("lists_nothing"),
     ("GET", "/readyz"): Case("lists_nothing"),
     ("GET", "/metrics"): Case("lists_nothing"),

@@ -66,6 +66,9 @@ EXPECTED_SCOPES: dict[tuple[str, str], str] = {
 # dashboard page, whose script prompts for a key in the browser.
 PUBLIC_ROUTES = {
     ("GET", "/"),
+    ("HEAD", "/"),
+    ("HEAD", "/healthz"),
+    ("HEAD", "/readyz"),
     ("GET", "/dashboard"),
     ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"),

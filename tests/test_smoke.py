@@ -1,4 +1,5 @@
 import httpx
+import pytest
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -20,6 +21,15 @@ async def test_index_links_resolve(client: httpx.AsyncClient) -> None:
     for key in ("docs", "openapi", "dashboard", "health", "readiness"):
         linked = await client.get(body[key])
         assert linked.status_code == 200, (key, body[key])
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/readyz"])
+async def test_head_probe_answers(client: httpx.AsyncClient, path: str) -> None:
+    got = await client.get(path)
+    response = await client.head(path)
+    assert response.status_code == 200, path
+    assert response.headers["content-type"] == got.headers["content-type"]
+    assert response.headers["content-length"] == str(len(got.content))
 
 
 async def test_tenant_settings(api: httpx.AsyncClient) -> None:
