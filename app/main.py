@@ -56,8 +56,9 @@ DESCRIPTION = """\
 What share of your revenue gave NPS feedback, and how much of it is at risk.
 
 Send API requests with `Authorization: Bearer <api key>`. Errors are RFC 9457 problem
-documents (`application/problem+json`). A query parameter that a route does not accept is
-an error (422), not ignored. Money is an exact decimal string.
+documents (`application/problem+json`). A query parameter that a route does not accept, or
+that it takes once but the request repeats, is an error (422), not ignored. Money is an exact
+decimal string.
 """
 
 

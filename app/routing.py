@@ -5,9 +5,11 @@ service exactly instead of through a binary float. `NaN` and `Infinity` are reje
 """
 
 import json
+import types
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
@@ -149,6 +151,7 @@ class ServiceRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         self.accepted_query = _query_names(self) if self.checks_query else None
+        self.repeatable_query = _query_names(self, repeatable=True)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -184,39 +187,83 @@ class PlatformRoute(ServiceRoute):
     checks_query = False
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
-    """Return the query parameter names of `route` and of its dependencies."""
+def _takes_several(annotation: Any) -> bool:
+    """Return whether a query parameter of this type takes a value each time it repeats."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _takes_several(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return any(_takes_several(argument) for argument in get_args(annotation))
+    return (origin or annotation) in (list, tuple, set, frozenset)
+
+
+def _query_names(route: APIRoute, *, repeatable: bool = False) -> frozenset[str]:
+    """Return the query parameter names of `route` and of its dependencies, or with
+    `repeatable` only those of a list type."""
     names: set[str] = set()
     pending = [route.dependant]
     while pending:
         dependant = pending.pop()
-        names.update(field.alias for field in dependant.query_params)
+        names.update(
+            field.alias
+            for field in dependant.query_params
+            if not repeatable or _takes_several(field.field_info.annotation)
+        )
         pending.extend(dependant.dependencies)
     return frozenset(names)
 
 
 def reject_unknown_query(request: Request) -> None:
-    """Raise a 422 naming each query parameter that the request's route does not accept.
+    """Raise a 422 naming each query parameter that the request's route does not accept,
+    and each one that it takes once but the request repeats. FastAPI would keep the last
+    value of a repeated one silently.
 
     The authentication dependencies call it once the caller is known, so that a request
     without credentials gets its 401 first.
     """
-    accepted = getattr(request.scope.get("route"), "accepted_query", None)
+    route = request.scope.get("route")
+    accepted = getattr(route, "accepted_query", None)
     if accepted is None:
         return
     unknown = sorted(set(request.query_params) - accepted)
-    if not unknown:
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    repeatable: frozenset[str] = getattr(route, "repeatable_query", frozenset())
+    repeated = sorted(
+        name
+        for name, count in counts.items()
+        if count > 1 and name in accepted and name not in repeatable
+    )
+    if not unknown and not repeated:
         return
     known = ", ".join(sorted(accepted)) if accepted else "none"
+    sentences = []
+    if unknown:
+        sentences.append(
+            f"Unknown query parameter {', '.join(map(repr, unknown))}; "
+            f"{request.url.path} accepts: {known}."
+        )
+    if repeated:
+        sentences.append(
+            f"Query parameter {', '.join(map(repr, repeated))} is given more than once; "
+            "give it once."
+        )
     raise UnprocessableError(
-        f"Unknown query parameter {', '.join(map(repr, unknown))}; "
-        f"{request.url.path} accepts: {known}.",
+        " ".join(sentences),
         errors=[
-            InvalidField(
-                location=f"query.{name}",
-                message=f"{name!r} is not a query parameter of this route; accepted: {known}.",
-            )
-            for name in unknown
+            *(
+                InvalidField(
+                    location=f"query.{name}",
+                    message=f"{name!r} is not a query parameter of this route; accepted: {known}.",
+                )
+                for name in unknown
+            ),
+            *(
+                InvalidField(
+                    location=f"query.{name}",
+                    message=f"{name!r} is given {counts[name]} times; give it once.",
+                )
+                for name in repeated
+            ),
         ],
     )
 

@@ -310,6 +310,25 @@ class TestUnknownQueryParameters:
 
         assert_problem(response, 401)
 
+    async def test_repeated_parameter_rejected(self, api: httpx.AsyncClient) -> None:
+        params = [("period", "2026-Q1"), ("period", "2026-Q2"), ("perod", "x")]
+
+        response = await api.get("/v1/coverage", params=params)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["query.perod", "query.period"]
+        assert "'period' is given 2 times" in problem["errors"][1]["message"]
+
+    async def test_list_parameter_repeats(self, api: httpx.AsyncClient) -> None:
+        params = [("column", "account_external_id=Customer"), ("column", "amount=ARR")]
+        body = "Customer,ARR,currency,effective_at\nA-1,10.00,USD,2026-01-01\n"
+
+        response = await api.post(
+            "/v1/revenue-updates", params=params, content=body, headers={"Content-Type": "text/csv"}
+        )
+
+        assert response.status_code == 200, response.text
+
     async def test_dependency_parameters_accepted(self, api: httpx.AsyncClient) -> None:
         params = {"period": "2026-Q1", "rollup": "latest", "level": "account"}
 
