@@ -85,8 +85,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 # Uptime monitors often send HEAD, and FastAPI returns 405 for a HEAD to a GET route. Each
-# HEAD route returns its GET route's response, and the server sends its status and headers
-# (Content-Length included, as RFC 9110 asks) without the body.
+# HEAD route returns its GET route's response, so its status and headers match GET's
+# (Content-Length included), and the server sends them without the body.
 @router.head(
     "/",
     summary="Whether the service answers",

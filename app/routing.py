@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import InvalidField, UnprocessableError, problem_response
+from app.errors import InvalidField, UnprocessableError, problem_response, quote_value
 from app.schemas import NUL_MESSAGE, text_problem
 
 # Route template of a request that matched no route, such as a 404 for an unknown path.
@@ -239,7 +239,7 @@ def reject_unknown_query(request: Request) -> None:
     sentences = []
     if unknown:
         sentences.append(
-            f"Unknown query parameter {', '.join(map(repr, unknown))}; "
+            f"Unknown query parameter {', '.join(map(quote_value, unknown))}; "
             f"{request.url.path} accepts: {known}."
         )
     if repeated:
@@ -253,7 +253,8 @@ def reject_unknown_query(request: Request) -> None:
             *(
                 InvalidField(
                     location=f"query.{name}",
-                    message=f"{name!r} is not a query parameter of this route; accepted: {known}.",
+                    message=f"{quote_value(name)} is not a query parameter of this route; "
+                    f"accepted: {known}.",
                 )
                 for name in unknown
             ),

@@ -1886,9 +1886,9 @@ def _state_trend_ranked(
     every_span = union_all(steady_spans, foreign_spans).subquery("every_span")
     # The code's bits of the span's own positions, so that spans alike in all but the
     # buckets outside them fall into one group.
-    one = literal(1, BigInteger)
-    below_last = one.bitwise_lshift(2 * every_span.c.last_position) - 1
-    below_first = one.bitwise_lshift(2 * (every_span.c.first_position - 1)) - 1
+    lowest_bit = literal(1, BigInteger)
+    below_last = lowest_bit.bitwise_lshift(2 * every_span.c.last_position) - 1
+    below_first = lowest_bit.bitwise_lshift(2 * (every_span.c.first_position - 1)) - 1
     span_code = every_span.c.code.bitwise_and(below_last.bitwise_and(below_first.bitwise_not()))
     # Written out once, because the span groups and the crossing bins' accounts read it.
     spans = (
