@@ -4,6 +4,7 @@ import asyncio
 import gc
 import json
 import signal
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -125,14 +126,39 @@ def _stop_cleanly_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _require_free_port(host: str, port: int) -> None:
+    """Exit with code 2 when another process listens on `host`:`port`, before the database
+    starts and migrations run for a server that could not listen."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        # Like uvicorn, allow an address whose last connections are in TIME_WAIT.
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as error:
+        typer.echo(
+            f"revcov serve: cannot listen on {host}:{port} ({error.strerror}). Stop the "
+            "process that uses it, or choose another port with --port or REVCOV_PORT.",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 @cli.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on. Default: REVCOV_HOST, else 127.0.0.1."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port to listen on. Default: REVCOV_PORT, else 8000.")
+    ] = None,
 ) -> None:
     """Apply migrations (unless REVCOV_MIGRATE_ON_START=false) and serve the API; without
     REVCOV_DATABASE_URL, on embedded PostgreSQL."""
     settings = _settings()
+    host = host or settings.host
+    port = port or settings.port
+    _require_free_port(host, port)
     with (
         _stop_cleanly_on_signals(),
         open_database(_database_url(settings), settings.data_dir) as url,
@@ -148,8 +174,8 @@ def serve(
         gc.freeze()
         uvicorn.run(
             app,
-            host=host or settings.host,
-            port=port or settings.port,
+            host=host,
+            port=port,
             log_config=None,
             # `RequestIdMiddleware` logs each request. uvicorn would otherwise still build
             # its access line's arguments per response for a logger that is disabled.

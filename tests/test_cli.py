@@ -8,6 +8,7 @@ command does.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -228,3 +229,17 @@ def test_server_stops_after_killed_process(tmp_path: Path, pgdata: Path) -> None
     assert "new embedded database" not in result.stderr
     assert dead not in json.loads((pgdata / HANDLE_PIDS_FILE).read_text())
     assert not (pgdata / "postmaster.pid").exists()
+
+
+def test_serve_on_busy_port_exits(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        env = revcov_env() | {"REVCOV_DATA_DIR": str(tmp_path / "data")}
+
+        result = run_revcov("serve", "--port", str(port), cwd=tmp_path, env=env)
+
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--port" in result.stderr
+    # It stopped before starting a database for a server that could not listen.
+    assert not (tmp_path / "data").exists()
