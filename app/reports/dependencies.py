@@ -124,10 +124,7 @@ async def segment_by(
         f"expected {SEGMENT_FORMS}, with an attribute name of 1 to "
         f"{MAX_ATTRIBUTE_NAME_LENGTH} characters"
     )
-    raise UnprocessableError(
-        f"Invalid by {by!r}: {reason}.",
-        errors=[InvalidField(location="query.by", message=f"{reason} (got {by!r})")],
-    )
+    raise _invalid_query("query.by", by, reason)
 
 
 MAX_TREND_PERIODS = 120
