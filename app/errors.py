@@ -101,7 +101,7 @@ class ServiceUnavailableError(AppError):
 MAX_QUOTED_VALUE = 80
 
 
-def quote_value(value: str) -> str:
+def quote_value(value: object) -> str:
     """Quote a client's value for an error message, cut to `MAX_QUOTED_VALUE` characters."""
     text = repr(value)
     return text if len(text) <= MAX_QUOTED_VALUE else text[: MAX_QUOTED_VALUE - 3] + "..."
@@ -148,11 +148,6 @@ def format_location(location: Sequence[int | str]) -> str:
     return text
 
 
-def _describe_input(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 # Fields whose values are never quoted back in error messages, which are also logged.
 SECRET_FIELDS = frozenset({"secret", "secrets", "token", "api_token", "api_key", "password"})
 
@@ -172,10 +167,15 @@ def validation_fields(errors: Sequence[Any]) -> list[InvalidField]:
             message = "field required"
         elif error.get("type") == "json_invalid":
             reason = error.get("ctx", {}).get("error", "malformed JSON")
+            # FastAPI puts the decoder's offset (from 0) after "body".
+            offset = error.get("loc", ())[1:2]
+            where = ""
+            if offset and isinstance(offset[0], int):
+                where = f" at character {offset[0] + 1}"
             location = "body"
-            message = f"invalid JSON: {reason}"
+            message = f"invalid JSON{where}: {reason}"
         elif "input" in error and not secret:
-            message = f"{message} (got {_describe_input(error['input'])})"
+            message = f"{message} (got {quote_value(error['input'])})"
         fields.append(InvalidField(location=location, message=message))
     return fields
 

@@ -114,6 +114,15 @@ class TestMalformedBody:
         assert error_locations(problem) == ["body"]
         assert "JSON" in problem["detail"]
 
+    async def test_invalid_json_position_named(self, api: httpx.AsyncClient) -> None:
+        # The missing colon is the 27th character.
+        body = '{"updates": [\n  {"amount" "1"}]}'
+
+        response = await api.post("/v1/revenue-updates", content=body, headers=JSON_HEADERS)
+
+        problem = assert_problem(response, 422)
+        assert "invalid JSON at character 27: Expecting ':' delimiter" in problem["detail"]
+
     @pytest.mark.parametrize(("method", "path"), WRITE_ROUTES)
     @pytest.mark.parametrize("body", ["[]", "null", '"text"', "42", ""])
     async def test_not_an_object(
