@@ -107,6 +107,15 @@ def quote_value(value: object) -> str:
     return text if len(text) <= MAX_QUOTED_VALUE else text[: MAX_QUOTED_VALUE - 3] + "..."
 
 
+def invalid_query(location: str, value: str, reason: str) -> UnprocessableError:
+    """Build the 422 for the query parameter at `location` (such as `query.period`)."""
+    name = location.split(".")[-1]
+    return UnprocessableError(
+        f"Invalid {name} {quote_value(value)}: {reason}.",
+        errors=[InvalidField(location=location, message=f"{reason} (got {quote_value(value)})")],
+    )
+
+
 def problem_type(code: str) -> str:
     return f"urn:revcov:problem:{code}"
 

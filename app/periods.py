@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from app.errors import InvalidField, UnprocessableError, quote_value
+from app.errors import InvalidField, UnprocessableError, invalid_query
 from app.schemas import check_timestamp_range
 
 ACCEPTED_FORMS = (
@@ -52,17 +52,10 @@ def _add_months(year: int, month: int, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def _invalid(location: str, value: str, reason: str) -> UnprocessableError:
-    return UnprocessableError(
-        f"Invalid {location.split('.')[-1]} {quote_value(value)}: {reason}.",
-        errors=[InvalidField(location=location, message=f"{reason} (got {quote_value(value)})")],
-    )
-
-
 def _year(label: str, digits: str) -> int:
     year = int(digits)
     if year < MIN_YEAR or year > 9998:
-        raise _invalid("query.period", label, f"the year must be from {MIN_YEAR} to 9998")
+        raise invalid_query("query.period", label, f"the year must be from {MIN_YEAR} to 9998")
     return year
 
 
@@ -94,7 +87,7 @@ def _labelled_period(
         return _rolling_period(label, int(match[1]), zone, timezone, as_of)
     found = _first_month(label, fiscal_year_start_month)
     if found is None:
-        raise _invalid("query.period", label, f"expected {ACCEPTED_FORMS}")
+        raise invalid_query("query.period", label, f"expected {ACCEPTED_FORMS}")
 
     first, months = found
     last = _add_months(first.year, first.month, months)
@@ -106,7 +99,7 @@ def _rolling_period(
     label: str, days: int, zone: ZoneInfo, timezone: str, as_of: datetime
 ) -> Period:
     if days < 1 or days > MAX_ROLLING_DAYS:
-        raise _invalid(
+        raise invalid_query(
             "query.period", label, f"a rolling window is 1 to {MAX_ROLLING_DAYS} days long"
         )
     end = as_of.astimezone(zone)
@@ -124,14 +117,14 @@ def _parse_bound(value: str, zone: ZoneInfo, location: str) -> datetime:
             return _local_midnight(date.fromisoformat(text), zone)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise _invalid(
+        raise invalid_query(
             location, value, "expected an ISO 8601 date or timestamp such as 2026-01-01"
         ) from None
     moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
     try:
         return check_timestamp_range(moment)
     except ValueError as error:
-        raise _invalid(location, value, str(error)) from None
+        raise invalid_query(location, value, str(error)) from None
 
 
 def current_quarter_label(now: datetime) -> str:
@@ -177,5 +170,5 @@ def resolve_period(
     begin = _parse_bound(start, zone, "query.from")
     finish = _parse_bound(end, zone, "query.to")
     if finish <= begin:
-        raise _invalid("query.to", end, f"`to` must be later than `from` ({start})")
+        raise invalid_query("query.to", end, f"`to` must be later than `from` ({start})")
     return Period(f"{start.strip()}/{end.strip()}", begin, finish, timezone, now)

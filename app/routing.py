@@ -151,7 +151,7 @@ class ServiceRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         self.accepted_query = _query_names(self) if self.checks_query else None
-        self.repeatable_query = _query_names(self, repeatable=True)
+        self.repeatable_query = _query_names(self, repeatable=True) if self.checks_query else None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -222,51 +222,47 @@ def reject_unknown_query(request: Request) -> None:
     without credentials gets its 401 first.
     """
     route = request.scope.get("route")
-    accepted = getattr(route, "accepted_query", None)
-    if accepted is None:
+    if not isinstance(route, ServiceRoute) or route.accepted_query is None:
         return
+    accepted = route.accepted_query
     unknown = sorted(set(request.query_params) - accepted)
     counts = Counter(name for name, _ in request.query_params.multi_items())
-    repeatable: frozenset[str] = getattr(route, "repeatable_query", frozenset())
+    repeatable = route.repeatable_query or frozenset()
     repeated = sorted(
         name
         for name, count in counts.items()
         if count > 1 and name in accepted and name not in repeatable
     )
-    if not unknown and not repeated:
-        return
-    known = ", ".join(sorted(accepted)) if accepted else "none"
     sentences = []
+    errors = []
     if unknown:
+        known = ", ".join(sorted(accepted)) if accepted else "none"
         sentences.append(
             f"Unknown query parameter {', '.join(map(quote_value, unknown))}; "
             f"{request.url.path} accepts: {known}."
         )
+        errors += [
+            InvalidField(
+                location=f"query.{name}",
+                message=f"{quote_value(name)} is not a query parameter of this route; "
+                f"accepted: {known}.",
+            )
+            for name in unknown
+        ]
     if repeated:
         sentences.append(
             f"Query parameter {', '.join(map(repr, repeated))} is given more than once; "
             "give it once."
         )
-    raise UnprocessableError(
-        " ".join(sentences),
-        errors=[
-            *(
-                InvalidField(
-                    location=f"query.{name}",
-                    message=f"{quote_value(name)} is not a query parameter of this route; "
-                    f"accepted: {known}.",
-                )
-                for name in unknown
-            ),
-            *(
-                InvalidField(
-                    location=f"query.{name}",
-                    message=f"{name!r} is given {counts[name]} times; give it once.",
-                )
-                for name in repeated
-            ),
-        ],
-    )
+        errors += [
+            InvalidField(
+                location=f"query.{name}",
+                message=f"{name!r} is given {counts[name]} times; give it once.",
+            )
+            for name in repeated
+        ]
+    if errors:
+        raise UnprocessableError(" ".join(sentences), errors=errors)
 
 
 def _require_json_content_type(request: Request, other_media_types: tuple[str, ...]) -> None:

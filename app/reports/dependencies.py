@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from app.errors import InvalidField, UnprocessableError, quote_value
+from app.errors import InvalidField, UnprocessableError, invalid_query
 from app.periods import ACCEPTED_FORMS, MIN_YEAR, Period, parse_as_of, resolve_period
 from app.reports.schemas import Granularity, Level, Rollup, SegmentBy, SegmentDimension
 from app.tenancy.dependencies import CurrentTenant
@@ -124,7 +124,7 @@ async def segment_by(
         f"expected {SEGMENT_FORMS}, with an attribute name of 1 to "
         f"{MAX_ATTRIBUTE_NAME_LENGTH} characters"
     )
-    raise _invalid_query("query.by", by, reason)
+    raise invalid_query("query.by", by, reason)
 
 
 MAX_TREND_PERIODS = 120
@@ -134,14 +134,6 @@ _LABEL_FORMS = {
     Granularity.QUARTER: "a quarter such as 2025-Q1, or a fiscal quarter such as FY2026-Q1",
     Granularity.MONTH: "a month such as 2025-01",
 }
-
-
-def _invalid_query(location: str, value: str, reason: str) -> UnprocessableError:
-    name = location.split(".")[-1]
-    return UnprocessableError(
-        f"Invalid {name} {quote_value(value)}: {reason}.",
-        errors=[InvalidField(location=location, message=f"{reason} (got {quote_value(value)})")],
-    )
 
 
 def _all_of(rejected: list[UnprocessableError]) -> UnprocessableError:
@@ -161,7 +153,7 @@ def _ordinal(label: str, granularity: Granularity, location: str) -> tuple[str, 
     match = pattern.match(label)
     if match is None:
         reason = f"expected {_LABEL_FORMS[granularity]} for granularity {granularity.value}"
-        raise _invalid_query(location, label, reason)
+        raise invalid_query(location, label, reason)
     if granularity is Granularity.QUARTER:
         prefix, year, ordinal = match[1] or "", int(match[2]), int(match[3]) - 1
         periods_per_year = 4
@@ -169,7 +161,7 @@ def _ordinal(label: str, granularity: Granularity, location: str) -> tuple[str, 
         prefix, year, ordinal = "", int(match[1]), int(match[2]) - 1
         periods_per_year = 12
     if not MIN_YEAR <= year <= MAX_YEAR:
-        raise _invalid_query(location, label, f"the year must be from {MIN_YEAR} to {MAX_YEAR}")
+        raise invalid_query(location, label, f"the year must be from {MIN_YEAR} to {MAX_YEAR}")
     return prefix, year * periods_per_year + ordinal
 
 
@@ -196,14 +188,14 @@ def trend_labels(first: str, last: str, granularity: Granularity) -> list[str]:
         raise _all_of(rejected)
     (prefix, start), (last_prefix, stop) = bounds
     if prefix != last_prefix:
-        raise _invalid_query(
+        raise invalid_query(
             "query.to", last, f"`from` and `to` must both be calendar or both fiscal ({first})"
         )
     if stop < start:
-        raise _invalid_query("query.to", last, f"`to` must not be before `from` ({first})")
+        raise invalid_query("query.to", last, f"`to` must not be before `from` ({first})")
     count = stop - start + 1
     if count > MAX_TREND_PERIODS:
-        raise _invalid_query(
+        raise invalid_query(
             "query.to",
             last,
             f"a trend has at most {MAX_TREND_PERIODS} periods, and {first} to {last} "
@@ -243,19 +235,20 @@ async def trend_periods(
     as_of: AsOfQuery = None,
 ) -> TrendRange:
     """Resolve the periods of a trend, each as `/v1/coverage?period=<label>` resolves it."""
+    # Every parameter is checked, so that one 422 names all the invalid ones.
     rejected: list[UnprocessableError] = []
+    zone = tenant.timezone
+    moment = datetime.now(UTC)
+    labels: list[str] = []
     try:
         zone = resolve_timezone(tenant.timezone, timezone)
     except UnprocessableError as error:
         rejected.append(error)
-        zone = tenant.timezone
-    moment = datetime.now(UTC)
-    labels: list[str] = []
-    try:
-        if as_of is not None:
+    if as_of is not None:
+        try:
             moment = parse_as_of(as_of, zone)
-    except UnprocessableError as error:
-        rejected.append(error)
+        except UnprocessableError as error:
+            rejected.append(error)
     try:
         labels = trend_labels(first, last, granularity)
     except UnprocessableError as error:

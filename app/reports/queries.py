@@ -1916,7 +1916,7 @@ def _state_trend_ranked(
             func.sum(spans.c.amount).label("revenue"),
         )
         .group_by(spans.c.first_position, spans.c.last_position, spans.c.code, spans.c.bin)
-        .cte("span_groups")
+        .subquery("span_groups")
     )
     spread = select(
         span_groups,
@@ -1925,7 +1925,7 @@ def _state_trend_ranked(
         ),
     ).subquery("spread_groups")
     code_at = spread.c.code.bitwise_rshift(2 * (spread.c.position - 1)).bitwise_and(3)
-    covered = (
+    position_bins = (
         select(
             spread.c.position,
             code_at.label("bucket_code"),
@@ -1934,19 +1934,24 @@ def _state_trend_ranked(
             func.sum(spread.c.revenue).label("revenue"),
         )
         .group_by(spread.c.position, code_at, spread.c.bin)
-        .cte("position_bins")
+        .subquery("position_bins")
     )
-    # Bucket code 0 is the unaccounted accounts of the bin at that position.
+    # Bucket code 0 marks the bin's unaccounted accounts at that position.
     bucket_name = case(
-        *((covered.c.bucket_code == code, literal(name)) for name, code in _BUCKET_CODES.items()),
+        *(
+            (position_bins.c.bucket_code == code, literal(name))
+            for name, code in _BUCKET_CODES.items()
+        ),
         else_=literal("unaccounted"),
     )
     bins = select(
-        at_position(lambda index, _: index, Integer, covered.c.position).label("period_index"),
+        at_position(lambda index, _: index, Integer, position_bins.c.position).label(
+            "period_index"
+        ),
         bucket_name.label("bucket"),
-        covered.c.bin,
-        covered.c.accounts,
-        covered.c.revenue,
+        position_bins.c.bin,
+        position_bins.c.accounts,
+        position_bins.c.revenue,
     ).subquery("bins")
 
     def crossing_members(crossing: CTE) -> Subquery:
@@ -2009,8 +2014,9 @@ def trend_statement(
     carry `period_index`, the period's place in `windows`. With `from_state`, buckets and
     respondent counts come from the quarter state (see `quarter_state_applies`).
     """
-    # TODO: from the quarter state, the trend of 8 quarters takes about 7 times the
-    # revenue sum at 1,000,000 accounts, against a target of 5. The record pass, the
+    # TODO: from the quarter state, the trend of 8 quarters takes 6 to 12 times the revenue
+    # sum at 1,000,000 accounts, against a target of 5. It was 6x for the statement alone
+    # on PostgreSQL 15 and 12x in the benchmark on PostgreSQL 18. The record pass, the
     # per-account codes and grouping the spans cost about as much as the sum each.
     window_rows = _window_rows(windows)
     distinct_starts = len({window.start for window in windows}) == len(windows)
