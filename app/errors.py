@@ -5,7 +5,8 @@ Every 4xx and 5xx response body of the service is a problem document with `type`
 """
 
 from collections.abc import Sequence
-from typing import Any
+from difflib import get_close_matches
+from typing import Any, get_origin
 
 import structlog
 from fastapi import FastAPI, Request
@@ -161,28 +162,105 @@ def format_location(location: Sequence[int | str]) -> str:
 SECRET_FIELDS = frozenset({"secret", "secrets", "token", "api_token", "api_key", "password"})
 
 
-def validation_fields(errors: Sequence[Any]) -> list[InvalidField]:
+# The accepted form of a decimal field, for a value that pydantic cannot read as one.
+DECIMAL_FORM = (
+    'expected a decimal number such as "1234.56", with "." before any decimals and no '
+    "thousands separators, spaces or currency symbols"
+)
+# The pydantic error types of a body that is not the JSON object the route expects.
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
+
+
+def _route_query_description(route: object, name: str) -> str | None:
+    """Return the description of the query parameter `name` of `route` or its dependencies."""
+    pending = [getattr(route, "dependant", None)]
+    while pending:
+        dependant = pending.pop()
+        if dependant is None:
+            continue
+        for field in dependant.query_params:
+            if field.alias == name:
+                description = field.field_info.description
+                return description.rstrip(".") if description else None
+        pending.extend(dependant.dependencies)
+    return None
+
+
+def _body_list_field(route: object) -> str | None:
+    """Return the name of the only list field of the route's body model, if it has one."""
+    body_field = getattr(route, "body_field", None)
+    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    names = [
+        name
+        for name, field in model.model_fields.items()
+        if get_origin(field.annotation) is list or field.annotation is list
+    ]
+    return names[0] if len(names) == 1 else None
+
+
+def _missing_names(errors: Sequence[Any]) -> dict[tuple[Any, ...], list[str]]:
+    """Map each location to the names of the fields missing directly under it."""
+    missing: dict[tuple[Any, ...], list[str]] = {}
+    for error in errors:
+        location = tuple(error.get("loc", ()))
+        if error.get("type") == "missing" and location and isinstance(location[-1], str):
+            missing.setdefault(location[:-1], []).append(location[-1])
+    return missing
+
+
+def validation_fields(errors: Sequence[Any], route: object = None) -> list[InvalidField]:
+    """Turn pydantic's errors into invalid fields, each saying what the field accepts.
+
+    With the request's `route`, a missing query parameter is described as the API docs
+    describe it, and a JSON array sent where the route takes an object names the field
+    that takes the array.
+    """
+    missing = _missing_names(errors)
     fields = []
     for error in errors:
-        location = format_location(error.get("loc", ()))
-        secret = any(part in SECRET_FIELDS for part in error.get("loc", ()))
+        raw_location = tuple(error.get("loc", ()))
+        location = format_location(raw_location)
+        secret = any(part in SECRET_FIELDS for part in raw_location)
+        kind = error.get("type")
         message = str(error.get("msg", "invalid value"))
-        if error.get("type") == "value_error":
+        if kind == "value_error":
             # Our validators name the value themselves; drop pydantic's "Value error, ".
             message = message.removeprefix("Value error, ")
-        elif error.get("type") == "extra_forbidden":
+        elif kind == "extra_forbidden":
             message = "unknown field; remove it or check its spelling"
-        elif error.get("type") == "missing":
+            name = raw_location[-1] if raw_location else None
+            close = get_close_matches(str(name), missing.get(raw_location[:-1], []), n=1)
+            if close:
+                message = f"unknown field; did you mean {close[0]!r}?"
+        elif kind == "missing":
             message = "field required"
-        elif error.get("type") == "json_invalid":
+            description = None
+            if raw_location[:1] == ("query",) and len(raw_location) == 2:
+                description = _route_query_description(route, str(raw_location[1]))
+            if description:
+                message = f"field required: {description}"
+        elif kind == "json_invalid":
             reason = error.get("ctx", {}).get("error", "malformed JSON")
             # FastAPI puts the decoder's offset (from 0) after "body".
-            offset = error.get("loc", ())[1:2]
+            offset = raw_location[1:2]
             where = ""
             if offset and isinstance(offset[0], int):
                 where = f" at character {offset[0] + 1}"
             location = "body"
             message = f"invalid JSON{where}: {reason}"
+        elif (
+            kind in _NOT_AN_OBJECT
+            and raw_location == ("body",)
+            and isinstance(error.get("input"), list)
+        ):
+            message = "expected a JSON object, got an array"
+            name = _body_list_field(route)
+            if name:
+                message += f'; send the items as {{"{name}": [...]}}'
+        elif kind == "decimal_parsing" and not secret:
+            message = f"{DECIMAL_FORM} (got {quote_value(error.get('input'))})"
         elif "input" in error and not secret:
             message = f"{message} (got {quote_value(error['input'])})"
         fields.append(InvalidField(location=location, message=message))
@@ -208,7 +286,7 @@ async def _render_app_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _render_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    fields = validation_fields(exc.errors())
+    fields = validation_fields(exc.errors(), request.scope.get("route"))
     summary = "; ".join(f"{field.location}: {field.message}" for field in fields[:3])
     if len(fields) > 3:
         summary += f"; and {len(fields) - 3} more"

@@ -223,6 +223,81 @@ class TestWrongTypes:
         assert error_locations(problem) == [location]
 
 
+class TestHints:
+    """Common client mistakes get a message that explains the fix."""
+
+    @pytest.mark.parametrize(
+        ("path", "item", "field"),
+        [
+            ("/v1/responses", VALID_RESPONSE, "responses"),
+            ("/v1/revenue-updates", VALID_UPDATE, "updates"),
+        ],
+    )
+    async def test_array_body_names_wrapper_field(
+        self, api: httpx.AsyncClient, path: str, item: dict[str, Any], field: str
+    ) -> None:
+        response = await api.post(path, json=[item])
+
+        problem = assert_problem(response, 422)
+        assert problem["errors"] == [
+            {
+                "location": "body",
+                "message": "expected a JSON object, got an array; "
+                f'send the items as {{"{field}": [...]}}',
+            }
+        ]
+
+    @pytest.mark.parametrize("amount", ["1,000", "1.000,50", "$1000", "1 000"])
+    async def test_local_amount_notation_explained(
+        self, api: httpx.AsyncClient, amount: str
+    ) -> None:
+        body = {"updates": [{**VALID_UPDATE, "amount": amount}]}
+
+        response = await api.post("/v1/revenue-updates", json=body)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["body.updates[0].amount"]
+        message = problem["errors"][0]["message"]
+        assert '"1234.56"' in message
+        assert "no thousands separators" in message
+        assert repr(amount) in message
+        assert_problem(await api.get("/v1/accounts/ACME-001"), 404)
+
+    async def test_misspelt_field_suggests_missing(self, api: httpx.AsyncClient) -> None:
+        update = {**VALID_UPDATE, "external_id": VALID_UPDATE["account_external_id"]}
+        del update["account_external_id"]
+
+        response = await api.post("/v1/revenue-updates", json={"updates": [update]})
+
+        problem = assert_problem(response, 422)
+        messages = {error["location"]: error["message"] for error in problem["errors"]}
+        assert messages == {
+            "body.updates[0].account_external_id": "field required",
+            "body.updates[0].external_id": "unknown field; did you mean 'account_external_id'?",
+        }
+
+    async def test_unrelated_field_suggests_nothing(self, api: httpx.AsyncClient) -> None:
+        update = {key: value for key, value in VALID_UPDATE.items() if key != "currency"}
+
+        response = await api.post(
+            "/v1/revenue-updates", json={"updates": [{**update, "note": "x"}]}
+        )
+
+        problem = assert_problem(response, 422)
+        messages = {error["location"]: error["message"] for error in problem["errors"]}
+        assert messages["body.updates[0].note"] == "unknown field; remove it or check its spelling"
+
+    async def test_missing_query_parameter_described(self, api: httpx.AsyncClient) -> None:
+        response = await api.get("/v1/coverage/segments", params={"period": "2026-Q1"})
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["query.by"]
+        message = problem["errors"][0]["message"]
+        assert message.startswith("field required: ")
+        for accepted in ("`tier`", "`region`", "`industry`", "`owner`", "`attribute:<name>`"):
+            assert accepted in message
+
+
 class TestUnknownFields:
     @pytest.mark.parametrize(
         ("method", "path", "body", "location"),
