@@ -143,6 +143,50 @@ async def test_batch_in_one_transaction(
         assert (await stored_response(api, token))["score"] == 9
 
 
+async def test_batch_locks_tenant_before_writing(
+    app: FastAPI, api: httpx.AsyncClient, client: httpx.AsyncClient, admin: asyncpg.Connection
+) -> None:
+    # A batch of one round runs as one autocommit statement, which must take its tenant's
+    # quarter-state lock before it claims a delivery key or writes a row.
+    endpoint = await create_endpoint(api)
+    tenant = _tenant_of(endpoint)
+    batch = Batch(app, client, admin)
+    first = await batch.hold(endpoint)
+    tokens = [new_token() for _ in range(3)]
+    for token in tokens:
+        await batch.queue(endpoint, variant(token))
+    await admin.execute(
+        "SELECT pg_advisory_lock_shared($1, hashtext($2))", QUARTER_STATE_LOCK_CLASS, tenant
+    )
+    await admin.execute(
+        "SELECT pg_advisory_unlock($1, hashtext($2))", RESOLUTION_LOCK_CLASS, tenant
+    )
+    # A single write takes the quarter-state lock shared, so the first delivery goes on.
+    assert (await first).status_code == 200
+
+    async def batch_waits() -> bool:
+        return await _lock_waiters(admin) == 1
+
+    await _wait_until(batch_waits, "the batch waits on the quarter-state lock")
+    waiting = await admin.fetchrow(
+        "SELECT backend_xid, state FROM pg_stat_activity "
+        "WHERE application_name = 'revcov' AND wait_event_type = 'Lock'"
+    )
+    assert waiting is not None
+    # PostgreSQL assigns a transaction id at the first write, so none means nothing is
+    # written yet.
+    assert waiting["backend_xid"] is None
+    assert waiting["state"] == "active"
+
+    answered = await batch.release()
+
+    assert [response.status_code for response in answered] == [200] * 3
+    delivery_ids = [response.json()["delivery_id"] for response in answered]
+    assert len(await _transactions(admin, delivery_ids)) == 1
+    for token in tokens:
+        assert (await stored_response(api, token))["score"] == 9
+
+
 async def test_same_delivery_twice_in_batch(
     app: FastAPI, api: httpx.AsyncClient, client: httpx.AsyncClient, admin: asyncpg.Connection
 ) -> None:

@@ -13,10 +13,11 @@ delivery and response are durable.
 
 A batch keeps the outcome that sequential processing in arrival order would give. It is
 split into rounds, and a delivery goes into the round after the last one that contains its
-delivery key or its response. Most batches are one round, and each round is one
-statement. Before the first round the transaction locks its tenant as `write_responses`
-does for several responses: the resolution lock shared, then the quarter-state lock
-exclusively.
+delivery key or its response. Each round is one statement, which first locks its tenant
+as `write_responses` does for several responses: the resolution lock shared, then the
+quarter-state lock exclusively. Most batches are one round, sent alone in autocommit, so
+a batch costs one round trip. A batch of several rounds runs them in one transaction
+that takes the locks before the first round.
 
 When a batch fails on a database error, its deliveries are written again one at a time,
 so one bad delivery fails only its own request.
@@ -190,17 +191,24 @@ async def write_batch(
     at a time in this order."""
     tenant_ids: list[uuid.UUID] = sorted({item.values["tenant_id"] for item in deliveries})
     rows: list[asyncpg.Record | None] = [None] * len(deliveries)
+    rounds = _rounds(deliveries)
     async with raw_connection(engine) as connection:
-        await repository.begin_and_lock_ingest_tenants(connection, tenant_ids)
-        for positions in _rounds(deliveries):
-            written = await repository.ingest_processed_batch(
-                connection, [deliveries[position] for position in positions]
-            )
-            for position, row in zip(positions, written, strict=True):
-                rows[position] = row
-        # Any error before this point makes `raw_connection` discard the connection, which
-        # ends the transaction without a commit.
-        await connection.execute("COMMIT")
+        if len(rounds) == 1:
+            # The statement locks its tenants first, so it runs alone in autocommit. That
+            # saves two round trips, and PostgreSQL starts on the batch while the event
+            # loop still sends the responses of the previous one.
+            rows[:] = await repository.ingest_processed_batch(connection, deliveries)
+        else:
+            await repository.begin_and_lock_ingest_tenants(connection, tenant_ids)
+            for positions in rounds:
+                written = await repository.ingest_processed_batch(
+                    connection, [deliveries[position] for position in positions]
+                )
+                for position, row in zip(positions, written, strict=True):
+                    rows[position] = row
+            # Any error before this point makes `raw_connection` discard the connection,
+            # which ends the transaction without a commit.
+            await connection.execute("COMMIT")
         results = []
         for item, row in zip(deliveries, rows, strict=True):
             assert row is not None

@@ -324,9 +324,11 @@ SELECT
 # The batch form of `INGEST_PROCESSED`, for group commit (`app.webhooks.group_commit`).
 # It takes the same steps for arrays of deliveries, one element each, in one statement.
 # The caller never puts two deliveries with the same delivery key or the same response in
-# one call, because one statement cannot claim a key or update a row twice. It runs in a
-# transaction that holds the locks of `LOCK_INGEST_TENANTS`. It returns one row per
-# delivery in input order, with the columns of `INGEST_PROCESSED`.
+# one call, because one statement cannot claim a key or update a row twice. It first takes
+# the locks of `LOCK_INGEST_TENANTS` for its tenants, before any row lock, so it can run
+# alone in autocommit. In a transaction that holds them already, taking them again
+# changes nothing. It returns one row per delivery in input order, with the columns of
+# `INGEST_PROCESSED`.
 INGEST_PROCESSED_BATCH = f"""
 WITH input AS (
     SELECT *
@@ -341,11 +343,18 @@ WITH input AS (
         delivery_source, event_type, content_type, headers, body, position
     )
 ),
+locked AS (
+    SELECT pg_advisory_xact_lock_shared({RESOLUTION_LOCK_CLASS}, hashtext(ordered.id::text)),
+           pg_advisory_xact_lock({QUARTER_STATE_LOCK_CLASS}, hashtext(ordered.id::text))
+    FROM (SELECT DISTINCT tenant_id AS id FROM input ORDER BY id) AS ordered
+),
 endpoint AS (
     SELECT i.position
     FROM input AS i
     JOIN webhook_endpoints AS e ON e.tenant_id = i.tenant_id AND e.id = i.endpoint_id
-    WHERE {_ENDPOINT_FINGERPRINT} = i.fingerprint
+    -- Counting reads every row of `locked`, so all the locks are taken before the first
+    -- delivery key is claimed.
+    WHERE {_ENDPOINT_FINGERPRINT} = i.fingerprint AND (SELECT count(*) FROM locked) > 0
 ),
 claimed AS (
     INSERT INTO webhook_delivery_keys (tenant_id, endpoint_id, delivery_key, received_at)
