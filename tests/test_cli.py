@@ -183,6 +183,9 @@ def test_tenants_create_notes_new_database(tmp_path: Path, pgdata: Path) -> None
         first.stderr
     )
     assert "`revcov serve` with the same REVCOV_DATA_DIR" in first.stderr
+    assert "Running upgrade" in first.stderr
+    assert "Context impl" not in first.stderr + second.stderr
+    assert "Will assume" not in first.stderr + second.stderr
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["api_key"].startswith("rcv_")
     assert "new embedded database" not in second.stderr
