@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -51,6 +52,8 @@ log = structlog.get_logger()
 
 # URL path of the Swagger UI and ReDoc scripts, styles and icon.
 DOCS_ASSETS_PATH = "/docs-assets"
+# The pages of Swagger UI and ReDoc that `FastAPIOffline` adds.
+DOCS_PAGES = frozenset({"/docs", "/redoc"})
 
 DESCRIPTION = """\
 What share of your revenue gave NPS feedback, and how much of it is at risk.
@@ -159,6 +162,10 @@ def create_app(
         redirect_slashes=False,
         openapi_tags=API_TAGS,
     )
+    # Uptime monitors and link checkers send HEAD, which the doc pages do not take.
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path in DOCS_PAGES and route.methods:
+            route.methods.add("HEAD")
     app.state.metrics = metrics
     register_error_handlers(app)
     app.include_router(health_router)

@@ -23,7 +23,9 @@ async def test_index_links_resolve(client: httpx.AsyncClient) -> None:
         assert linked.status_code == 200, (key, body[key])
 
 
-@pytest.mark.parametrize("path", ["/", "/healthz", "/readyz"])
+@pytest.mark.parametrize(
+    "path", ["/", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/dashboard"]
+)
 async def test_head_probe_answers(client: httpx.AsyncClient, path: str) -> None:
     got = await client.get(path)
     response = await client.head(path)
