@@ -119,7 +119,9 @@ def create_app(
                 await tenant_service.create_bootstrap_tenant(
                     session, settings.bootstrap_api_key.get_secret_value()
                 )
-        fetch_client = create_fetch_client()
+        fetch_client = create_fetch_client(
+            allow_private_hosts=settings.webhook_fetch_allow_private_hosts
+        )
         app.state.fetch_context = FetchContext(
             sessionmaker=app.state.sessionmaker,
             client=fetch_client,

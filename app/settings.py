@@ -122,7 +122,8 @@ class Settings(BaseSettings):
     webhook_fetch_allow_private_hosts: bool = Field(
         default=False,
         description="Allow thin-payload endpoints whose api_base_url is localhost or a "
-        "private, loopback or link-local IP address (for tests and internal mock APIs).",
+        "private, loopback or link-local IP address, and fetches from host names that "
+        "resolve to one (for tests and internal mock APIs).",
     )
     webhook_fetch_batch_size: int = Field(
         default=20,

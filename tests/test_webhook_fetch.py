@@ -21,10 +21,16 @@ from structlog.testing import capture_logs
 from app.db.session import create_sessionmaker
 from app.main import create_app
 from app.settings import Settings
+from app.webhooks.public_transport import (
+    NonPublicAddressError,
+    PublicAddressTransport,
+    public_address,
+)
 from app.webhooks.service import loggable_endpoint_id
 from app.webhooks.tasks import (
     MAX_RETRY_DELAY,
     FetchContext,
+    create_fetch_client,
     retry_delay,
     run_fetch_loop,
     stop_fetch_loop,
@@ -397,3 +403,95 @@ async def test_loop_survives_failing_passes(app: FastAPI) -> None:
     assert "exc_info" in failures[0]
     assert "error" in failures[1]
     assert "webhook.fetcher_stopped" in [entry["event"] for entry in logs]
+
+
+# --- Fetches reach public addresses only ------------------------------------------------
+
+
+@pytest.fixture
+def resolve_to(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """Make a host name resolve to a given address, as a DNS record would."""
+    names: dict[str, str] = {}
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in names:
+            return real_getaddrinfo(names[host], port, *args, **kwargs)
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    def add(name: str, address: str) -> None:
+        names[name] = address
+
+    return add
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "10.1.2.3", "192.168.0.10", "169.254.169.254", "::1", "fd00::1"]
+)
+async def test_public_address_rejects_literal(host: str) -> None:
+    with pytest.raises(NonPublicAddressError, match="not a public address"):
+        await public_address(host, 443)
+
+
+async def test_public_address_keeps_public_literal() -> None:
+    assert await public_address("93.184.216.34", 443) == "93.184.216.34"
+
+
+async def test_public_address_rejects_private_name(
+    resolve_to: Callable[[str, str], None],
+) -> None:
+    resolve_to("metadata.survey.test", "169.254.169.254")
+
+    with pytest.raises(NonPublicAddressError, match="non-public address 169.254.169.254"):
+        await public_address("metadata.survey.test", 80)
+
+
+async def test_transport_pins_checked_address(resolve_to: Callable[[str, str], None]) -> None:
+    resolve_to("api.survey.test", "93.184.216.34")
+    sent: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={})
+
+    transport = PublicAddressTransport(httpx.MockTransport(record))
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.get("https://api.survey.test/API/v3/x?y=1")
+
+    assert response.status_code == 200
+    assert str(sent[0].url) == "https://93.184.216.34/API/v3/x?y=1"
+    assert sent[0].headers["host"] == "api.survey.test"
+    assert sent[0].extensions["sni_hostname"] == "api.survey.test"
+
+
+async def test_fetch_from_private_name_not_sent(
+    app: FastAPI,
+    api: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    server: ReplayServer,
+    moment: datetime,
+    resolve_to: Callable[[str, str], None],
+) -> None:
+    # The endpoint check accepts a host name, which here resolves to the local server.
+    resolve_to("api.survey.test", "127.0.0.1")
+    port = httpx.URL(server.url).port
+    server.reply(api_path(), Reply(200, API_BODY))
+    endpoint_id = await new_endpoint(api, f"http://api.survey.test:{port}")
+    delivery_id = await post_sample(client, endpoint_id)
+    context: FetchContext = app.state.fetch_context
+    guarded = create_fetch_client(allow_private_hosts=False)
+    app.state.fetch_context = replace(context, client=guarded)
+    try:
+        await run_pass(app, moment)
+    finally:
+        app.state.fetch_context = context
+        await guarded.aclose()
+
+    retried = await delivery(api, delivery_id)
+    assert retried["status"] == "pending"
+    # The stored error names the kind of failure only, so a tenant cannot map internal
+    # host names to addresses through it.
+    assert retried["error"] == "the qualtrics API request failed: NonPublicAddressError"
+    assert server.requests_to(api_path()) == []

@@ -167,8 +167,8 @@ def check_api_base_url(url: str | None, *, allow_private_hosts: bool) -> None:
         address = None
     if address is not None:
         private = not address.is_global
-    # NOTE: a host name is not resolved here, so a name that resolves to a private
-    # address is still accepted.
+    # A host name is not resolved here. Each fetch checks the addresses its name resolves
+    # to then (`PublicAddressTransport`).
     if private:
         raise UnprocessableError(
             f"api_base_url host {host!r} is a local or private address; use the platform's "

@@ -40,6 +40,7 @@ from app.webhooks.adapters.base import FetchingAdapter
 from app.webhooks.dependencies import Clock, system_clock
 from app.webhooks.errors import MappingError
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+from app.webhooks.public_transport import PublicAddressTransport
 from app.webhooks.service import endpoint_config, loggable_endpoint_id
 
 log = structlog.get_logger()
@@ -72,16 +73,18 @@ class FetchOutcome:
     retry_after: timedelta | None = None
 
 
-def create_fetch_client() -> httpx.AsyncClient:
+def create_fetch_client(*, allow_private_hosts: bool = False) -> httpx.AsyncClient:
     """Create the HTTP client that all fetches share.
 
     Redirects are not followed: a redirect would carry the API token to another host, so
-    an API base URL that redirects fails with its status instead.
+    an API base URL that redirects fails with its status instead. Unless
+    `allow_private_hosts`, requests reach public addresses only (`PublicAddressTransport`).
     """
     return httpx.AsyncClient(
         timeout=FETCH_TIMEOUT_SECONDS,
         follow_redirects=False,
         headers={"User-Agent": f"revcov/{__version__}"},
+        transport=None if allow_private_hosts else PublicAddressTransport(),
     )
 
 
