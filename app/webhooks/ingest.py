@@ -16,10 +16,6 @@ In every case the fast path does not cover, it returns None and the caller runs 
 path. These cases are a stale cached endpoint, a failed signature (which the ORM path
 rejects and logs after reading the endpoint again), and every mapping outcome other than
 `processed`: pending fetches, ignored events and failed mappings.
-
-TODO: with group commit, ingest measured 0.41 of the raw asyncpg baseline's rate in the
-full-size `python -m bench` run on a 2-core machine, short of the 0.7 target.
-bench/README.md lists where the remaining time goes.
 """
 
 from collections import OrderedDict
