@@ -6,7 +6,7 @@ Every 4xx and 5xx response body of the service is a problem document with `type`
 
 from collections.abc import Sequence
 from difflib import get_close_matches
-from typing import Any, get_origin
+from typing import Any, get_args, get_origin
 
 import structlog
 from fastapi import FastAPI, Request
@@ -200,6 +200,35 @@ def _body_list_field(route: object) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """Return the pydantic model in a field's type: the type itself, or the item or member
+    type of a list or an optional."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        model = _model_in(argument)
+        if model is not None:
+            return model
+    return None
+
+
+def _body_field_names(route: object, parent: tuple[Any, ...]) -> list[str]:
+    """Return the field names that the route's body accepts at `parent`, such as
+    `("body", "updates", 0)`, or an empty list when no model is at that place."""
+    if parent[:1] != ("body",):
+        return []
+    body_field = getattr(route, "body_field", None)
+    model = _model_in(getattr(getattr(body_field, "field_info", None), "annotation", None))
+    for part in parent[1:]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        model = _model_in(field.annotation) if field is not None else None
+    if model is None:
+        return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
 def _missing_names(errors: Sequence[Any]) -> dict[tuple[Any, ...], list[str]]:
     """Map each location to the names of the fields missing directly under it."""
     missing: dict[tuple[Any, ...], list[str]] = {}
@@ -231,7 +260,9 @@ def validation_fields(errors: Sequence[Any], route: object = None) -> list[Inval
         elif kind == "extra_forbidden":
             message = "unknown field; remove it or check its spelling"
             name = raw_location[-1] if raw_location else None
-            close = get_close_matches(str(name), missing.get(raw_location[:-1], []), n=1)
+            parent = raw_location[:-1]
+            known = _body_field_names(route, parent) or missing.get(parent, [])
+            close = get_close_matches(str(name), known, n=1)
             if close:
                 message = f"unknown field; did you mean {close[0]!r}?"
         elif kind == "missing":
@@ -240,7 +271,7 @@ def validation_fields(errors: Sequence[Any], route: object = None) -> list[Inval
             if raw_location[:1] == ("query",) and len(raw_location) == 2:
                 description = _route_query_description(route, str(raw_location[1]))
             if description:
-                message = f"field required: {description}"
+                message = f"field required. {description}."
         elif kind == "json_invalid":
             reason = error.get("ctx", {}).get("error", "malformed JSON")
             # FastAPI puts the decoder's offset (from 0) after "body".
@@ -259,6 +290,11 @@ def validation_fields(errors: Sequence[Any], route: object = None) -> list[Inval
             name = _body_list_field(route)
             if name:
                 message += f'; send the items as {{"{name}": [...]}}'
+        elif kind == "timezone_aware" and not secret:
+            message = (
+                "expected a timestamp with a UTC offset, such as 2026-01-01T00:00:00Z or "
+                f"2026-01-01T09:00:00+09:00 (got {quote_value(error.get('input'))})"
+            )
         elif kind == "decimal_parsing" and not secret:
             message = f"{DECIMAL_FORM} (got {quote_value(error.get('input'))})"
         elif "input" in error and not secret:

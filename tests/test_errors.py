@@ -276,6 +276,56 @@ class TestHints:
             "body.updates[0].external_id": "unknown field; did you mean 'account_external_id'?",
         }
 
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "location", "suggested"),
+        [
+            ("PUT", "/v1/accounts/ACME-001", {"regoin": "EMEA"}, "body.regoin", "region"),
+            (
+                "PATCH",
+                "/v1/tenant",
+                {"coverage_taget": 0.9},
+                "body.coverage_taget",
+                "coverage_target",
+            ),
+            (
+                "POST",
+                "/v1/revenue-updates",
+                {"updates": [{**VALID_UPDATE, "curency": "USD"}]},
+                "body.updates[0].curency",
+                "currency",
+            ),
+        ],
+    )
+    async def test_misspelt_optional_field_suggested(
+        self,
+        api: httpx.AsyncClient,
+        method: str,
+        path: str,
+        body: dict[str, Any],
+        location: str,
+        suggested: str,
+    ) -> None:
+        response = await api.request(method, path, json=body)
+
+        problem = assert_problem(response, 422)
+        messages = {error["location"]: error["message"] for error in problem["errors"]}
+        assert messages[location] == f"unknown field; did you mean {suggested!r}?"
+
+    async def test_timestamp_without_offset_explained(self, api: httpx.AsyncClient) -> None:
+        update = {**VALID_UPDATE, "effective_at": "2026-01-01T00:00:00"}
+
+        response = await api.post("/v1/revenue-updates", json={"updates": [update]})
+
+        problem = assert_problem(response, 422)
+        assert problem["errors"] == [
+            {
+                "location": "body.updates[0].effective_at",
+                "message": "expected a timestamp with a UTC offset, such as "
+                "2026-01-01T00:00:00Z or 2026-01-01T09:00:00+09:00 "
+                "(got '2026-01-01T00:00:00')",
+            }
+        ]
+
     async def test_unrelated_field_suggests_nothing(self, api: httpx.AsyncClient) -> None:
         update = {key: value for key, value in VALID_UPDATE.items() if key != "currency"}
 
@@ -293,7 +343,7 @@ class TestHints:
         problem = assert_problem(response, 422)
         assert error_locations(problem) == ["query.by"]
         message = problem["errors"][0]["message"]
-        assert message.startswith("field required: ")
+        assert message.startswith("field required. What splits accounts into segments: ")
         for accepted in ("`tier`", "`region`", "`industry`", "`owner`", "`attribute:<name>`"):
             assert accepted in message
 
