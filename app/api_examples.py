@@ -798,6 +798,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
             "service": "revcov",
             "version": "0.1.0",
             "docs": "/docs",
+            "redoc": "/redoc",
             "openapi": "/openapi.json",
             "dashboard": "/dashboard",
             "health": "/healthz",

@@ -34,6 +34,7 @@ class ServiceIndex(BaseModel):
     service: Literal["revcov"]
     version: str
     docs: str
+    redoc: str
     openapi: str
     dashboard: str
     health: str
@@ -46,6 +47,7 @@ async def index() -> ServiceIndex:
         service="revcov",
         version=__version__,
         docs="/docs",
+        redoc="/redoc",
         openapi="/openapi.json",
         dashboard="/dashboard",
         health="/healthz",

@@ -18,7 +18,7 @@ async def test_index_links_resolve(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["service"] == "revcov"
-    for key in ("docs", "openapi", "dashboard", "health", "readiness"):
+    for key in ("docs", "redoc", "openapi", "dashboard", "health", "readiness"):
         linked = await client.get(body[key])
         assert linked.status_code == 200, (key, body[key])
 
