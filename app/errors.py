@@ -117,6 +117,28 @@ def invalid_query(location: str, value: str, reason: str) -> UnprocessableError:
     )
 
 
+# Bounds of a problem document, since a client's value, a field name or the number of
+# invalid fields can each be as large as the request body.
+MAX_LISTED_ERRORS = 100
+MAX_ERROR_TEXT = 500
+MAX_DETAIL = 2_000
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bounded_errors(errors: Sequence[InvalidField]) -> list[InvalidField]:
+    """Return the first `MAX_LISTED_ERRORS` errors, each cut to `MAX_ERROR_TEXT` characters."""
+    return [
+        InvalidField(
+            location=_cut(error.location, MAX_ERROR_TEXT),
+            message=_cut(error.message, MAX_ERROR_TEXT),
+        )
+        for error in errors[:MAX_LISTED_ERRORS]
+    ]
+
+
 def problem_type(code: str) -> str:
     return f"urn:revcov:problem:{code}"
 
@@ -131,13 +153,19 @@ def problem_response(
     errors: Sequence[InvalidField] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    detail = _cut(detail, MAX_DETAIL)
+    listed = None
+    if errors is not None:
+        listed = _bounded_errors(errors)
+        if len(errors) > len(listed):
+            detail += f" The first {len(listed)} of {len(errors)} errors are listed."
     problem = Problem(
         type=problem_type(code),
         title=title,
         status=status,
         detail=detail,
         instance=request.url.path,
-        errors=list(errors) if errors is not None else None,
+        errors=listed,
     )
     return JSONResponse(
         problem.model_dump(exclude_none=True),
@@ -159,13 +187,16 @@ def format_location(location: Sequence[int | str]) -> str:
 
 
 # Fields whose values are never quoted back in error messages, which are also logged.
-SECRET_FIELDS = frozenset({"secret", "secrets", "token", "api_token", "api_key", "password"})
+# An API base URL may carry a user name and password until its check rejects them.
+SECRET_FIELDS = frozenset(
+    {"secret", "secrets", "token", "api_token", "api_key", "password", "api_base_url"}
+)
 
 
 # The accepted form of a decimal field, for a value that pydantic cannot read as one.
 DECIMAL_FORM = (
-    'expected a decimal number such as "1234.56", with "." before any decimals and no '
-    "thousands separators, spaces or currency symbols"
+    'expected a decimal number such as "1234.56", with "." as the decimal separator and '
+    'no "," between digits, spaces or currency symbols'
 )
 # The pydantic error types of a body that is not the JSON object the route expects.
 _NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
@@ -186,18 +217,19 @@ def _route_query_description(route: object, name: str) -> str | None:
     return None
 
 
-def _body_list_field(route: object) -> str | None:
-    """Return the name of the only list field of the route's body model, if it has one."""
+def _batch_field(route: object) -> str | None:
+    """Return the name of the list field when the route's body is a batch: an object whose
+    only field is a list, such as `{"updates": [...]}`."""
     body_field = getattr(route, "body_field", None)
     model = getattr(getattr(body_field, "field_info", None), "annotation", None)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return None
-    names = [
-        name
-        for name, field in model.model_fields.items()
-        if get_origin(field.annotation) is list or field.annotation is list
-    ]
-    return names[0] if len(names) == 1 else None
+    if len(model.model_fields) != 1:
+        return None
+    [(name, field)] = model.model_fields.items()
+    if get_origin(field.annotation) is list or field.annotation is list:
+        return field.alias or name
+    return None
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -287,7 +319,7 @@ def validation_fields(errors: Sequence[Any], route: object = None) -> list[Inval
             and isinstance(error.get("input"), list)
         ):
             message = "expected a JSON object, got an array"
-            name = _body_list_field(route)
+            name = _batch_field(route)
             if name:
                 message += f'; send the items as {{"{name}": [...]}}'
         elif kind == "timezone_aware" and not secret:

@@ -35,18 +35,30 @@ def validate_currency(code: str) -> str:
     return code
 
 
+# Characters of a rejected number shown in its error message, since a client's value can
+# have thousands of digits.
+MAX_SHOWN_NUMBER = 40
+
+
+def shown_number(value: Decimal) -> str:
+    """Return `value` as text for an error message, cut to `MAX_SHOWN_NUMBER` characters."""
+    text = str(value)
+    return text if len(text) <= MAX_SHOWN_NUMBER else text[: MAX_SHOWN_NUMBER - 3] + "..."
+
+
 def validate_amount(amount: Decimal, currency: str) -> Decimal:
     """Check that `amount` is a finite, non-negative value below 10^15 in `currency`'s units."""
     if not amount.is_finite():
-        raise ValueError(f"amount must be a finite number, not {amount}")
+        raise ValueError(f"amount must be a finite number, not {shown_number(amount)}")
     if amount < 0:
-        raise ValueError(f"amount must not be negative, got {amount}")
+        raise ValueError(f"amount must not be negative, got {shown_number(amount)}")
     if amount >= MAX_AMOUNT:
-        raise ValueError(f"amount must be below 10^15, got {amount}")
+        raise ValueError(f"amount must be below 10^15, got {shown_number(amount)}")
     exponent = currency_exponent(currency)
     if amount != amount.quantize(_minor_unit(exponent)):
         raise ValueError(
-            f"amount {amount} has more decimal places than {currency} allows ({exponent})"
+            f"amount {shown_number(amount)} has more decimal places than {currency} allows "
+            f"({exponent})"
         )
     # Turns -0 into 0. Any other amount that passed is returned as the same object.
     return amount + 0 if amount.is_signed() else amount

@@ -259,7 +259,7 @@ class TestHints:
         assert error_locations(problem) == ["body.updates[0].amount"]
         message = problem["errors"][0]["message"]
         assert '"1234.56"' in message
-        assert "no thousands separators" in message
+        assert 'no "," between digits' in message
         assert repr(amount) in message
         assert_problem(await api.get("/v1/accounts/ACME-001"), 404)
 
@@ -346,6 +346,40 @@ class TestHints:
         assert message.startswith("field required. What splits accounts into segments: ")
         for accepted in ("`tier`", "`region`", "`industry`", "`owner`", "`attribute:<name>`"):
             assert accepted in message
+
+
+class TestProblemSize:
+    """A problem document stays small whatever the request carries."""
+
+    async def test_huge_amount_cut_in_message(self, api: httpx.AsyncClient) -> None:
+        amount = "9" * 300_000
+        body = {"updates": [{**VALID_UPDATE, "amount": amount}]}
+
+        response = await api.post("/v1/revenue-updates", json=body)
+
+        problem = assert_problem(response, 422)
+        assert len(response.content) < 5_000
+        assert "below 10^15" in problem["errors"][0]["message"]
+        assert "..." in problem["errors"][0]["message"]
+
+    async def test_huge_field_name_cut(self, api: httpx.AsyncClient) -> None:
+        name = "x" * 1_000_000
+
+        response = await api.patch("/v1/tenant", json={name: 1})
+
+        problem = assert_problem(response, 422)
+        assert len(response.content) < 5_000
+        assert problem["errors"][0]["location"].startswith("body.xxx")
+
+    async def test_many_invalid_fields_listed_first(self, api: httpx.AsyncClient) -> None:
+        body = {f"unknown_{index}": index for index in range(250)}
+
+        response = await api.patch("/v1/tenant", json=body)
+
+        problem = assert_problem(response, 422)
+        assert len(problem["errors"]) == 100
+        assert problem["errors"][0]["location"] == "body.unknown_0"
+        assert "The first 100 of 250 errors are listed." in problem["detail"]
 
 
 class TestUnknownFields:

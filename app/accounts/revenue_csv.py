@@ -190,33 +190,35 @@ def parse_amount(text: str, decimal: str, thousands: str | None) -> Decimal:
                 f"thousands separator {thousands!r}" if thousands else "no thousands separator"
             )
             raise ValueError(
-                f"{text!r} contains {character!r}, but the declared separators are decimal "
-                f"{decimal!r} and {declared}; declare the separators the file uses"
+                f"{quote_value(text)} contains {character!r}, but the declared separators are "
+                f"decimal {decimal!r} and {declared}; declare the separators the file uses"
             )
-        raise ValueError(f"{text!r} is not a number")
+        raise ValueError(f"{quote_value(text)} is not a number")
 
     whole, has_fraction, fraction = value.partition(decimal)
     if decimal in fraction:
-        raise ValueError(f"{text!r} contains the decimal separator {decimal!r} more than once")
+        raise ValueError(
+            f"{quote_value(text)} contains the decimal separator {decimal!r} more than once"
+        )
     if thousands is not None and thousands in fraction:
         raise ValueError(
-            f"{text!r} has the thousands separator {thousands!r} after the decimal "
+            f"{quote_value(text)} has the thousands separator {thousands!r} after the decimal "
             f"separator {decimal!r}"
         )
     if not whole or (has_fraction and not fraction):
-        raise ValueError(f"{text!r} needs digits on both sides of the decimal separator")
+        raise ValueError(f"{quote_value(text)} needs digits on both sides of the decimal separator")
     if thousands is not None and thousands in whole:
         groups = whole.split(thousands)
         if not 1 <= len(groups[0]) <= 3 or any(len(group) != 3 for group in groups[1:]):
             raise ValueError(
-                f"{text!r} has thousands separators {thousands!r} in the wrong places; "
+                f"{quote_value(text)} has thousands separators {thousands!r} in the wrong places; "
                 "each group after the first needs exactly three digits"
             )
         whole = "".join(groups)
     try:
         return Decimal(sign + whole + ("." + fraction if has_fraction else ""))
     except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
+        raise ValueError(f"{quote_value(text)} is not a number") from None
 
 
 def parse_effective_at(text: str, timezone: str) -> str:
@@ -227,18 +229,19 @@ def parse_effective_at(text: str, timezone: str) -> str:
         try:
             day = datetime.strptime(value, "%Y-%m-%d").date()
         except ValueError:
-            raise ValueError(f"{text!r} is not a valid date") from None
+            raise ValueError(f"{quote_value(text)} is not a valid date") from None
         return datetime.combine(day, time(), tzinfo=ZoneInfo(timezone)).isoformat()
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(
-            f"{text!r} is not a date such as 2026-01-01 or an ISO 8601 timestamp "
+            f"{quote_value(text)} is not a date such as 2026-01-01 or an ISO 8601 timestamp "
             "such as 2026-01-01T00:00:00Z"
         ) from None
     if moment.tzinfo is None:
         raise ValueError(
-            f"{text!r} has no UTC offset; add one (such as Z or +01:00) or give a date alone"
+            f"{quote_value(text)} has no UTC offset; add one (such as Z or +01:00) or give a "
+            "date alone"
         )
     return moment.isoformat()
 

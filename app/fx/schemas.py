@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from pydantic import Field, field_validator
 
-from app.money import validate_currency
+from app.money import shown_number, validate_currency
 from app.schemas import ReadModel, Timestamp, WriteModel
 
 # Rates must be below this and carry at most this many decimal places (the column's limits).
@@ -34,13 +34,15 @@ class FxRateInput(WriteModel):
     @classmethod
     def check_rate(cls, value: Decimal) -> Decimal:
         if not value.is_finite():
-            raise ValueError(f"rate must be a finite number, not {value}")
+            raise ValueError(f"rate must be a finite number, not {shown_number(value)}")
         if value <= 0:
-            raise ValueError(f"rate must be above 0, got {value}")
+            raise ValueError(f"rate must be above 0, got {shown_number(value)}")
         if value >= MAX_RATE:
-            raise ValueError(f"rate must be below 10^9, got {value}")
+            raise ValueError(f"rate must be below 10^9, got {shown_number(value)}")
         if value != value.quantize(Decimal(1).scaleb(-RATE_PLACES)):
-            raise ValueError(f"rate {value} has more than {RATE_PLACES} decimal places")
+            raise ValueError(
+                f"rate {shown_number(value)} has more than {RATE_PLACES} decimal places"
+            )
         return value
 
 
