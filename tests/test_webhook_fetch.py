@@ -428,7 +428,20 @@ def resolve_to(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
 
 
 @pytest.mark.parametrize(
-    "host", ["127.0.0.1", "10.1.2.3", "192.168.0.10", "169.254.169.254", "::1", "fd00::1"]
+    "host",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.10",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+        # IPv4 addresses embedded in IPv6: compatible, translated, NAT64, 6to4.
+        "::7f00:1",
+        "::ffff:0:a00:1",
+        "64:ff9b::a00:1",
+        "2002:7f00:1::",
+    ],
 )
 async def test_public_address_rejects_literal(host: str) -> None:
     with pytest.raises(NonPublicAddressError, match="not a public address"):
@@ -461,6 +474,7 @@ async def test_transport_pins_checked_address(resolve_to: Callable[[str, str], N
         response = await client.get("https://api.survey.test/API/v3/x?y=1")
 
     assert response.status_code == 200
+    assert str(response.request.url) == "https://api.survey.test/API/v3/x?y=1"
     assert str(sent[0].url) == "https://93.184.216.34/API/v3/x?y=1"
     assert sent[0].headers["host"] == "api.survey.test"
     assert sent[0].extensions["sni_hostname"] == "api.survey.test"
@@ -489,9 +503,12 @@ async def test_fetch_from_private_name_not_sent(
         app.state.fetch_context = context
         await guarded.aclose()
 
-    retried = await delivery(api, delivery_id)
-    assert retried["status"] == "pending"
-    # The stored error names the kind of failure only, so a tenant cannot map internal
-    # host names to addresses through it.
-    assert retried["error"] == "the qualtrics API request failed: NonPublicAddressError"
+    failed = await delivery(api, delivery_id)
+    assert failed["status"] == "failed"
+    # The stored error leaves the address out, so a tenant cannot map internal host names
+    # to addresses through it.
+    assert failed["error"] == (
+        "the qualtrics API host in api_base_url is or resolves to a non-public address. "
+        "Fix the endpoint's api_base_url, then replay the delivery"
+    )
     assert server.requests_to(api_path()) == []

@@ -203,6 +203,10 @@ async def test_erased_delivery_not_replayed(
         "http://192.168.1.1",
         "http://169.254.169.254",
         "http://[::1]:8080",
+        "http://localhost.",
+        "http://api.localhost.",
+        "http://[::7f00:1]",
+        "http://[64:ff9b::a00:1]",
     ],
 )
 async def test_private_api_host_rejected(api: httpx.AsyncClient, app: FastAPI, url: str) -> None:
@@ -227,3 +231,29 @@ async def test_private_api_host_rejected(api: httpx.AsyncClient, app: FastAPI, u
     assert created.status_code == 422
     assert "private" in created.json()["detail"]
     assert public.status_code == 201, public.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:secret-pass@yul1.qualtrics.com", "https://token@yul1.qualtrics.com"],
+)
+async def test_api_base_url_credentials_rejected(api: httpx.AsyncClient, url: str) -> None:
+    created = await api.post(
+        "/v1/webhook-endpoints",
+        json={"source": "qualtrics", "api_base_url": url, "api_token": "token-123"},
+    )
+    public = await api.post(
+        "/v1/webhook-endpoints",
+        json={"source": "qualtrics", "api_base_url": "https://yul1.qualtrics.com"},
+    )
+    updated = await api.patch(
+        f"/v1/webhook-endpoints/{public.json()['id']}", json={"api_base_url": url}
+    )
+
+    for response in (created, updated):
+        assert response.status_code == 422, response.text
+        assert "user name or password" in response.json()["detail"]
+        assert "secret-pass" not in response.text
+        assert "token@" not in response.text
+    listed = await api.get("/v1/webhook-endpoints")
+    assert "@" not in listed.text

@@ -24,8 +24,30 @@ class NonPublicAddressError(httpx.ConnectError):
     non-global address."""
 
 
-def _is_public(address: str) -> bool:
-    return ipaddress.ip_address(address).is_global
+# IPv6 prefixes whose last 32 bits are an IPv4 address that a host or a NAT64 gateway
+# may reach: IPv4-compatible, IPv4-mapped, IPv4-translated and the NAT64 prefixes (RFC 4291,
+# RFC 2765, RFC 6052, RFC 8215).
+_EMBEDDING_IPV4 = tuple(
+    ipaddress.ip_network(prefix)
+    for prefix in ("::/96", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48")
+)
+
+
+def is_public_address(address: str) -> bool:
+    """Return whether an address, and any IPv4 address embedded in it, is global."""
+    parsed = ipaddress.ip_address(address)
+    if not parsed.is_global:
+        return False
+    if isinstance(parsed, ipaddress.IPv6Address):
+        embedded = []
+        if any(parsed in network for network in _EMBEDDING_IPV4):
+            embedded.append(ipaddress.IPv4Address(int(parsed) & 0xFFFFFFFF))
+        if parsed.sixtofour is not None:
+            embedded.append(parsed.sixtofour)
+        if parsed.teredo is not None:
+            embedded.extend(parsed.teredo)
+        return all(inner.is_global for inner in embedded)
+    return True
 
 
 async def public_address(host: str, port: int) -> str:
@@ -40,7 +62,7 @@ async def public_address(host: str, port: int) -> str:
     except ValueError:
         pass
     else:
-        if not _is_public(host):
+        if not is_public_address(host):
             raise NonPublicAddressError(f"host {host} is not a public address")
         return host
     loop = asyncio.get_running_loop()
@@ -50,7 +72,7 @@ async def public_address(host: str, port: int) -> str:
         raise httpx.ConnectError(f"could not resolve host {host}: {error}") from error
     # The fourth field is the socket address, whose first item is the address text.
     addresses = list(dict.fromkeys(str(result[4][0]) for result in results))
-    private = [address for address in addresses if not _is_public(address)]
+    private = [address for address in addresses if not is_public_address(address)]
     if private:
         raise NonPublicAddressError(
             f"host {host} resolves to the non-public address {private[0]}; "
@@ -79,11 +101,18 @@ class PublicAddressTransport(httpx.AsyncBaseTransport):
                 address = await public_address(host, port)
         except TimeoutError as error:
             raise httpx.ConnectTimeout(f"resolving host {host} timed out") from error
-        if address != host:
-            # httpx built the Host header from the URL when it created the request.
-            request.url = request.url.copy_with(host=address)
-            request.extensions = {**request.extensions, "sni_hostname": host}
-        return await self._inner.handle_async_request(request)
+        if address == host:
+            return await self._inner.handle_async_request(request)
+        # A copy, so the client's request and its errors keep the host name. httpx built
+        # the Host header from the URL when it created the request.
+        pinned = httpx.Request(
+            request.method,
+            request.url.copy_with(host=address),
+            headers=request.headers,
+            stream=request.stream,
+            extensions={**request.extensions, "sni_hostname": host},
+        )
+        return await self._inner.handle_async_request(pinned)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -8,7 +8,7 @@ the same bytes. It can be replayed once the endpoint's mapping is fixed. A thin 
 is kept as `pending` until its response is fetched from the platform's API.
 """
 
-import ipaddress
+import contextlib
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -40,6 +40,7 @@ from app.webhooks.errors import (
     UnknownSourceError,
 )
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+from app.webhooks.public_transport import is_public_address
 from app.webhooks.schemas import WebhookAck, WebhookEndpointCreate, WebhookEndpointUpdate
 
 log = structlog.get_logger()
@@ -157,16 +158,24 @@ def _settings_values(body: WebhookEndpointCreate | WebhookEndpointUpdate) -> dic
 def check_api_base_url(url: str | None, *, allow_private_hosts: bool) -> None:
     """Reject an API base URL on localhost or a private, loopback or link-local address,
     so that a tenant cannot make the fetcher reach the service's internal network."""
-    if url is None or allow_private_hosts:
+    if url is None:
         return
-    host = (urlsplit(url).hostname or "").lower()
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise UnprocessableError(
+            "api_base_url must not contain a user name or password, which would be stored "
+            "and shown with the endpoint; put the platform's credential in api_token.",
+            errors=[
+                InvalidField(location="body.api_base_url", message="user name or password in URL")
+            ],
+        )
+    if allow_private_hosts:
+        return
+    host = (parts.hostname or "").lower().rstrip(".")
     private = host == "localhost" or host.endswith(".localhost")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is not None:
-        private = not address.is_global
+    # A host that is not an IP address raises ValueError and keeps the name check.
+    with contextlib.suppress(ValueError):
+        private = not is_public_address(host)
     # A host name is not resolved here. Each fetch checks the addresses its name resolves
     # to then (`PublicAddressTransport`).
     if private:

@@ -40,7 +40,7 @@ from app.webhooks.adapters.base import FetchingAdapter
 from app.webhooks.dependencies import Clock, system_clock
 from app.webhooks.errors import MappingError
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
-from app.webhooks.public_transport import PublicAddressTransport
+from app.webhooks.public_transport import NonPublicAddressError, PublicAddressTransport
 from app.webhooks.service import endpoint_config, loggable_endpoint_id
 
 log = structlog.get_logger()
@@ -167,6 +167,15 @@ async def fetch_delivery(
             "failed",
             error=f"{message}. Fix the endpoint's api_base_url or api_token if they are "
             "wrong, then replay the delivery",
+        )
+    except NonPublicAddressError:
+        # Not retried: the address came from the endpoint's settings, which only a change
+        # of them or of the name's DNS records fixes. The address itself is left out, so a
+        # tenant cannot map internal host names through this message.
+        return FetchOutcome(
+            "failed",
+            error=f"the {delivery.source} API host in api_base_url is or resolves to a "
+            "non-public address. Fix the endpoint's api_base_url, then replay the delivery",
         )
     except httpx.HTTPError as error:
         return FetchOutcome(
