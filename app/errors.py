@@ -117,11 +117,15 @@ def invalid_query(location: str, value: str, reason: str) -> UnprocessableError:
     )
 
 
-# Bounds of a problem document, since a client's value, a field name or the number of
-# invalid fields can each be as large as the request body.
+# Bounds of a problem document, since a client's value, a field name, the path or the
+# number of invalid fields can each be as large as the request. The errors are listed
+# until their JSON reaches `MAX_ERRORS_BYTES`, counted after escaping, because a control
+# character takes 6 bytes in JSON.
 MAX_LISTED_ERRORS = 100
-MAX_ERROR_TEXT = 500
-MAX_DETAIL = 2_000
+MAX_ERROR_TEXT = 300
+MAX_ERRORS_BYTES = 8_192
+MAX_DETAIL = 1_000
+MAX_INSTANCE = 200
 
 
 def _cut(text: str, limit: int) -> str:
@@ -129,14 +133,20 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _bounded_errors(errors: Sequence[InvalidField]) -> list[InvalidField]:
-    """Return the first `MAX_LISTED_ERRORS` errors, each cut to `MAX_ERROR_TEXT` characters."""
-    return [
-        InvalidField(
+    """Return the errors that fit the bounds above, in order, each cut to `MAX_ERROR_TEXT`
+    characters. The first error is always listed."""
+    listed: list[InvalidField] = []
+    size = 0
+    for error in errors[:MAX_LISTED_ERRORS]:
+        bounded = InvalidField(
             location=_cut(error.location, MAX_ERROR_TEXT),
             message=_cut(error.message, MAX_ERROR_TEXT),
         )
-        for error in errors[:MAX_LISTED_ERRORS]
-    ]
+        size += len(bounded.model_dump_json())
+        if listed and size > MAX_ERRORS_BYTES:
+            break
+        listed.append(bounded)
+    return listed
 
 
 def problem_type(code: str) -> str:
@@ -164,7 +174,7 @@ def problem_response(
         title=title,
         status=status,
         detail=detail,
-        instance=request.url.path,
+        instance=_cut(request.url.path, MAX_INSTANCE),
         errors=listed,
     )
     return JSONResponse(

@@ -377,9 +377,26 @@ class TestProblemSize:
         response = await api.patch("/v1/tenant", json=body)
 
         problem = assert_problem(response, 422)
-        assert len(problem["errors"]) == 100
+        listed = len(problem["errors"])
+        assert 0 < listed <= 100
         assert problem["errors"][0]["location"] == "body.unknown_0"
-        assert "The first 100 of 250 errors are listed." in problem["detail"]
+        assert f"The first {listed} of 250 errors are listed." in problem["detail"]
+
+    async def test_escaped_field_names_bounded(self, api: httpx.AsyncClient) -> None:
+        # A control character takes 6 bytes in JSON, a 6-fold growth of each listed name.
+        body = {"\u0001" * 1000 + str(index): index for index in range(150)}
+
+        response = await api.post("/v1/share-tokens", json=body)
+
+        assert_problem(response, 422)
+        assert len(response.content) < 16_384
+
+    async def test_long_path_cut_in_instance(self, api: httpx.AsyncClient) -> None:
+        response = await api.get("/v1/nope/" + "%01" * 15_000)
+
+        problem = assert_problem(response, 404)
+        assert len(response.content) < 16_384
+        assert len(problem["instance"]) <= 200
 
 
 class TestUnknownFields:
