@@ -22,6 +22,7 @@ from app.db.session import create_sessionmaker
 from app.main import create_app
 from app.settings import Settings
 from app.webhooks.public_transport import (
+    InvalidHostError,
     NonPublicAddressError,
     PublicAddressTransport,
     public_address,
@@ -441,11 +442,19 @@ def resolve_to(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
         "::ffff:0:a00:1",
         "64:ff9b::a00:1",
         "2002:7f00:1::",
+        # Multicast, which Python counts as global.
+        "224.0.0.1",
+        "ff02::1",
     ],
 )
 async def test_public_address_rejects_literal(host: str) -> None:
     with pytest.raises(NonPublicAddressError, match="not a public address"):
         await public_address(host, 443)
+
+
+async def test_public_address_rejects_invalid_name() -> None:
+    with pytest.raises(InvalidHostError, match="not a valid host name"):
+        await public_address("a" * 70 + ".example.com", 443)
 
 
 async def test_public_address_keeps_public_literal() -> None:

@@ -257,3 +257,18 @@ async def test_api_base_url_credentials_rejected(api: httpx.AsyncClient, url: st
         assert "token@" not in response.text
     listed = await api.get("/v1/webhook-endpoints")
     assert "@" not in listed.text
+
+
+@pytest.mark.parametrize(
+    "url", ["https://" + "a" * 70 + ".qualtrics.com", "https://yul1..qualtrics.com"]
+)
+async def test_api_base_url_invalid_host_rejected(api: httpx.AsyncClient, url: str) -> None:
+    created = await api.post(
+        "/v1/webhook-endpoints",
+        json={"source": "qualtrics", "api_base_url": url, "api_token": "token-123"},
+    )
+
+    assert created.status_code == 422, created.text
+    assert created.json()["errors"] == [
+        {"location": "body.api_base_url", "message": "invalid host name"}
+    ]

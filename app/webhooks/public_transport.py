@@ -20,8 +20,13 @@ import httpx
 
 
 class NonPublicAddressError(httpx.ConnectError):
-    """The request's host is or resolves to a loopback, private, link-local or other
-    non-global address."""
+    """The request's host is or resolves to a loopback, private, link-local, multicast or
+    other non-global address."""
+
+
+class InvalidHostError(httpx.ConnectError):
+    """The request's host is not a valid host name, such as one with a label over 63
+    characters, so no lookup can succeed."""
 
 
 # IPv6 prefixes whose last 32 bits are an IPv4 address that a host or a NAT64 gateway
@@ -36,7 +41,8 @@ _EMBEDDING_IPV4 = tuple(
 def is_public_address(address: str) -> bool:
     """Return whether an address, and any IPv4 address embedded in it, is global."""
     parsed = ipaddress.ip_address(address)
-    if not parsed.is_global:
+    # Python counts multicast addresses as global, but no API is served from one.
+    if not parsed.is_global or parsed.is_multicast:
         return False
     if isinstance(parsed, ipaddress.IPv6Address):
         embedded = []
@@ -68,6 +74,9 @@ async def public_address(host: str, port: int) -> str:
     loop = asyncio.get_running_loop()
     try:
         results = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as error:
+        # The IDNA encoding of the name failed before any lookup.
+        raise InvalidHostError(f"host {host!r} is not a valid host name: {error}") from error
     except OSError as error:
         raise httpx.ConnectError(f"could not resolve host {host}: {error}") from error
     # The fourth field is the socket address, whose first item is the address text.

@@ -169,6 +169,16 @@ def check_api_base_url(url: str | None, *, allow_private_hosts: bool) -> None:
                 InvalidField(location="body.api_base_url", message="user name or password in URL")
             ],
         )
+    try:
+        # Python's IDNA codec rejects a name no lookup could resolve, such as one with a
+        # label over 63 characters or an empty label.
+        (parts.hostname or "").encode("idna")
+    except UnicodeError:
+        raise UnprocessableError(
+            "api_base_url has a host name that no lookup can resolve, such as one with an "
+            "empty part or a part over 63 characters.",
+            errors=[InvalidField(location="body.api_base_url", message="invalid host name")],
+        ) from None
     if allow_private_hosts:
         return
     host = (parts.hostname or "").lower().rstrip(".")

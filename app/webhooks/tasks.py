@@ -40,7 +40,11 @@ from app.webhooks.adapters.base import FetchingAdapter
 from app.webhooks.dependencies import Clock, system_clock
 from app.webhooks.errors import MappingError
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
-from app.webhooks.public_transport import NonPublicAddressError, PublicAddressTransport
+from app.webhooks.public_transport import (
+    InvalidHostError,
+    NonPublicAddressError,
+    PublicAddressTransport,
+)
 from app.webhooks.service import endpoint_config, loggable_endpoint_id
 
 log = structlog.get_logger()
@@ -167,6 +171,12 @@ async def fetch_delivery(
             "failed",
             error=f"{message}. Fix the endpoint's api_base_url or api_token if they are "
             "wrong, then replay the delivery",
+        )
+    except InvalidHostError:
+        return FetchOutcome(
+            "failed",
+            error=f"the {delivery.source} API host in api_base_url is not a valid host name. "
+            "Fix the endpoint's api_base_url, then replay the delivery",
         )
     except NonPublicAddressError:
         # Not retried: the address came from the endpoint's settings, which only a change
