@@ -102,10 +102,14 @@ class ServiceUnavailableError(AppError):
 MAX_QUOTED_VALUE = 80
 
 
+def _cut(text: str, limit: int) -> str:
+    """Cut `text` to `limit` characters, ending a cut text with "..."."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def quote_value(value: object) -> str:
     """Quote a client's value for an error message, cut to `MAX_QUOTED_VALUE` characters."""
-    text = repr(value)
-    return text if len(text) <= MAX_QUOTED_VALUE else text[: MAX_QUOTED_VALUE - 3] + "..."
+    return _cut(repr(value), MAX_QUOTED_VALUE)
 
 
 def invalid_query(location: str, value: str, reason: str) -> UnprocessableError:
@@ -126,10 +130,6 @@ MAX_ERROR_TEXT = 300
 MAX_ERRORS_BYTES = 8_192
 MAX_DETAIL = 1_000
 MAX_INSTANCE = 200
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _bounded_errors(errors: Sequence[InvalidField]) -> list[InvalidField]:
@@ -227,21 +227,6 @@ def _route_query_description(route: object, name: str) -> str | None:
     return None
 
 
-def _batch_field(route: object) -> str | None:
-    """Return the name of the list field when the route's body is a batch: an object whose
-    only field is a list, such as `{"updates": [...]}`."""
-    body_field = getattr(route, "body_field", None)
-    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        return None
-    if len(model.model_fields) != 1:
-        return None
-    [(name, field)] = model.model_fields.items()
-    if get_origin(field.annotation) is list or field.annotation is list:
-        return field.alias or name
-    return None
-
-
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     """Return the pydantic model in a field's type: the type itself, or the item or member
     type of a list or an optional."""
@@ -254,13 +239,30 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _body_model(route: object) -> type[BaseModel] | None:
+    """Return the pydantic model of the route's body, or None when it takes none."""
+    body_field = getattr(route, "body_field", None)
+    return _model_in(getattr(getattr(body_field, "field_info", None), "annotation", None))
+
+
+def _batch_field(route: object) -> str | None:
+    """Return the name of the list field when the route's body is a batch: an object whose
+    only field is a list, such as `{"updates": [...]}`."""
+    model = _body_model(route)
+    if model is None or len(model.model_fields) != 1:
+        return None
+    [(name, field)] = model.model_fields.items()
+    if get_origin(field.annotation) is list or field.annotation is list:
+        return field.alias or name
+    return None
+
+
 def _body_field_names(route: object, parent: tuple[Any, ...]) -> list[str]:
     """Return the field names that the route's body accepts at `parent`, such as
     `("body", "updates", 0)`, or an empty list when no model is at that place."""
     if parent[:1] != ("body",):
         return []
-    body_field = getattr(route, "body_field", None)
-    model = _model_in(getattr(getattr(body_field, "field_info", None), "annotation", None))
+    model = _body_model(route)
     for part in parent[1:]:
         if isinstance(part, int):
             continue

@@ -326,7 +326,7 @@ SELECT
 # The caller never puts two deliveries with the same delivery key or the same response in
 # one call, because one statement cannot claim a key or update a row twice. It first takes
 # the locks of `LOCK_INGEST_TENANTS` for its tenants, before any row lock, so it can run
-# alone in autocommit. In a transaction that holds them already, taking them again
+# alone in autocommit. In a transaction that has taken them already, taking them again
 # changes nothing. It returns one row per delivery in input order, with the columns of
 # `INGEST_PROCESSED`.
 INGEST_PROCESSED_BATCH = f"""
