@@ -3,6 +3,15 @@
 #   docker run --rm -e REVCOV_DATABASE_URL=... revcov revcov migrate
 # `serve` does not migrate here (REVCOV_MIGRATE_ON_START=false), so replicas that start
 # together never race on the schema; /readyz returns 503 until the schema is migrated.
+# The wheel carries the code and the migrations (as `app.schema_migrations`), so the image
+# runs from an ordinary install, not from a copy of the source tree.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY migrations ./migrations
+COPY app ./app
+RUN pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,10 +32,8 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-COPY README.md alembic.ini ./
-COPY migrations ./migrations
-COPY app ./app
-RUN pip install --no-deps -e . && python -m compileall -q app migrations
+COPY --from=build /wheels /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
 
 USER revcov
 EXPOSE 8000

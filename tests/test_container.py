@@ -52,7 +52,7 @@ class TestDockerfile:
         copied = [
             source
             for keyword, arguments in instructions()
-            if keyword == "COPY"
+            if keyword == "COPY" and not arguments.startswith("--from=")
             for source in shlex.split(arguments)[:-1]
         ]
 
@@ -62,9 +62,17 @@ class TestDockerfile:
             assert not ignored(source), source
 
     def test_app_files_reach_build(self) -> None:
-        needed = ["app", "migrations", "alembic.ini", "pyproject.toml", "README.md"]
+        needed = ["app", "migrations", "pyproject.toml", "README.md"]
 
         assert [path for path in needed if ignored(path)] == []
+
+    def test_runtime_installs_the_wheel(self) -> None:
+        # An editable install would run the code from a copy of the source tree.
+        runs = [arguments for keyword, arguments in instructions() if keyword == "RUN"]
+
+        assert any("pip wheel" in run for run in runs)
+        assert any("pip install --no-deps /tmp/wheels/" in run for run in runs)
+        assert not any(" -e " in run for run in runs)
 
     def test_environment_names_settings(self) -> None:
         names = [

@@ -1,7 +1,13 @@
-"""Run the Alembic migrations from code, and compare the database with the newest revision."""
+"""Run the Alembic migrations from code, and compare the database with the newest revision.
+
+The scripts live in `migrations/` of the source tree, which the wheel installs as the
+package `app.schema_migrations`, so an editable install and an install from a wheel find
+them in the same way. `alembic.ini` serves only the `alembic` command in a checkout, for
+writing new revisions.
+"""
 
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources import as_file, files
 
 from alembic import command
 from alembic.config import Config
@@ -9,22 +15,24 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# alembic.ini sits at the top of the source tree, next to the `app` package.
-ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
+SCRIPTS_PACKAGE = "app.schema_migrations"
 
 
-def _alembic_ini() -> str:
-    if not ALEMBIC_INI.is_file():
-        # TODO: the wheel contains only the `app` package, so migrations need an editable install.
-        raise RuntimeError(
-            f"{ALEMBIC_INI} is missing: revcov runs its migrations from the source tree; "
-            "install it with `pip install -e .` from a checkout."
-        )
-    return str(ALEMBIC_INI)
+@lru_cache
+def _script_location() -> str:
+    # Both kinds of install give a real directory, so `as_file` returns it without a copy.
+    with as_file(files(SCRIPTS_PACKAGE)) as location:
+        return str(location)
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", _script_location())
+    return config
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(_alembic_ini())
+    config = _config()
     config.attributes["database_url"] = database_url
     return config
 
@@ -36,7 +44,7 @@ def upgrade_to_head(database_url: str) -> None:
 
 @lru_cache
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(Config(_alembic_ini())).get_current_head()
+    return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 async def current_revision(connection: AsyncConnection) -> str | None:
