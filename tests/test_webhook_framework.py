@@ -51,6 +51,7 @@ async def test_failed_delivery_listed_and_replayed(
     assert ack.json()["status"] == "failed"
     assert [item["id"] for item in failed.json()["items"]] == [delivery_id]
     assert "submitted_at" in failed.json()["items"][0]["error"]
+    assert failed.json()["items"][0]["event_type"] == "form_response"
 
     replayed = await api.post(f"/v1/webhook-deliveries/{delivery_id}/replay")
 

@@ -146,7 +146,10 @@ class WebhookDeliveryRead(ReadModel):
     endpoint_id: str
     source: str
     delivery_key: str = Field(description="The platform's delivery id, used to drop repeats.")
-    event_type: str | None
+    event_type: str | None = Field(
+        description="The platform's event name, such as `form_response`. Failed deliveries "
+        "keep it where the platform names it at the top of the JSON body."
+    )
     status: DeliveryStatus
     error: str | None = Field(description="Why mapping or fetching failed.")
     response_id: str | None

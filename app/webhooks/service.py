@@ -30,7 +30,7 @@ from app.schemas import decode_cursor, encode_cursor, text_problem
 from app.tenancy.models import Tenant
 from app.webhooks import repository
 from app.webhooks.adapters import ADAPTERS, get_adapter
-from app.webhooks.adapters.base import Adapter, EndpointConfig, InboundDelivery
+from app.webhooks.adapters.base import Adapter, EndpointConfig, InboundDelivery, text_or_none
 from app.webhooks.errors import (
     DeliveryErasedError,
     DeliveryNotFoundError,
@@ -346,6 +346,21 @@ class MappingOutcome:
         }
 
 
+def _event_type_of(adapter: Adapter, delivery: InboundDelivery) -> str | None:
+    """Read the event type of a delivery that failed to map, where the platform names it
+    at the top of a JSON object."""
+    if adapter.event_type_field is None:
+        return None
+    try:
+        payload = delivery.parsed_json()
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    event_type = text_or_none(payload.get(adapter.event_type_field))
+    return None if event_type is None else _storable(event_type)
+
+
 def map_delivery(
     endpoint: WebhookEndpoint, delivery: InboundDelivery, *, config: EndpointConfig | None = None
 ) -> MappingOutcome:
@@ -375,6 +390,7 @@ def map_delivery(
     if mapped is None:
         return MappingOutcome(
             status="failed",
+            event_type=_event_type_of(adapter, delivery),
             error=_storable(error.reason),
             log_error=error.log_reason,
             crash=crash,

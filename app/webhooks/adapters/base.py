@@ -88,6 +88,11 @@ class Adapter(Protocol):
     source: str
     default_account_field: str
 
+    @property
+    def event_type_field(self) -> str | None:
+        """Return the top-level key of a JSON body that names the event, or None where the
+        platform puts the event elsewhere. A delivery that fails to map keeps this event type."""
+
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         """Check the signature over the raw body; raise InvalidSignatureError when it fails."""
 

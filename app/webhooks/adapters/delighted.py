@@ -43,6 +43,7 @@ def _object(value: Any) -> dict[str, Any]:
 class DelightedAdapter:
     source = "delighted"
     default_account_field = "Company ID"
+    event_type_field = "event_type"
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         expected = [
@@ -60,7 +61,7 @@ class DelightedAdapter:
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery)
-        event_type = text_or_none(payload.get("event_type"))
+        event_type = text_or_none(payload.get(self.event_type_field))
         if event_type not in RESPONSE_EVENTS:
             return MappedDelivery(event_type=event_type, response=None)
 

@@ -48,6 +48,7 @@ def _object(value: Any, name: str) -> dict[str, Any]:
 class FormbricksAdapter:
     source = "formbricks"
     default_account_field = "account_id"
+    event_type_field = "event"
     generate_secret = staticmethod(generate_secret)
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
@@ -58,7 +59,7 @@ class FormbricksAdapter:
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery)
-        event_type = text_or_none(payload.get("event"))
+        event_type = text_or_none(payload.get(self.event_type_field))
         if event_type not in RESPONSE_EVENTS:
             return MappedDelivery(event_type=event_type, response=None)
 

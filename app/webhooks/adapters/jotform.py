@@ -106,6 +106,7 @@ def _text_answer(answers: dict[str, Any], field: str) -> str | None:
 class JotformAdapter:
     source = "jotform"
     default_account_field = "accountId"
+    event_type_field = None
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         require_token(delivery, endpoint)

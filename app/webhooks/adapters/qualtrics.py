@@ -91,6 +91,7 @@ def _api_token(endpoint: EndpointConfig) -> str:
 class QualtricsAdapter:
     source = "qualtrics"
     default_account_field = "account_id"
+    event_type_field = None
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         form = _form(delivery.body)

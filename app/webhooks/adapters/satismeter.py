@@ -36,6 +36,7 @@ def _object(value: Any) -> dict[str, Any]:
 class SatisMeterAdapter:
     source = "satismeter"
     default_account_field = "companyId"
+    event_type_field = "event"
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         require_token(delivery, endpoint)
@@ -45,7 +46,7 @@ class SatisMeterAdapter:
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery)
-        event_type = text_or_none(payload.get("event"))
+        event_type = text_or_none(payload.get(self.event_type_field))
         if event_type != RESPONSE_EVENT:
             return MappedDelivery(event_type=event_type, response=None)
 

@@ -144,6 +144,7 @@ class StandardWebhooksAdapter:
 
     source = "standard-webhooks"
     default_account_field = "account_id"
+    event_type_field = "type"
     default_score_field = "score"
     default_comment_field = "comment"
     generate_secret = staticmethod(generate_secret)
@@ -156,7 +157,7 @@ class StandardWebhooksAdapter:
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery)
-        event_type = text_or_none(payload.get("type"))
+        event_type = text_or_none(payload.get(self.event_type_field))
         data = payload.get("data")
         if not isinstance(data, dict):
             raise MappingError("data is missing or not an object")

@@ -148,6 +148,7 @@ def _choice_scores(question: dict[str, Any]) -> dict[str, int]:
 class SurveyMonkeyAdapter:
     source = "surveymonkey"
     default_account_field = "account_id"
+    event_type_field = "event_type"
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         require_signature(
@@ -162,7 +163,7 @@ class SurveyMonkeyAdapter:
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery)
-        event_type = text_or_none(payload.get("event_type"))
+        event_type = text_or_none(payload.get(self.event_type_field))
         if payload.get("object_type") != "response" or event_type not in RESPONSE_EVENTS:
             return MappedDelivery(event_type=event_type, response=None)
 

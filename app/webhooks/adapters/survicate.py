@@ -45,6 +45,7 @@ def _object(value: Any) -> dict[str, Any]:
 class SurvicateAdapter:
     source = "survicate"
     default_account_field = "account_id"
+    event_type_field = None
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         require_signature(

@@ -84,6 +84,7 @@ def _answer(field: dict[str, Any]) -> Any:
 class TallyAdapter:
     source = "tally"
     default_account_field = "account_id"
+    event_type_field = "eventType"
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         require_signature(
@@ -98,7 +99,7 @@ class TallyAdapter:
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery)
-        event_type = text_or_none(payload.get("eventType"))
+        event_type = text_or_none(payload.get(self.event_type_field))
         if event_type != RESPONSE_EVENT:
             return MappedDelivery(event_type=event_type, response=None)
 

@@ -50,6 +50,7 @@ def _field(answer: dict[str, Any]) -> dict[str, Any]:
 class TypeformAdapter:
     source = "typeform"
     default_account_field = "account_id"
+    event_type_field = "event_type"
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         expected = [
@@ -68,7 +69,7 @@ class TypeformAdapter:
 
     def map(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> MappedDelivery:
         payload = json_object(delivery)
-        event_type = text_or_none(payload.get("event_type"))
+        event_type = text_or_none(payload.get(self.event_type_field))
         if event_type not in RESPONSE_EVENTS:
             return MappedDelivery(event_type=event_type, response=None)
 

@@ -52,6 +52,7 @@ def _event_type(kind: str, event_name: str | None) -> str:
 class WootricAdapter:
     source = "wootric"
     default_account_field = "account_id"
+    event_type_field = None
 
     def verify(self, delivery: InboundDelivery, endpoint: EndpointConfig) -> None:
         expected = [
