@@ -19,7 +19,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import problem_response
+from app.routing import ROUTE_TEMPLATE_KEY, template_for_path
 from app.settings import Settings
+from app.webhooks.service import loggable_endpoint_id
 
 log = structlog.get_logger()
 
@@ -143,7 +145,12 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         retry_after = max(1, math.ceil(wait))
-        log.info("request.rate_limited", kind=kind, path=path, retry_after=retry_after)
+        scope[ROUTE_TEMPLATE_KEY] = template_for_path(scope)
+        fields = {"kind": kind, "route": scope[ROUTE_TEMPLATE_KEY], "retry_after": retry_after}
+        if kind == "webhook endpoint":
+            fields["endpoint_id"] = loggable_endpoint_id(path.removeprefix(WEBHOOK_PATH_PREFIX))
+        # The path itself may carry an email or a whole webhook endpoint id, so it is not logged.
+        log.info("request.rate_limited", **fields)
         response = problem_response(
             Request(scope),
             status=429,

@@ -5,13 +5,14 @@ service exactly instead of through a binary float. `NaN` and `Infinity` are reje
 """
 
 import json
+import re
 import types
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from fastapi import HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,6 +22,9 @@ from app.schemas import NUL_MESSAGE, text_problem
 
 # Route template of a request that matched no route, such as a 404 for an unknown path.
 NO_ROUTE = "none"
+# The scope key under which a middleware that responds before routing stores the route's
+# template, for the log lines and metrics of the request.
+ROUTE_TEMPLATE_KEY = "revcov.route_template"
 
 # Per-request cap in bytes, set by the app (and lowered by routes such as webhooks).
 MAX_BODY_SCOPE_KEY = "revcov.max_body_bytes"
@@ -304,9 +308,42 @@ class RejectNulMiddleware:
         await self.app(scope, receive, send)
 
 
+def template_for_path(scope: Scope) -> str:
+    """Return the template of the API route whose pattern matches the request's path, for
+    a request rejected before routing, or `none` when no route matches.
+
+    The templates come from the OpenAPI document, once per app. Templates with fewer
+    parameters are tried first, so a literal segment wins over a parameter in its place.
+    """
+    app = scope.get("app")
+    if not isinstance(app, FastAPI):
+        return NO_ROUTE
+    state = app.state
+    patterns: list[tuple[re.Pattern[str], str]] | None = getattr(state, "route_patterns", None)
+    if patterns is None:
+        templates = sorted(app.openapi().get("paths", {}), key=lambda path: (path.count("{"), path))
+        patterns = []
+        for template in templates:
+            parts = re.split(r"(\{[^}]+\})", template)
+            pattern = "".join(
+                "[^/]+" if part.startswith("{") else re.escape(part) for part in parts
+            )
+            patterns.append((re.compile(pattern), template))
+        state.route_patterns = patterns
+    path = scope["path"]
+    return next((template for pattern, template in patterns if pattern.fullmatch(path)), NO_ROUTE)
+
+
 def route_template(scope: Scope) -> str:
     """Return the path template of the route that handled the request, such as
-    `/v1/accounts/{external_id}`, or `none` when no route matched."""
+    `/v1/accounts/{external_id}`, or `none` when no route matched.
+
+    A middleware that responds before routing may have stored the template under
+    `ROUTE_TEMPLATE_KEY`.
+    """
+    stored = scope.get(ROUTE_TEMPLATE_KEY)
+    if isinstance(stored, str):
+        return stored
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):

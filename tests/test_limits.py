@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from structlog.testing import capture_logs
 
 from app.main import create_app
 from app.ratelimit import TokenBuckets
 from app.settings import Settings
+from app.webhooks.service import loggable_endpoint_id
 from tests.conftest import make_tenant
 from tests.helpers import PROBLEM_JSON, assert_problem, client_with_key
 from tests.webhook_samples import create_endpoint, load_sample, post_delivery
@@ -226,6 +228,31 @@ class TestRateLimits:
         assert "webhook endpoint" in problem["detail"]
         assert limited.headers["retry-after"] == "100"
         assert_problem(stored, 404)
+
+    async def test_limited_lines_name_routes(self, limited_app: FastAPI) -> None:
+        _, key = await make_tenant(limited_app)
+        async with client_with_key(limited_app, key) as api:
+            endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+            for _ in range(3):
+                await api.get("/v1/tenant")
+            with capture_logs() as logs:
+                await api.get("/v1/contacts/dana@example.com")
+            metrics = (await api.get("/metrics")).text
+        transport = httpx.ASGITransport(app=limited_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            for _ in range(3):
+                await post_delivery(client, endpoint["id"], b"{}", {})
+            with capture_logs() as webhook_logs:
+                await post_delivery(client, endpoint["id"], b"{}", {})
+
+        [contact_line] = [line for line in logs if line["event"] == "request.rate_limited"]
+        [webhook_line] = [line for line in webhook_logs if line["event"] == "request.rate_limited"]
+        assert contact_line["route"] == "/v1/contacts/{email}"
+        assert "dana" not in repr(logs)
+        assert webhook_line["route"] == "/v1/webhooks/{endpoint_id}"
+        assert webhook_line["endpoint_id"] == loggable_endpoint_id(endpoint["id"])
+        assert endpoint["id"] not in repr(webhook_logs)
+        assert 'route="/v1/contacts/{email}",status="429"' in metrics
 
     async def test_endpoint_limit_apart_from_key(self, limited_app: FastAPI) -> None:
         # Deliveries count against the endpoint, so they leave the tenant's key untouched.
