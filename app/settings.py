@@ -3,6 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -172,6 +173,37 @@ class Settings(BaseSettings):
                 "postgresql://user:password@host:5432/revcov"
             )
         return SecretStr(url)
+
+    @field_validator("metrics_token", mode="after")
+    @classmethod
+    def reject_blank_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """Reject a token that is set but blank, which a bare `Authorization: Bearer` would
+        match. Unset it to leave /metrics open."""
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError(
+                "REVCOV_METRICS_TOKEN is set but empty; set a long random token, or unset "
+                "the variable to leave /metrics without a token"
+            )
+        return value
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def check_public_url(cls, value: str | None) -> str | None:
+        """Accept an http or https URL with a host and no query or fragment."""
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                f"REVCOV_PUBLIC_URL must be an http or https URL such as "
+                f"https://revcov.example.com, without query or fragment, got {value!r}"
+            )
+        return value.strip()
 
     @model_validator(mode="after")
     def reject_embedded_in_production(self) -> "Settings":

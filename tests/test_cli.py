@@ -114,6 +114,30 @@ def test_invalid_settings_one_line_each(settings_env: pytest.MonkeyPatch) -> Non
     assert "xml" not in result.stderr
 
 
+@pytest.mark.parametrize("value", ["", "   "])
+def test_blank_metrics_token_rejected(settings_env: pytest.MonkeyPatch, value: str) -> None:
+    settings_env.setenv("REVCOV_METRICS_TOKEN", value)
+
+    result = CliRunner().invoke(cli, ["migrate"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("revcov: invalid setting REVCOV_METRICS_TOKEN: ")
+    assert "unset the variable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "value", ["not-a-url", "ftp://revcov.example.com", "https://", "https://x.example/?a=1"]
+)
+def test_invalid_public_url_rejected(settings_env: pytest.MonkeyPatch, value: str) -> None:
+    settings_env.setenv("REVCOV_PUBLIC_URL", value)
+
+    result = CliRunner().invoke(cli, ["migrate"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("revcov: invalid setting REVCOV_PUBLIC_URL: ")
+    assert repr(value) in result.stderr
+
+
 def test_production_without_database_url(settings_env: pytest.MonkeyPatch) -> None:
     settings_env.setenv("REVCOV_ENVIRONMENT", "production")
 
