@@ -217,6 +217,28 @@ class TestIdempotency:
         assert response.json() == {"created": 0, "updated": 0, "unchanged": 1}
         assert (await get_stored(api, "r1"))["score"] == 9
 
+    async def test_same_updated_at_changed_replaces(self, api: httpx.AsyncClient) -> None:
+        first = survey_response("r1", score=5, updated_at="2026-02-01T12:00:00Z")
+        await post_responses(api, first)
+
+        again = await post_responses(api, first)
+        changed = await post_responses(
+            api, survey_response("r1", score=9, updated_at="2026-02-01T12:00:00Z")
+        )
+
+        assert again.json() == {"created": 0, "updated": 0, "unchanged": 1}
+        assert changed.json() == {"created": 0, "updated": 1, "unchanged": 0}
+        assert (await get_stored(api, "r1"))["score"] == 9
+
+    async def test_same_updated_at_in_batch_last_wins(self, api: httpx.AsyncClient) -> None:
+        first = survey_response("r1", score=5, updated_at="2026-02-01T12:00:00Z")
+        second = survey_response("r1", score=9, updated_at="2026-02-01T12:00:00Z")
+
+        response = await post_responses(api, first, second)
+
+        assert response.json() == {"created": 1, "updated": 0, "unchanged": 0}
+        assert (await get_stored(api, "r1"))["score"] == 9
+
     async def test_older_version_in_same_batch_ignored(self, api: httpx.AsyncClient) -> None:
         newer = survey_response("r1", score=9, updated_at="2026-02-02T12:00:00Z")
         older = survey_response("r1", score=5, updated_at="2026-02-01T12:00:00Z")

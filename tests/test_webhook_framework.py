@@ -81,6 +81,27 @@ async def test_replay_after_mapping_fix(api: httpx.AsyncClient, client: httpx.As
     assert stored.json()["score"] is None
 
 
+async def test_replay_after_score_field_fix(
+    api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    # The replay maps the same version of the response again, now with a score.
+    endpoint = await create_endpoint(
+        api, source="typeform", secret=SECRET, score_field="nps_reason"
+    )
+    ack = await post_delivery(client, endpoint["id"], TYPEFORM.body, TYPEFORM.headers)
+    path = f"/v1/responses/typeform/{TYPEFORM.expected['response_id']}"
+    unscored = await api.get(path)
+
+    await api.patch(f"/v1/webhook-endpoints/{endpoint['id']}", json={"score_field": "nps_score"})
+    replayed = await api.post(f"/v1/webhook-deliveries/{ack.json()['delivery_id']}/replay")
+    stored = await api.get(path)
+
+    assert ack.json()["status"] == "processed"
+    assert unscored.json()["score"] is None
+    assert replayed.json()["status"] == "processed"
+    assert stored.json()["score"] == TYPEFORM.expected["score"]
+
+
 async def test_rotated_secrets_both_accepted(
     api: httpx.AsyncClient, client: httpx.AsyncClient
 ) -> None:

@@ -123,9 +123,14 @@ def _upsert_statement() -> Any:
             "received_at": func.now(),
             "erased_at": None,
         },
+        # An equal version with other content replaces the stored one: a replay after the
+        # endpoint's settings changed, or two edits within the platform's clock resolution.
         where=or_(
             and_(both_versioned, new.source_updated_at > stored.source_updated_at),
-            and_(~both_versioned, content_changed),
+            and_(
+                ~and_(both_versioned, new.source_updated_at < stored.source_updated_at),
+                content_changed,
+            ),
         ),
     ).returning(SurveyResponse.id, INSERTED)
 
@@ -136,8 +141,9 @@ async def upsert_responses(
     """Insert responses or replace stored ones with newer versions, in one statement.
 
     `responses` must hold each (source, response_id) once. A stored response is replaced
-    when both versions carry `updated_at` and the new one is later, or, when either lacks
-    it, when the content differs. A replaced response keeps its account until
+    when both versions carry `updated_at` and the new one is later, or when the content
+    differs and the new version is not older (either lacks `updated_at`, or both carry the
+    same). A replaced response keeps its account until
     `resolve_accounts` runs, and loses its erasure mark because the new version may carry
     personal data again. Returns the id of each row created or replaced, and whether it
     was created.

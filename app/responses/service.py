@@ -31,9 +31,11 @@ log = structlog.get_logger()
 
 
 def _replaces(stored: ResponseIn, new: ResponseIn) -> bool:
-    """Return whether `new`, arriving after `stored`, is the newer version (as in the upsert)."""
-    if stored.updated_at is not None and new.updated_at is not None:
-        return new.updated_at > stored.updated_at
+    """Return whether `new`, arriving after `stored`, replaces it (as in the upsert): a later
+    version, or other content in a version that is not older."""
+    stored_at, new_at = stored.updated_at, new.updated_at
+    if stored_at is not None and new_at is not None and new_at != stored_at:
+        return new_at > stored_at
     return new != stored
 
 
