@@ -152,7 +152,8 @@ def decode_cursor(cursor: str, kind: type[CursorT]) -> CursorT:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         position: Any = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
+        # RecursionError: a cursor of deeply nested JSON arrays, which no page made.
         position = None
     after = position.get("after") if isinstance(position, dict) else None
     out_of_range = isinstance(after, int) and not 0 <= after < 2**63

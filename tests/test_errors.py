@@ -651,6 +651,36 @@ class TestNeverServerError:
         assert response.status_code < 500, response.text
 
     @pytest.mark.parametrize(
+        "path",
+        [
+            "/v1/accounts",
+            "/v1/contacts",
+            "/v1/responses",
+            "/v1/responses/unmatched",
+            "/v1/audit-events",
+            "/v1/webhook-endpoints",
+            "/v1/webhook-deliveries",
+            "/v1/fx-rates",
+            "/v1/reports/at-risk",
+            "/v1/reports/survey-next",
+        ],
+    )
+    async def test_deeply_nested_cursor(self, api: httpx.AsyncClient, path: str) -> None:
+        # JSON arrays nested 1,000 deep, past Python's recursion limit.
+        nested = base64.urlsafe_b64encode(b"[" * 1000).decode().rstrip("=")
+
+        response = await api.get(path, params={"cursor": nested})
+
+        assert_problem(response, 422)
+
+    @pytest.mark.parametrize("path", ["/v1/reports/at-risk", "/v1/reports/survey-next"])
+    async def test_deeply_nested_list_position(self, api: httpx.AsyncClient, path: str) -> None:
+        # These lists decode the cursor's string position as JSON once more.
+        response = await api.get(path, params={"cursor": cursor_after("[" * 1000)})
+
+        assert_problem(response, 422)
+
+    @pytest.mark.parametrize(
         ("path", "body"),
         [
             (

@@ -81,7 +81,7 @@ def _list_order(sort: str, cursor: str | None) -> queries.ListOrder:
     position: Any = None
     try:
         position = json.loads(decode_cursor(cursor, str))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _invalid_cursor(cursor) from None
     if (
         not isinstance(position, list)
