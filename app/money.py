@@ -55,13 +55,19 @@ def validate_amount(amount: Decimal, currency: str) -> Decimal:
     if amount >= MAX_AMOUNT:
         raise ValueError(f"amount must be below 10^15, got {shown_number(amount)}")
     exponent = currency_exponent(currency)
-    if amount != amount.quantize(_minor_unit(exponent)):
+    quantized = amount.quantize(_minor_unit(exponent))
+    if amount != quantized:
         raise ValueError(
             f"amount {shown_number(amount)} has more decimal places than {currency} allows "
             f"({exponent})"
         )
-    # Turns -0 into 0. Any other amount that passed is returned as the same object.
-    return amount + 0 if amount.is_signed() else amount
+    # Turns -0 into 0, and zeros past the minor unit (`0E-17000`, `1.000000`) into the
+    # currency's places, which PostgreSQL's NUMERIC can store. Any other amount is returned
+    # as the same object.
+    places = amount.as_tuple().exponent
+    if amount.is_signed() or (isinstance(places, int) and places < -exponent):
+        return quantized.copy_abs()
+    return amount
 
 
 def format_amount(amount: Decimal, currency: str) -> str:

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
@@ -16,8 +17,10 @@ from pydantic import (
     ConfigDict,
     Field,
 )
+from pydantic_core import PydanticCustomError
 
 from app.errors import InvalidField, UnprocessableError
+from app.money import validate_currency
 
 MAX_EMAIL_LENGTH = 320
 
@@ -110,6 +113,24 @@ Timestamp = Annotated[
     BeforeValidator(_require_text_timestamp),
     AfterValidator(check_timestamp_range),
 ]
+
+
+# A decimal string as JSON writes numbers, also with a sign, a bare leading or trailing
+# point, or an exponent, and only ASCII digits. Python's Decimal would also read
+# surrounding spaces, "_" between digits and digits of other scripts.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _require_decimal_text(value: object) -> object:
+    """Reject a decimal string that is not plain ASCII decimal notation."""
+    if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
+        raise PydanticCustomError("decimal_parsing", "Input should be a valid decimal")
+    return value
+
+
+ExactDecimal = Annotated[Decimal, BeforeValidator(_require_decimal_text)]
+# An ISO 4217 code with a minor unit, such as USD or JPY.
+CurrencyCode = Annotated[str, AfterValidator(validate_currency)]
 
 
 class WriteModel(BaseModel):

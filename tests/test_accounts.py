@@ -408,7 +408,7 @@ class TestRevenueUpdates:
 
         problem = assert_problem(response, 422)
         locations = [error["location"] for error in problem["errors"]]
-        assert all(location.startswith("body.updates[1]") for location in locations)
+        assert locations == ["body.updates[1].amount"]
         assert "JPY" in problem["errors"][0]["message"]
         assert_problem(await api.get("/v1/accounts/NEW-1"), 404)
 
@@ -432,6 +432,10 @@ class TestRevenueUpdates:
             None,
             [],
             {},
+            "1_000",
+            " 100 ",
+            "\uff11\uff10\uff10",
+            "\u0661\u0662\u0663",
         ],
     )
     async def test_bad_amount_rejected(self, api: httpx.AsyncClient, amount: object) -> None:
@@ -462,6 +466,11 @@ class TestRevenueUpdates:
             (17, "17.00"),
             ("17.1", "17.10"),
             ("0.01", "0.01"),
+            ("+100", "100.00"),
+            (".5", "0.50"),
+            ("100.", "100.00"),
+            ("0e-17000", "0.00"),
+            ("1." + "0" * 17000, "1.00"),
         ],
     )
     async def test_edge_amount_accepted(

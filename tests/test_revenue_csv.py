@@ -140,6 +140,20 @@ class TestCsvApi:
         assert globex["revenue"]["currency"] == "EUR"
         assert globex["revenue"]["effective_at"] == "2026-01-01T00:00:00Z"
 
+    async def test_zeros_past_minor_unit_stored(self, api: httpx.AsyncClient) -> None:
+        # 17,000 zeros after the point: more than PostgreSQL's NUMERIC takes as they are.
+        text = (
+            "account_external_id,amount,currency,effective_at\n"
+            f"ACME-1,0.{'0' * 17000},USD,2026-01-01T00:00:00Z\n"
+            f"ACME-2,12.{'0' * 17000},USD,2026-01-01T00:00:00Z\n"
+        )
+
+        response = await post_csv(api, text)
+        stored = [(await api.get(f"/v1/accounts/ACME-{n}")).json() for n in (1, 2)]
+
+        assert response.status_code == 200, response.text
+        assert [account["revenue"]["amount"] for account in stored] == ["0.00", "12.00"]
+
     async def test_date_is_tenant_midnight(self, api: httpx.AsyncClient) -> None:
         await api.patch("/v1/tenant", json={"timezone": "Europe/Berlin"})
 

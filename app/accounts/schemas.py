@@ -4,10 +4,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from app.money import validate_amount, validate_currency
-from app.schemas import ReadModel, Timestamp, WriteModel
+from app.money import validate_amount
+from app.schemas import CurrencyCode, ExactDecimal, ReadModel, Timestamp, WriteModel
 
 ExternalId = Field(
     min_length=1,
@@ -81,27 +87,23 @@ AMOUNT_DESCRIPTION = (
 
 
 class _Money(WriteModel):
-    amount: Decimal = Field(description=AMOUNT_DESCRIPTION, examples=["250000.00"])
-    currency: str = Field(
+    # The currency comes first, so that the amount's check can read it.
+    currency: CurrencyCode = Field(
         description="ISO 4217 code. Amounts in another currency than the reporting currency "
         "are converted in reports at the rates stored with PUT /v1/fx-rates."
     )
+    amount: ExactDecimal = Field(description=AMOUNT_DESCRIPTION, examples=["250000.00"])
     effective_at: Timestamp = Field(description="When this amount takes effect, with offset.")
 
-    @model_validator(mode="after")
-    def check_amount(self) -> "_Money":
-        try:
-            amount = validate_amount(self.amount, validate_currency(self.currency))
-        except ValueError as error:
-            account = getattr(self, "account_external_id", None)
-            if account is None:
-                raise
-            raise ValueError(f"account {account!r}: {error}") from None
-        if amount is not self.amount:
-            # Only -0 changes. Assigning goes through pydantic's `__setattr__`, which cost
-            # as much as the checks in batches of 10,000.
-            self.amount = amount
-        return self
+    @field_validator("amount")
+    @classmethod
+    def check_amount(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        """Check the amount against its currency's minor unit; without a valid currency,
+        only the currency's own error is reported."""
+        currency = info.data.get("currency")
+        if currency is None:
+            return value
+        return validate_amount(value, currency)
 
 
 class RevenueInput(_Money):

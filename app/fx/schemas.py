@@ -3,8 +3,8 @@ from decimal import Decimal
 
 from pydantic import Field, field_validator
 
-from app.money import shown_number, validate_currency
-from app.schemas import ReadModel, Timestamp, WriteModel
+from app.money import shown_number
+from app.schemas import CurrencyCode, ExactDecimal, ReadModel, Timestamp, WriteModel
 
 # Rates must be below this and carry at most this many decimal places (the column's limits).
 MAX_RATE = Decimal(10) ** 9
@@ -12,11 +12,11 @@ RATE_PLACES = 12
 
 
 class FxRateInput(WriteModel):
-    currency: str = Field(
+    currency: CurrencyCode = Field(
         description="ISO 4217 code of the revenue currency; not the reporting currency.",
         examples=["EUR"],
     )
-    rate: Decimal = Field(
+    rate: ExactDecimal = Field(
         description="Units of the reporting currency per unit of `currency`, as a JSON number "
         "or decimal string: above 0, below 10^9, at most 12 decimal places.",
         examples=["1.10"],
@@ -24,11 +24,6 @@ class FxRateInput(WriteModel):
     effective_at: Timestamp = Field(
         description="When the rate takes effect, with offset; it is in force until the next rate."
     )
-
-    @field_validator("currency")
-    @classmethod
-    def check_currency(cls, value: str) -> str:
-        return validate_currency(value)
 
     @field_validator("rate")
     @classmethod

@@ -1,6 +1,5 @@
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import available_timezones
@@ -10,7 +9,7 @@ from pydantic import Field, field_validator
 from app.errors import quote_value
 from app.money import MAX_AMOUNT, validate_currency
 from app.reports.schemas import Rollup
-from app.schemas import ReadModel, WriteModel
+from app.schemas import ExactDecimal, ReadModel, WriteModel
 
 
 def validate_timezone(name: str) -> str:
@@ -38,7 +37,7 @@ class RevenueTier(WriteModel):
     """A revenue band of the `tier` segments, from `min_revenue` up to the next tier's."""
 
     label: str = Field(min_length=1, max_length=100, examples=["25M-250M"])
-    min_revenue: Decimal = Field(
+    min_revenue: ExactDecimal = Field(
         ge=0,
         lt=MAX_AMOUNT,
         description="Inclusive lower bound in the reporting currency, as a decimal string.",
@@ -97,7 +96,7 @@ class TenantUpdate(WriteModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str | None = Field(default=None, examples=["Europe/Berlin"])
     reporting_currency: str | None = Field(default=None, examples=["EUR"])
-    coverage_target: Decimal | None = Field(
+    coverage_target: ExactDecimal | None = Field(
         default=None,
         gt=0,
         le=1,
