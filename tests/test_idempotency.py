@@ -40,6 +40,11 @@ def responses_body(response_id: str = "r1", score: int = 9) -> dict[str, Any]:
     return {"responses": [item]}
 
 
+def csv_body(account: str = "ACME-1") -> bytes:
+    header = "account_external_id,amount,currency,effective_at"
+    return f"{header}\n{account},100.00,USD,2026-01-01\n".encode()
+
+
 def keyed(key: str) -> dict[str, str]:
     return {"Idempotency-Key": key}
 
@@ -136,6 +141,36 @@ class TestKeyReuse:
 
         assert_problem(response, 422)
         assert_problem(await api.get("/v1/responses/native/r1"), 404)
+
+    async def test_csv_import_replayed(self, api: httpx.AsyncClient) -> None:
+        key = str(uuid.uuid4())
+        headers = {**keyed(key), "Content-Type": "text/csv"}
+
+        first = await api.post(UPDATES_PATH, content=csv_body(), headers=headers)
+        second = await api.post(UPDATES_PATH, content=csv_body(), headers=headers)
+
+        assert first.status_code == 200, first.text
+        assert first.json()["created"] == 1
+        assert "Idempotent-Replayed" not in first.headers
+        assert second.json() == first.json()
+        assert second.headers["Idempotent-Replayed"] == "true"
+
+    async def test_csv_key_reuse_is_422(self, api: httpx.AsyncClient) -> None:
+        key = str(uuid.uuid4())
+        headers = {**keyed(key), "Content-Type": "text/csv"}
+        await api.post(UPDATES_PATH, content=csv_body("ACME-1"), headers=headers)
+
+        other_file = await api.post(UPDATES_PATH, content=csv_body("ACME-2"), headers=headers)
+        other_options = await api.post(
+            UPDATES_PATH, content=csv_body("ACME-1"), headers=headers, params={"decimal": ","}
+        )
+        as_json = await api.post(UPDATES_PATH, json=revenue_body("ACME-3"), headers=keyed(key))
+
+        for response in (other_file, other_options, as_json):
+            problem = assert_problem(response, 422)
+            assert problem["type"] == "urn:revcov:problem:idempotency-key-reused"
+        for account in ("ACME-2", "ACME-3"):
+            assert_problem(await api.get(f"/v1/accounts/{account}"), 404)
 
     async def test_keys_are_per_tenant(
         self, api: httpx.AsyncClient, other_api: httpx.AsyncClient

@@ -94,6 +94,10 @@ class CsvBodyRoute(ServiceRoute):
     """A route that matches only requests with a `text/csv` body, so that it can share its
     method and path with a JSON route registered after it."""
 
+    # The Idempotency dependency leaves this body to the route, because it is not JSON.
+    # The route hashes the bytes it read (`IdempotentWrite.for_body`).
+    reads_raw_body = True
+
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child_scope = super().matches(scope)
         if match is Match.FULL and _media_type(scope)[0] != CSV_MEDIA_TYPE:
@@ -115,6 +119,8 @@ async def post_revenue_updates_csv(
     currency: Annotated[str | None, Query()] = None,
     column: Annotated[list[str] | None, Query()] = None,
     on_error: Annotated[Literal["reject", "skip"], Query()] = "reject",
+    *,
+    idempotency: Idempotency,
 ) -> RevenueImportResult:
     charset = _media_type(request.scope)[1]
     if charset not in (None, "utf-8", "utf8"):
@@ -135,11 +141,15 @@ async def post_revenue_updates_csv(
     # The body is read whole, at most REVCOV_MAX_BODY_BYTES, because the import reads the
     # file twice: once to check it and once to apply it.
     body = await read_body_capped(request, request.scope.get(MAX_BODY_SCOPE_KEY))
-    return await revenue_csv.import_revenue_csv(
-        session,
-        tenant,
-        lambda: revenue_csv.decode_lines(body.splitlines(keepends=True)),
-        options,
+    keyed = await idempotency.for_body(body)
+    return await keyed.run(
+        RevenueImportResult,
+        lambda: revenue_csv.import_revenue_csv(
+            session,
+            tenant,
+            lambda: revenue_csv.decode_lines(body.splitlines(keepends=True)),
+            options,
+        ),
     )
 
 

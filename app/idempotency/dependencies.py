@@ -2,7 +2,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response
@@ -25,7 +25,16 @@ def _canonical_body(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-async def _request_hash(request: Request) -> bytes:
+async def _request_hash(request: Request, *, raw_body: bytes | None = None) -> bytes:
+    """Hash the method, the path and the JSON body, or, for a route that reads another media
+    type, the content type, the query string (its options) and the raw body."""
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.url.path}\n".encode())
+    if raw_body is not None:
+        content_type = request.headers.get("content-type", "")
+        digest.update(f"{content_type}\n{request.url.query}\n".encode())
+        digest.update(raw_body)
+        return digest.digest()
     body = None
     if await request.body():
         # The JSON document, because a route's `json()` may return its validated model.
@@ -33,8 +42,6 @@ async def _request_hash(request: Request) -> bytes:
             body = await request.json_document()
         else:
             body = await request.json()
-    digest = hashlib.sha256()
-    digest.update(f"{request.method} {request.url.path}\n".encode())
     digest.update(_canonical_body(body))
     return digest.digest()
 
@@ -48,6 +55,17 @@ class IdempotentWrite:
     request: IdempotentRequest | None
     response: Response
     status_code: int
+    # The key and the request, for a route that hashes its raw body itself (see `for_body`).
+    key: str | None = None
+    http_request: Request | None = None
+
+    async def for_body(self, body: bytes) -> "IdempotentWrite":
+        """Return this write keyed on `body` as it was sent, for a route whose body is not
+        JSON and that has read it itself."""
+        if self.key is None or self.http_request is None:
+            return self
+        request_hash = await _request_hash(self.http_request, raw_body=body)
+        return replace(self, request=IdempotentRequest(key=self.key, request_hash=request_hash))
 
     async def run(
         self, result_type: type[ResultT], operation: Callable[[], Awaitable[ResultT]]
@@ -89,7 +107,7 @@ async def get_idempotent_write(
     route = request.scope.get("route")
     status_code = getattr(route, "status_code", None) or 200
     idempotent_request = None
-    if idempotency_key is not None:
+    if idempotency_key is not None and not getattr(route, "reads_raw_body", False):
         idempotent_request = IdempotentRequest(
             key=idempotency_key, request_hash=await _request_hash(request)
         )
@@ -99,6 +117,8 @@ async def get_idempotent_write(
         request=idempotent_request,
         response=response,
         status_code=status_code,
+        key=idempotency_key,
+        http_request=request,
     )
 
 
