@@ -76,14 +76,20 @@ class ServiceRequest(Request):
 def load_json(body: bytes) -> Any:
     """Parse a JSON body with exact numbers, accepting only text that PostgreSQL stores.
 
-    Raises JSONDecodeError, which FastAPI reports as a 422 naming the reason.
+    Raises JSONDecodeError, which FastAPI reports as a 422 naming the reason, also for a
+    body that is not UTF-8 (FastAPI would answer any other error with a bare 400).
     """
-    document = json.loads(
-        body,
-        parse_float=Decimal,
-        parse_constant=_reject_constant,
-        object_pairs_hook=_check_keys,
-    )
+    try:
+        document = json.loads(
+            body,
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_check_keys,
+        )
+    except UnicodeDecodeError as error:
+        raise json.JSONDecodeError(
+            "not valid UTF-8; send the body as UTF-8", body.decode(errors="replace"), error.start
+        ) from None
     _check_strings(document, body)
     return document
 

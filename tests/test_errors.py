@@ -124,6 +124,17 @@ class TestMalformedBody:
         assert "invalid JSON at character 27: Expecting ':' delimiter" in problem["detail"]
 
     @pytest.mark.parametrize(("method", "path"), WRITE_ROUTES)
+    async def test_body_not_utf8(self, api: httpx.AsyncClient, method: str, path: str) -> None:
+        # A Latin-1 "é" as the 11th byte.
+        body = b'{"name": "\xe9"}'
+
+        response = await api.request(method, path, content=body, headers=JSON_HEADERS)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["body"]
+        assert "invalid JSON at character 11: not valid UTF-8" in problem["detail"]
+
+    @pytest.mark.parametrize(("method", "path"), WRITE_ROUTES)
     @pytest.mark.parametrize("body", ["[]", "null", '"text"', "42", ""])
     async def test_not_an_object(
         self, api: httpx.AsyncClient, method: str, path: str, body: str
