@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
+import asyncpg
 import typer
 import uvicorn
 from pydantic import ValidationError
@@ -457,5 +458,40 @@ def demo(
         raise typer.Exit(1) from None
 
 
+# SQLSTATE classes of a database that cannot be used at all: connection exceptions (08),
+# invalid authorization (28) and an unknown database (3D).
+_CONNECTION_SQLSTATE_CLASSES = ("08", "28", "3D")
+
+
+def _connection_failure(error: BaseException) -> str | None:
+    """Return the reason of a failure to reach or log in to the database, from the error
+    or any error it was raised from, or None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.PostgresError):
+            state = current.sqlstate or ""
+            if state[:2] in _CONNECTION_SQLSTATE_CLASSES:
+                return str(current)
+        elif isinstance(current, (ConnectionError, socket.gaierror, TimeoutError)):
+            return str(current) or type(current).__name__
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except (SQLAlchemyError, asyncpg.PostgresError, OSError) as error:
+        reason = _connection_failure(error)
+        if reason is None:
+            raise
+        # One line instead of a traceback of several hundred. The reasons name a host, a
+        # user or a database, and the URL with its password is not printed.
+        typer.echo(
+            f"revcov: cannot use the database: {reason}. Check REVCOV_DATABASE_URL and "
+            "that the server accepts connections.",
+            err=True,
+        )
+        raise SystemExit(1) from None

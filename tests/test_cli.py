@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from app.cli import cli
@@ -136,6 +137,43 @@ def test_invalid_public_url_rejected(settings_env: pytest.MonkeyPatch, value: st
     assert result.exit_code == 2
     assert result.stderr.startswith("revcov: invalid setting REVCOV_PUBLIC_URL: ")
     assert repr(value) in result.stderr
+
+
+def _run_main(*arguments: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    """Run the `revcov` entry point in a new process, as the console script does."""
+    return subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", *arguments],
+        env={**revcov_env(), "REVCOV_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_unreachable_database_one_line() -> None:
+    # Nothing listens on port 1 of the loopback address.
+    result = _run_main("migrate", database_url="postgresql://app:S3cret@127.0.0.1:1/revcov")
+
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert result.returncode == 1
+    assert len(lines) == 1
+    assert lines[0].startswith("revcov: cannot use the database: ")
+    assert "S3cret" not in result.stderr
+
+
+def test_missing_database_one_line(database_url: str) -> None:
+    missing = make_url(database_url).set(database="revcov_no_such_database")
+
+    result = _run_main(
+        "tenants", "create", "acme", database_url=missing.render_as_string(hide_password=False)
+    )
+
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert result.returncode == 1
+    assert lines == [
+        'revcov: cannot use the database: database "revcov_no_such_database" does not exist. '
+        "Check REVCOV_DATABASE_URL and that the server accepts connections."
+    ]
 
 
 def test_production_without_database_url(settings_env: pytest.MonkeyPatch) -> None:
