@@ -23,7 +23,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     REVCOV_HOST=0.0.0.0 \
     REVCOV_PORT=8000
 
-RUN groupadd --system revcov && useradd --system --gid revcov --home-dir /srv/revcov revcov
+RUN groupadd --system revcov \
+    && useradd --system --gid revcov --create-home --home-dir /srv/revcov revcov
 WORKDIR /srv/revcov
 
 # Dependencies first, in their own layer, so code changes do not reinstall them.
@@ -38,5 +39,5 @@ RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
 USER revcov
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
+    CMD python -c "import os, urllib.request; port = os.environ.get('REVCOV_PORT', '8000'); urllib.request.urlopen('http://127.0.0.1:' + port + '/healthz', timeout=4)"
 CMD ["revcov", "serve"]

@@ -321,7 +321,9 @@ def import_revenue(
     decimal: Annotated[str, typer.Option(help="Decimal separator of amounts: . or ,")] = ".",
     thousands: Annotated[
         str,
-        typer.Option(help="Thousands separator of amounts: none, ',', '.', space or '."),
+        typer.Option(
+            help="Thousands separator of amounts: none, ',', '.', space or an apostrophe."
+        ),
     ] = "none",
     delimiter: Annotated[str, typer.Option(help="Field delimiter: ',', ';', '|' or tab.")] = ",",
     currency: Annotated[
