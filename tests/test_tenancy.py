@@ -233,6 +233,17 @@ class TestPatchTenant:
         assert "body.timezone" in locations
         assert (await api.get("/v1/tenant")).json()["timezone"] == "UTC"
 
+    @pytest.mark.parametrize("field", ["timezone", "name", "default_rollup", "revenue_tiers"])
+    async def test_null_setting_rejected(self, api: httpx.AsyncClient, field: str) -> None:
+        before = (await api.get("/v1/tenant")).json()
+
+        response = await api.patch("/v1/tenant", json={field: None, "coverage_target": "0.5"})
+
+        problem = assert_problem(response, 422)
+        assert [error["location"] for error in problem["errors"]] == [f"body.{field}"]
+        assert "leave the field out" in problem["errors"][0]["message"]
+        assert (await api.get("/v1/tenant")).json() == before
+
     @pytest.mark.parametrize("currency", ["EUR", "JPY", "GBP"])
     async def test_currency_accepted(self, api: httpx.AsyncClient, currency: str) -> None:
         response = await api.patch("/v1/tenant", json={"reporting_currency": currency})

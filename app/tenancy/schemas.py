@@ -1,10 +1,10 @@
 import uuid
 from datetime import datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from app.errors import quote_value
 from app.money import MAX_AMOUNT, validate_currency
@@ -92,7 +92,26 @@ class TenantRead(ReadModel):
     )
 
 
+def _without_null(schema: dict[str, Any]) -> None:
+    """Describe each property without its null alternative and null default, since a
+    PATCH that sends null is rejected."""
+    for field in schema.get("properties", {}).values():
+        choices = field.pop("anyOf", None)
+        if choices is not None:
+            non_null = [choice for choice in choices if choice.get("type") != "null"]
+            if len(non_null) == 1:
+                field.update(non_null[0])
+            else:
+                field["anyOf"] = non_null
+        if "default" in field and field["default"] is None:
+            del field["default"]
+
+
 class TenantUpdate(WriteModel):
+    """The settings to change; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_without_null)
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str | None = Field(default=None, examples=["Europe/Berlin"])
     reporting_currency: str | None = Field(default=None, examples=["EUR"])
@@ -132,6 +151,15 @@ class TenantUpdate(WriteModel):
         description="Smallest sample behind an NPS figure: respondents for the respondent "
         "NPS, covered accounts for the account and revenue-weighted NPS.",
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def reject_null(cls, value: object) -> object:
+        """Reject an explicit null: every setting has a value, so null could only be read as
+        "keep it", which leaving the field out already means."""
+        if value is None:
+            raise ValueError("null is not a value of this setting; leave the field out to keep it")
+        return value
 
     @field_validator("timezone")
     @classmethod
