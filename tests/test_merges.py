@@ -193,6 +193,18 @@ class TestMergeRejections:
         assert problem["type"] == "urn:revcov:problem:account-merged"
         assert "'S'" in problem["detail"]
 
+    async def test_chain_conflict_names_both(self, api: httpx.AsyncClient) -> None:
+        await load_pair(api)
+        await add_revenue(api, ("T", "10.00", EARLY))
+        await merged(api, "M", into="S", effective_at=MERGED_AT)
+        await merged(api, "S", into="T", effective_at=MERGED_AT)
+
+        problem = assert_problem(await api.put("/v1/accounts/M", json={"name": "M"}), 409)
+
+        assert "'M' was merged into 'S' effective" in problem["detail"]
+        assert "which was merged into 'T' later" in problem["detail"]
+        assert "PUT /v1/accounts/T" in problem["detail"]
+
     async def test_same_merge_again_replays(self, api: httpx.AsyncClient) -> None:
         await load_pair(api)
         await merged(api, "M", into="S", effective_at=MERGED_AT)

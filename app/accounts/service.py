@@ -180,13 +180,18 @@ async def merged_error(
 
     `action` is the rejected request: "update" (a PUT) or "merge" (another merge)."""
     assert account.survivor_id is not None
-    survivor = (await repository.external_ids(session, tenant_id, [account.survivor_id]))[
-        account.survivor_id
-    ]
+    assert account.merged_into_id is not None
+    names = await repository.external_ids(
+        session, tenant_id, [account.merged_into_id, account.survivor_id]
+    )
+    merged_into, survivor = names[account.merged_into_id], names[account.survivor_id]
     merged = (
-        f"Account {account.external_id!r} was merged into {survivor!r} effective "
+        f"Account {account.external_id!r} was merged into {merged_into!r} effective "
         f"{account.merged_at:%Y-%m-%dT%H:%M:%SZ}"
     )
+    if survivor != merged_into:
+        # A chain of merges: the date is the first merge's, the survivor the last one's.
+        merged += f", which was merged into {survivor!r} later"
     if action == "merge":
         return AccountMergedError(
             f"{merged}, so it cannot be merged again; merge {survivor!r} instead."
