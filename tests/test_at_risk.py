@@ -185,6 +185,14 @@ class TestAtRiskOrder:
         assert [item["account_external_id"] for item in last["items"]] == ["D5"]
         assert last["next_cursor"] is None
 
+    async def test_empty_cursor_first_page(self, api: httpx.AsyncClient) -> None:
+        await load_five_detractors(api)
+
+        first = await at_risk(api, limit=2)
+        empty = await at_risk(api, limit=2, cursor="")
+
+        assert empty == first
+
     async def test_cursor_of_other_sort_rejected(self, api: httpx.AsyncClient) -> None:
         await load_five_detractors(api)
         first = await at_risk(api, limit=2)

@@ -75,7 +75,8 @@ def _parse_sort_value(column: str, text: str) -> Any:
 def _list_order(sort: str, cursor: str | None) -> queries.ListOrder:
     column = sort.removeprefix("-")
     descending = sort.startswith("-")
-    if cursor is None:
+    # An empty cursor starts at the first page, as on the other lists.
+    if not cursor:
         return queries.ListOrder(column=column, descending=descending)
 
     position: Any = None
