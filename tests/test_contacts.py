@@ -93,6 +93,7 @@ async def test_delete_removes_one_link(api: httpx.AsyncClient) -> None:
     remaining = await api.get("/v1/contacts/jane@acme.com")
 
     assert deleted.status_code == 204
+    assert "content-type" not in deleted.headers
     assert [link["account_external_id"] for link in remaining.json()["accounts"]] == ["globex"]
 
 

@@ -68,6 +68,7 @@ async def test_delete_removes_response(api: httpx.AsyncClient) -> None:
 
     assert deleted.status_code == 204
     assert deleted.content == b""
+    assert "content-type" not in deleted.headers
     assert read.status_code == 404
     assert again.status_code == 404
     assert again.json()["type"] == "urn:revcov:problem:response-not-found"

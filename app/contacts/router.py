@@ -56,6 +56,8 @@ async def put_contact(
     "/{email}/accounts/{account_external_id}",
     summary="Remove a contact's link to one account",
     status_code=status.HTTP_204_NO_CONTENT,
+    # A bare response, so the 204 carries no Content-Type for a body it does not have.
+    response_class=Response,
 )
 async def delete_contact_link(
     session: SessionDep,

@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Response, status
 
 from app.db.session import SessionDep
 from app.privacy import service as privacy_service
@@ -23,6 +23,8 @@ router = APIRouter(prefix="/v1", route_class=ServiceRoute)
         "the platform, stores the response again."
     ),
     status_code=status.HTTP_204_NO_CONTENT,
+    # A bare response, so the 204 carries no Content-Type for a body it does not have.
+    response_class=Response,
 )
 async def delete_response(
     session: SessionDep,
