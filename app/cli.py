@@ -33,6 +33,8 @@ from app.logging import configure_logging
 from app.main import create_app
 from app.settings import Settings, get_settings
 from app.tenancy import service as tenant_service
+from app.tenancy.models import API_KEY_SCOPES
+from app.tenancy.schemas import ApiKeyCreate
 from app.webhooks.partitions import run_maintenance
 
 cli = typer.Typer(
@@ -268,6 +270,83 @@ def create_tenant(
     typer.echo(json.dumps(created))
     if creates_database:
         _print_new_database_note(settings.data_dir, "this tenant")
+
+
+async def _list_tenants(url: str, settings: Settings) -> list[dict[str, str]]:
+    engine = create_engine(url, settings)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            tenants = await tenant_service.list_tenants(session)
+    finally:
+        await engine.dispose()
+    return [
+        {
+            "tenant_id": str(tenant.id),
+            "name": tenant.name,
+            "created_at": tenant.created_at.isoformat(),
+        }
+        for tenant in tenants
+    ]
+
+
+@tenants_cli.command("list")
+def list_tenants() -> None:
+    """Print every tenant as one JSON object per line (id, name, creation time), oldest
+    first."""
+    settings = _settings()
+    with open_database(_database_url(settings), settings.data_dir) as url:
+        listed = asyncio.run(_list_tenants(url, settings))
+    for tenant in listed:
+        typer.echo(json.dumps(tenant))
+
+
+async def _create_key(
+    url: str, settings: Settings, tenant_id: uuid.UUID, request: ApiKeyCreate
+) -> dict[str, object] | None:
+    engine = create_engine(url, settings)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            tenant = await tenant_service.get_tenant(session, tenant_id)
+            if tenant is None:
+                return None
+            api_key, key = await tenant_service.create_api_key(
+                session, tenant, request, actor_key_id=None
+            )
+    finally:
+        await engine.dispose()
+    return {"key_id": str(api_key.id), "scopes": api_key.scopes, "api_key": key}
+
+
+@tenants_cli.command("create-key")
+def create_key(
+    tenant_id: Annotated[uuid.UUID, typer.Argument(help="The tenant's id.")],
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "operator",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="A scope of the key: ingest, read or admin; repeatable. Default: all."),
+    ] = None,
+) -> None:
+    """Create an API key for a tenant and print it as JSON; the key is shown only once.
+
+    Operators use it when no usable key is left, such as after the last admin key was
+    lost. The audit log records it with no actor key.
+    """
+    settings = _settings()
+    try:
+        request = ApiKeyCreate(name=name, scopes=scope or list(API_KEY_SCOPES))
+    except ValidationError as error:
+        reasons = "; ".join(detail["msg"] for detail in error.errors(include_url=False))
+        raise typer.BadParameter(reasons) from None
+    with open_database(_database_url(settings), settings.data_dir) as url:
+        created = asyncio.run(_create_key(url, settings, tenant_id, request))
+    if created is None:
+        typer.echo(
+            f"revcov tenants create-key: no tenant {tenant_id} in this database; check the id "
+            "(`revcov tenants list`) and REVCOV_DATABASE_URL or REVCOV_DATA_DIR",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(json.dumps(created))
 
 
 class _ImportFailedError(Exception):

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,20 +140,11 @@ def test_invalid_public_url_rejected(settings_env: pytest.MonkeyPatch, value: st
     assert repr(value) in result.stderr
 
 
-def _run_main(*arguments: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    """Run the `revcov` entry point in a new process, as the console script does."""
-    return subprocess.run(
-        [sys.executable, "-c", "from app.cli import main; main()", *arguments],
-        env={**revcov_env(), "REVCOV_DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_unreachable_database_one_line() -> None:
     # Nothing listens on port 1 of the loopback address.
-    result = _run_main("migrate", database_url="postgresql://app:S3cret@127.0.0.1:1/revcov")
+    env = {**revcov_env(), "REVCOV_DATABASE_URL": "postgresql://app:S3cret@127.0.0.1:1/revcov"}
+
+    result = run_revcov("migrate", cwd=Path.cwd(), env=env)
 
     lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
     assert result.returncode == 1
@@ -164,9 +156,9 @@ def test_unreachable_database_one_line() -> None:
 def test_missing_database_one_line(database_url: str) -> None:
     missing = make_url(database_url).set(database="revcov_no_such_database")
 
-    result = _run_main(
-        "tenants", "create", "acme", database_url=missing.render_as_string(hide_password=False)
-    )
+    env = {**revcov_env(), "REVCOV_DATABASE_URL": missing.render_as_string(hide_password=False)}
+
+    result = run_revcov("tenants", "create", "acme", cwd=Path.cwd(), env=env)
 
     lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
     assert result.returncode == 1
@@ -231,6 +223,29 @@ def test_tenant_name_too_long_rejected(settings_env: pytest.MonkeyPatch, tmp_pat
     assert result.exit_code == 2
     assert "201 characters" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_tenants_listed_and_key_created(database_url: str, tmp_path: Path) -> None:
+    env = {**revcov_env(), "REVCOV_DATABASE_URL": database_url}
+    created = json.loads(run_revcov("tenants", "create", "initech", cwd=tmp_path, env=env).stdout)
+
+    listed = run_revcov("tenants", "list", cwd=tmp_path, env=env)
+    key = run_revcov(
+        "tenants", "create-key", created["tenant_id"], "--scope", "read", cwd=tmp_path, env=env
+    )
+    unknown = run_revcov("tenants", "create-key", str(uuid.uuid4()), cwd=tmp_path, env=env)
+
+    tenants = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {"tenant_id": created["tenant_id"], "name": "initech"}.items() <= next(
+        tenant.items() for tenant in tenants if tenant["tenant_id"] == created["tenant_id"]
+    )
+    assert key.returncode == 0, key.stderr
+    assert json.loads(key.stdout)["scopes"] == ["read"]
+    assert json.loads(key.stdout)["api_key"].startswith(
+        f"rcv_{uuid.UUID(created['tenant_id']).hex}_"
+    )
+    assert unknown.returncode == 1
+    assert "no tenant" in unknown.stderr
 
 
 def test_tenants_create_notes_new_database(tmp_path: Path, pgdata: Path) -> None:

@@ -31,6 +31,12 @@ async def any_tenant_exists(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(exists().select_from(Tenant))))
 
 
+async def list_tenants(session: AsyncSession) -> list[Tenant]:
+    """Return every tenant, oldest first: an operator's listing across tenants."""
+    statement = select(Tenant).order_by(Tenant.created_at, Tenant.id)
+    return list((await session.scalars(statement)).all())
+
+
 async def add_tenant(session: AsyncSession, tenant: Tenant) -> None:
     session.add(tenant)
     await session.flush()

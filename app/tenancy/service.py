@@ -99,6 +99,10 @@ async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | No
     return await repository.get_tenant(session, tenant_id)
 
 
+async def list_tenants(session: AsyncSession) -> list[Tenant]:
+    return await repository.list_tenants(session)
+
+
 async def authenticate(session: AsyncSession, key: str) -> tuple[ApiKey, Tenant]:
     """Return the active key and its tenant, or raise InvalidApiKeyError.
 
@@ -121,10 +125,15 @@ async def list_api_keys(session: AsyncSession, tenant: Tenant) -> list[ApiKey]:
 
 
 async def create_api_key(
-    session: AsyncSession, tenant: Tenant, request: ApiKeyCreate, *, actor_key_id: uuid.UUID
+    session: AsyncSession,
+    tenant: Tenant,
+    request: ApiKeyCreate,
+    *,
+    actor_key_id: uuid.UUID | None,
 ) -> tuple[ApiKey, str]:
     """Create an API key and record it in the audit log; return it with the key in plain
-    text, which is not stored."""
+    text, which is not stored. `actor_key_id` is None for a key that an operator created
+    with the command line."""
     key = generate_api_key(tenant.id)
     api_key = ApiKey(
         tenant_id=tenant.id,
@@ -155,7 +164,7 @@ async def _audit(
     session: AsyncSession,
     tenant: Tenant,
     action: AuditAction,
-    actor_key_id: uuid.UUID,
+    actor_key_id: uuid.UUID | None,
     *,
     details: dict[str, Any],
     object_id: str | None = None,
