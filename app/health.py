@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
-from app.db.migrations import current_revision, head_revision
+from app.db.migrations import current_revision, head_revision, known_revisions
 
 log = structlog.get_logger()
 
@@ -79,7 +79,10 @@ async def readyz(request: Request) -> JSONResponse:
         )
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
 
-    ready = revision == expected
+    # A revision this release does not know comes from a newer release's migrations, run
+    # before that release's replicas replace this one's. This process stays ready, so a
+    # rolling upgrade does not take every old replica out of service at once.
+    ready = revision == expected or (revision is not None and revision not in known_revisions())
     body = Readiness(
         ready=ready, database="ok", schema_revision=revision, expected_revision=expected
     )

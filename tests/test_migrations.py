@@ -5,10 +5,13 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+import httpx
 from alembic import command
 from sqlalchemy.engine import make_url
 
-from app.db.migrations import alembic_config, head_revision
+from app.db.migrations import alembic_config, head_revision, known_revisions
+from app.main import create_app
+from app.settings import Settings
 
 
 def _plain_dsn(url: str) -> str:
@@ -158,3 +161,30 @@ def test_partitioning_keeps_deliveries_and_keys(scratch_database: str) -> None:
         (3, "key-third"),
     ]
     assert {row["stored_in"] for row in restored} == {"webhook_deliveries"}
+
+
+async def _readiness(url: str, version: str) -> tuple[int, bool]:
+    """Set the schema's recorded revision, then return `/readyz`'s status and `ready`."""
+    await _execute(url, f"UPDATE alembic_version SET version_num = '{version}'")
+    application = create_app(Settings(environment="test"), database_url=url)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/readyz")
+    return response.status_code, response.json()["ready"]
+
+
+def test_readiness_by_schema_revision(scratch_database: str) -> None:
+    command.upgrade(alembic_config(scratch_database), "head")
+    head = head_revision()
+    assert head is not None
+    older = next(revision for revision in known_revisions() if revision != head)
+
+    current = asyncio.run(_readiness(scratch_database, head))
+    behind = asyncio.run(_readiness(scratch_database, older))
+    # A revision of a newer release, migrated before its replicas start.
+    newer = asyncio.run(_readiness(scratch_database, "0123456789ab"))
+
+    assert current == (200, True)
+    assert behind == (503, False)
+    assert newer == (200, True)

@@ -47,6 +47,13 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
+@lru_cache
+def known_revisions() -> frozenset[str]:
+    """Return the revisions of this release's migrations, the newest included."""
+    scripts = ScriptDirectory.from_config(_config())
+    return frozenset(script.revision for script in scripts.walk_revisions())
+
+
 async def current_revision(connection: AsyncConnection) -> str | None:
     result = await connection.execute(text("SELECT version_num FROM alembic_version"))
     return result.scalar_one_or_none()
