@@ -166,12 +166,26 @@ def test_partitioning_keeps_deliveries_and_keys(scratch_database: str) -> None:
 async def _readiness(url: str, version: str) -> tuple[int, bool]:
     """Set the schema's recorded revision, then return `/readyz`'s status and `ready`."""
     await _execute(url, f"UPDATE alembic_version SET version_num = '{version}'")
+    status, body = await _readiness_body(url)
+    return status, bool(body["ready"])
+
+
+async def _readiness_body(url: str) -> tuple[int, dict[str, object]]:
     application = create_app(Settings(environment="test"), database_url=url)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             response = await client.get("/readyz")
-    return response.status_code, response.json()["ready"]
+    return response.status_code, response.json()
+
+
+def test_readiness_before_migrating(scratch_database: str) -> None:
+    status, body = asyncio.run(_readiness_body(scratch_database))
+
+    assert status == 503
+    assert body["database"] == "ok"
+    assert body["schema_revision"] is None
+    assert body["ready"] is False
 
 
 def test_readiness_by_schema_revision(scratch_database: str) -> None:

@@ -55,5 +55,9 @@ def known_revisions() -> frozenset[str]:
 
 
 async def current_revision(connection: AsyncConnection) -> str | None:
+    """Return the schema's revision, or None for a database that was never migrated."""
+    table = await connection.scalar(text("SELECT to_regclass('alembic_version')"))
+    if table is None:
+        return None
     result = await connection.execute(text("SELECT version_num FROM alembic_version"))
     return result.scalar_one_or_none()
