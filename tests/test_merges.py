@@ -359,6 +359,44 @@ class TestReportsAroundMerge:
         assert [item["response_id"] for item in q1["responses"]] == ["m1"]
         assert (q2["reported_as"], q2["bucket"], q2["revenue"]) == ("S", "unaccounted", "700000.00")
 
+    async def test_moved_response_keeps_contact_role(self, api: httpx.AsyncClient) -> None:
+        # The linked contact's response names M, so matching it again after the merge
+        # must keep it at S, where its contact link moved.
+        await load_pair(api)
+        await link_contact(api, "pat@m.example", "M", "influencer")
+        await add_responses(
+            api,
+            answer("pat", "M", 9, IN_Q2, email="pat@m.example"),
+            answer("anon", "M", 0, "2026-05-02T12:00:00Z", email=None),
+        )
+
+        await merged(api, "M", into="S", effective_at=MERGED_AT)
+        classified = await get_json(
+            api, "/v1/accounts/S/classification", period="2026-Q2", rollup="decision_maker"
+        )
+        report = await coverage(api, period="2026-Q2", rollup="decision_maker")
+
+        assert (await get_json(api, "/v1/responses/native/pat"))["account_external_id"] == "S"
+        roles = {item["response_id"]: item["role"] for item in classified["responses"]}
+        assert roles == {"pat": "influencer", "anon": None}
+        assert classified["bucket"] == "safe"
+        assert report["buckets"]["safe"]["revenue"] == "700000.00"
+
+    async def test_last_response_stays_before_merge(self, api: httpx.AsyncClient) -> None:
+        # The merge takes effect after `as_of`, so M's response is still M's own.
+        await add_revenue(api, ("M", "300000.00", EARLY), ("S", "700000.00", EARLY))
+        await add_responses(api, answer("m1", "M", 9, "2026-01-15T00:00:00Z"))
+        await merged(api, "M", into="S", effective_at="2026-12-01T00:00:00Z")
+
+        plan = await get_json(
+            api, "/v1/reports/survey-next", period="2026-Q2", as_of="2026-05-15T00:00:00Z"
+        )
+
+        days = {
+            item["account_external_id"]: item["days_since_last_response"] for item in plan["items"]
+        }
+        assert days == {"M": 120, "S": None}
+
     async def test_flow_shows_account_leaving(self, api: httpx.AsyncClient) -> None:
         await load_pair(api)
         await merged(api, "M", into="S", effective_at=MERGED_AT)

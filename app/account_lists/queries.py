@@ -31,6 +31,7 @@ from sqlalchemy import false as sql_false
 from sqlalchemy import true as sql_true
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.accounts.models import Account
 from app.contacts.models import Contact
@@ -471,14 +472,27 @@ def survey_next_statement(
         .subquery("plan")
     )
     members = _members(account_map, plan.c.account_id)
+    # A response counts for the member it belonged to before any merge moved it, as in
+    # the coverage report: a merge not in force yet leaves it with the merged account. A
+    # moved response sits at the member's survivor, so both are looked up by `account_id`.
+    member_account = aliased(Account, name="member_account")
     last_response_at = (
         select(func.max(SurveyResponse.submitted_at))
         .select_from(members)
         .join(
+            member_account,
+            and_(
+                member_account.tenant_id == window.tenant_id,
+                member_account.id == members.c.account_id,
+            ),
+        )
+        .join(
             SurveyResponse,
             and_(
                 SurveyResponse.tenant_id == window.tenant_id,
-                SurveyResponse.account_id == members.c.account_id,
+                SurveyResponse.account_id
+                == func.coalesce(member_account.survivor_id, members.c.account_id),
+                response_origin() == members.c.account_id,
             ),
         )
         .where(

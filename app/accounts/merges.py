@@ -83,7 +83,7 @@ async def merge_account(
         raise _invalid_into(body.into, reason)
 
     effective_at = body.effective_at or datetime.now(UTC)
-    moved = await _move_to_survivor(session, tenant_id, merged, survivor)
+    moved, emails, domains = await _move_to_survivor(session, tenant_id, merged, survivor)
     await repository.mark_merged(
         session,
         tenant_id,
@@ -92,6 +92,10 @@ async def merge_account(
         survivor_id=survivor.id,
         merged_at=effective_at,
     )
+    # A contact or domain that both accounts listed was ambiguous and matched nothing, and
+    # now it names the survivor alone. Resolved once the account is marked merged, so a
+    # response naming it keeps counting for the survivor rather than going back to it.
+    await response_service.resolve_accounts(session, tenant_id, email_keys=emails, domains=domains)
 
     result = _result(merged, into, survivor, effective_at, moved)
     event = await audit_repository.add_audit_event(
@@ -122,8 +126,11 @@ async def merge_account(
 
 async def _move_to_survivor(
     session: AsyncSession, tenant_id: uuid.UUID, merged: Account, survivor: Account
-) -> MergeMovedRead:
+) -> tuple[MergeMovedRead, list[str], list[str]]:
     """Move responses, contact links, domains and children from `merged` to `survivor`.
+
+    Returns the counts, and the emails and domains moved. The caller matches their
+    responses again once the account is marked merged.
 
     When the survivor is a descendant of the merged account, it takes that account's
     place under its parent first. The other children then move under the survivor, so the
@@ -137,12 +144,10 @@ async def _move_to_survivor(
     responses = await response_service.move_responses(session, tenant_id, merged.id, survivor.id)
     emails = await contact_repository.move_links(session, tenant_id, merged.id, survivor.id)
     domains = await repository.move_domains(session, tenant_id, merged.id, survivor.id)
-    # A contact or domain that both accounts listed was ambiguous and matched nothing, and
-    # now it names the survivor alone.
-    await response_service.resolve_accounts(session, tenant_id, email_keys=emails, domains=domains)
-    return MergeMovedRead(
+    moved = MergeMovedRead(
         responses=responses, contact_links=len(emails), domains=len(domains), children=children
     )
+    return moved, list(emails), list(domains)
 
 
 def _result(
