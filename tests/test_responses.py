@@ -217,27 +217,40 @@ class TestIdempotency:
         assert response.json() == {"created": 0, "updated": 0, "unchanged": 1}
         assert (await get_stored(api, "r1"))["score"] == 9
 
-    async def test_same_updated_at_changed_replaces(self, api: httpx.AsyncClient) -> None:
-        first = survey_response("r1", score=5, updated_at="2026-02-01T12:00:00Z")
-        await post_responses(api, first)
-
-        again = await post_responses(api, first)
-        changed = await post_responses(
-            api, survey_response("r1", score=9, updated_at="2026-02-01T12:00:00Z")
-        )
-
-        assert again.json() == {"created": 0, "updated": 0, "unchanged": 1}
-        assert changed.json() == {"created": 0, "updated": 1, "unchanged": 0}
-        assert (await get_stored(api, "r1"))["score"] == 9
-
-    async def test_same_updated_at_in_batch_last_wins(self, api: httpx.AsyncClient) -> None:
+    async def test_same_updated_at_changes_nothing(self, api: httpx.AsyncClient) -> None:
+        # Deliveries of one version in any order store the same response.
         first = survey_response("r1", score=5, updated_at="2026-02-01T12:00:00Z")
         second = survey_response("r1", score=9, updated_at="2026-02-01T12:00:00Z")
+        await post_responses(api, first)
 
-        response = await post_responses(api, first, second)
+        changed = await post_responses(api, second)
+        in_one_batch = await post_responses(
+            api,
+            survey_response("r2", score=5, updated_at="2026-02-01T12:00:00Z"),
+            survey_response("r2", score=9, updated_at="2026-02-01T12:00:00Z"),
+        )
 
-        assert response.json() == {"created": 1, "updated": 0, "unchanged": 0}
-        assert (await get_stored(api, "r1"))["score"] == 9
+        assert changed.json() == {"created": 0, "updated": 0, "unchanged": 1}
+        assert (await get_stored(api, "r1"))["score"] == 5
+        assert in_one_batch.json()["created"] == 1
+        assert (await get_stored(api, "r2"))["score"] == 5
+
+    async def test_erased_version_sent_again_stays_erased(self, api: httpx.AsyncClient) -> None:
+        item = {
+            **survey_response("r1", score=4, updated_at="2026-02-01T12:00:00Z"),
+            "email": "erin@priv.example",
+            "comment": "private words",
+        }
+        await post_responses(api, item)
+        erased = await api.post("/v1/privacy/erase", json={"email": "erin@priv.example"})
+        assert erased.status_code == 200, erased.text
+
+        again = await post_responses(api, item)
+
+        stored = await get_stored(api, "r1")
+        assert again.json() == {"created": 0, "updated": 0, "unchanged": 1}
+        assert (stored["email"], stored["comment"]) == (None, None)
+        assert stored["erased_at"] is not None
 
     async def test_older_version_in_same_batch_ignored(self, api: httpx.AsyncClient) -> None:
         newer = survey_response("r1", score=9, updated_at="2026-02-02T12:00:00Z")

@@ -76,9 +76,14 @@ _UPSERT_ARRAYS: tuple[tuple[str, Any], ...] = (
 
 
 @cache
-def _upsert_statement() -> Any:
-    """Build the response upsert once; every webhook runs it, and building it costs more
-    CPU than PostgreSQL spends running it."""
+def _upsert_statement(replace_same_version: bool = False) -> Any:
+    """Build the response upsert once per variant; every webhook runs it, and building it
+    costs more CPU than PostgreSQL spends running it.
+
+    With `replace_same_version`, a version with the same `updated_at` and other content
+    replaces the stored one too: a replay maps the same version again, maybe with the
+    endpoint's new settings.
+    """
     tenant_id = bindparam("in_tenant_id", type_=SurveyResponse.tenant_id.type)
     rows = (
         func.unnest(
@@ -123,27 +128,36 @@ def _upsert_statement() -> Any:
             "received_at": func.now(),
             "erased_at": None,
         },
-        # An equal version with other content replaces the stored one: a replay after the
-        # endpoint's settings changed, or two edits within the platform's clock resolution.
         where=or_(
             and_(both_versioned, new.source_updated_at > stored.source_updated_at),
-            and_(
-                ~and_(both_versioned, new.source_updated_at < stored.source_updated_at),
-                content_changed,
+            and_(~both_versioned, content_changed),
+            *(
+                [
+                    and_(
+                        both_versioned,
+                        new.source_updated_at == stored.source_updated_at,
+                        content_changed,
+                    )
+                ]
+                if replace_same_version
+                else []
             ),
         ),
     ).returning(SurveyResponse.id, INSERTED)
 
 
 async def upsert_responses(
-    session: AsyncSession, tenant_id: uuid.UUID, responses: Sequence[ResponseIn]
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    responses: Sequence[ResponseIn],
+    *,
+    replace_same_version: bool = False,
 ) -> list[tuple[int, bool]]:
     """Insert responses or replace stored ones with newer versions, in one statement.
 
     `responses` must hold each (source, response_id) once. A stored response is replaced
-    when both versions carry `updated_at` and the new one is later, or when the content
-    differs and the new version is not older (either lacks `updated_at`, or both carry the
-    same). A replaced response keeps its account until
+    when both versions carry `updated_at` and the new one is later, or, when either lacks
+    it, when the content differs. A replaced response keeps its account until
     `resolve_accounts` runs, and loses its erasure mark because the new version may carry
     personal data again. Returns the id of each row created or replaced, and whether it
     was created.
@@ -159,7 +173,8 @@ async def upsert_responses(
         "in_submitted_at": [item.submitted_at for item in responses],
         "in_source_updated_at": [item.updated_at for item in responses],
     }
-    written = (await session.execute(_upsert_statement(), parameters)).all()
+    statement = _upsert_statement(replace_same_version)
+    written = (await session.execute(statement, parameters)).all()
     return [(response_id, bool(inserted)) for response_id, inserted in written]
 
 

@@ -31,11 +31,9 @@ log = structlog.get_logger()
 
 
 def _replaces(stored: ResponseIn, new: ResponseIn) -> bool:
-    """Return whether `new`, arriving after `stored`, replaces it (as in the upsert): a later
-    version, or other content in a version that is not older."""
-    stored_at, new_at = stored.updated_at, new.updated_at
-    if stored_at is not None and new_at is not None and new_at != stored_at:
-        return new_at > stored_at
+    """Return whether `new`, arriving after `stored`, is the newer version (as in the upsert)."""
+    if stored.updated_at is not None and new.updated_at is not None:
+        return new.updated_at > stored.updated_at
     return new != stored
 
 
@@ -50,8 +48,17 @@ def _merge_repeats(responses: Sequence[ResponseIn]) -> list[ResponseIn]:
 
 
 async def write_responses(
-    session: AsyncSession, tenant_id: uuid.UUID, responses: Sequence[ResponseIn]
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    responses: Sequence[ResponseIn],
+    *,
+    replace_same_version: bool = False,
 ) -> ResponseWriteResult:
+    """Write responses under the version rules of `repository.upsert_responses`.
+
+    `replace_same_version` lets a version with the same `updated_at` and other content
+    replace the stored one, for a replay that maps a stored delivery again.
+    """
     # Rows are written in key order, so concurrent batches lock them in the same order
     # instead of deadlocking.
     merged = sorted(_merge_repeats(responses), key=lambda item: (item.source, item.response_id))
@@ -59,7 +66,9 @@ async def write_responses(
     # the lock exclusively may be waiting to update these rows.
     await repository.lock_resolution(session, tenant_id, exclusive=False)
     await repository.lock_quarter_state(session, tenant_id, exclusive=len(merged) > 1)
-    written = await repository.upsert_responses(session, tenant_id, merged)
+    written = await repository.upsert_responses(
+        session, tenant_id, merged, replace_same_version=replace_same_version
+    )
     await repository.resolve_accounts(
         session, tenant_id, response_ids=[response_pk for response_pk, _ in written]
     )

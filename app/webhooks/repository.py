@@ -241,10 +241,7 @@ _RESPONSE_UPSERT_RULES = """
         excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL
         AND excluded.source_updated_at > stored.source_updated_at
     ) OR (
-        NOT (
-            excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL
-            AND excluded.source_updated_at < stored.source_updated_at
-        )
+        NOT (excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL)
         AND (stored.account_ref, stored.email, stored.score, stored.comment,
              stored.submitted_at, stored.source_updated_at)
             IS DISTINCT FROM (excluded.account_ref, excluded.email, excluded.score,

@@ -411,9 +411,18 @@ def map_delivery(
 
 
 async def _apply(
-    session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: int, outcome: MappingOutcome
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    delivery_id: int,
+    outcome: MappingOutcome,
+    *,
+    replay: bool = False,
 ) -> DeliveryResult:
-    """Write the mapped response of a stored delivery, log the outcome and acknowledge it."""
+    """Write the mapped response of a stored delivery, log the outcome and acknowledge it.
+
+    A `replay` replaces the stored response also with the same version, since it maps that
+    version again with the endpoint's current settings.
+    """
     fields = {
         "tenant_id": str(endpoint.tenant_id),
         "endpoint_id": loggable_endpoint_id(endpoint.id),
@@ -428,7 +437,9 @@ async def _apply(
 
     counted: DeliveryOutcome
     if outcome.response is not None:
-        await response_service.write_responses(session, endpoint.tenant_id, [outcome.response])
+        await response_service.write_responses(
+            session, endpoint.tenant_id, [outcome.response], replace_same_version=replay
+        )
         matched = await response_service.is_matched(
             session, endpoint.tenant_id, outcome.response.source, outcome.response.response_id
         )
@@ -554,5 +565,5 @@ async def replay_delivery(session: AsyncSession, tenant: Tenant, delivery_id: in
     log.info("webhook.replayed", tenant_id=str(tenant.id), delivery_id=delivery_id)
     outcome = map_delivery(endpoint, delivery)
     await repository.set_delivery_outcome(session, tenant.id, stored.id, **outcome.columns())
-    result = await _apply(session, endpoint, stored.id, outcome)
+    result = await _apply(session, endpoint, stored.id, outcome, replay=True)
     return result.ack
