@@ -121,10 +121,32 @@ Timestamp = Annotated[
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
+# Digits of a decimal written out in full: money, rates and thresholds need far fewer, and
+# `1e-999999999` would be a billion digits as text or NUMERIC.
+MAX_DECIMAL_DIGITS = 40
+
+
 def _require_decimal_text(value: object) -> object:
-    """Reject a decimal string that is not plain ASCII decimal notation."""
-    if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
-        raise PydanticCustomError("decimal_parsing", "Input should be a valid decimal")
+    """Reject a decimal string that is not plain ASCII decimal notation, and a decimal with
+    more than `MAX_DECIMAL_DIGITS` digits when written out without an exponent."""
+    if isinstance(value, str):
+        if not _DECIMAL_TEXT.fullmatch(value):
+            raise PydanticCustomError("decimal_parsing", "Input should be a valid decimal")
+        number = Decimal(value)
+    elif isinstance(value, Decimal):
+        number = value
+    else:
+        return value
+    _, digits, exponent = number.as_tuple()
+    if isinstance(exponent, int):
+        written = max(len(digits), len(digits) + exponent, -exponent + 1)
+        if written > MAX_DECIMAL_DIGITS:
+            raise PydanticCustomError(
+                "decimal_max_digits",
+                "Decimal input should have no more than {max_digits} digits when written "
+                "without an exponent",
+                {"max_digits": MAX_DECIMAL_DIGITS},
+            )
     return value
 
 

@@ -436,6 +436,9 @@ class TestRevenueUpdates:
             " 100 ",
             "\uff11\uff10\uff10",
             "\u0661\u0662\u0663",
+            "0e-17000",
+            "0E+999999999999",
+            "1." + "0" * 17000,
         ],
     )
     async def test_bad_amount_rejected(self, api: httpx.AsyncClient, amount: object) -> None:
@@ -469,8 +472,7 @@ class TestRevenueUpdates:
             ("+100", "100.00"),
             (".5", "0.50"),
             ("100.", "100.00"),
-            ("0e-17000", "0.00"),
-            ("1." + "0" * 17000, "1.00"),
+            ("1.000000", "1.00"),
         ],
     )
     async def test_edge_amount_accepted(

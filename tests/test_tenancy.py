@@ -244,6 +244,17 @@ class TestPatchTenant:
         assert "leave the field out" in problem["errors"][0]["message"]
         assert (await api.get("/v1/tenant")).json() == before
 
+    @pytest.mark.parametrize("bound", ["1e-999999999", "1e-100000", "0E+999999999999"])
+    async def test_tier_bound_digits_limited(self, api: httpx.AsyncClient, bound: str) -> None:
+        tiers = [{"label": "a", "min_revenue": "0"}, {"label": "b", "min_revenue": bound}]
+
+        response = await api.patch("/v1/tenant", json={"revenue_tiers": tiers})
+
+        problem = assert_problem(response, 422)
+        locations = [error["location"] for error in problem["errors"]]
+        assert locations == ["body.revenue_tiers[1].min_revenue"]
+        assert "40 digits" in problem["errors"][0]["message"]
+
     @pytest.mark.parametrize("currency", ["EUR", "JPY", "GBP"])
     async def test_currency_accepted(self, api: httpx.AsyncClient, currency: str) -> None:
         response = await api.patch("/v1/tenant", json={"reporting_currency": currency})
