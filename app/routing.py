@@ -73,6 +73,23 @@ class ServiceRequest(Request):
         return self._json
 
 
+# Python reads longer integers only with its int_max_str_digits limit raised; no field of
+# the API takes a number of more than a few dozen digits.
+MAX_INTEGER_DIGITS = 4300
+
+
+class _NumberTooLongError(ValueError):
+    def __init__(self, digits: str) -> None:
+        super().__init__(digits[:40])
+        self.digits = digits
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise _NumberTooLongError(digits)
+    return int(digits)
+
+
 def load_json(body: bytes) -> Any:
     """Parse a JSON body with exact numbers, accepting only text that PostgreSQL stores.
 
@@ -83,12 +100,27 @@ def load_json(body: bytes) -> Any:
         document = json.loads(
             body,
             parse_float=Decimal,
+            parse_int=_parse_int,
             parse_constant=_reject_constant,
             object_pairs_hook=_check_keys,
         )
     except UnicodeDecodeError as error:
+        # The position counts characters, as for other syntax errors, not bytes.
+        position = len(body[: error.start].decode(errors="replace"))
         raise json.JSONDecodeError(
-            "not valid UTF-8; send the body as UTF-8", body.decode(errors="replace"), error.start
+            "not valid UTF-8; send the body as UTF-8", body.decode(errors="replace"), position
+        ) from None
+    except _NumberTooLongError as error:
+        text = body.decode(errors="replace")
+        raise json.JSONDecodeError(
+            f"a number of {len(error.digits)} digits is longer than the "
+            f"{MAX_INTEGER_DIGITS} a JSON number may have here",
+            text,
+            max(text.find(error.digits), 0),
+        ) from None
+    except RecursionError:
+        raise json.JSONDecodeError(
+            "arrays or objects nest too deeply", body.decode(errors="replace"), 0
         ) from None
     _check_strings(document, body)
     return document

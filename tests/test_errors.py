@@ -134,6 +134,33 @@ class TestMalformedBody:
         assert error_locations(problem) == ["body"]
         assert "invalid JSON at character 11: not valid UTF-8" in problem["detail"]
 
+    async def test_utf8_error_position_in_characters(self, api: httpx.AsyncClient) -> None:
+        # Ten two-byte "é" come first, so the bad byte is the 21st character but the 31st byte.
+        body = '{"name": "éééééééééé'.encode() + b'\xff"}'
+
+        response = await api.put("/v1/accounts/ACME-001", content=body, headers=JSON_HEADERS)
+
+        problem = assert_problem(response, 422)
+        assert "invalid JSON at character 21: not valid UTF-8" in problem["detail"]
+
+    @pytest.mark.parametrize(("method", "path"), WRITE_ROUTES)
+    @pytest.mark.parametrize(
+        ("body", "reason"),
+        [
+            (b'{"name": ' + b"9" * 5000 + b"}", "a number of 5000 digits"),
+            (b"[" * 100_000 + b"]" * 100_000, "nest too deeply"),
+        ],
+        ids=["long number", "deep nesting"],
+    )
+    async def test_unreadable_json_is_422(
+        self, api: httpx.AsyncClient, method: str, path: str, body: bytes, reason: str
+    ) -> None:
+        response = await api.request(method, path, content=body, headers=JSON_HEADERS)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["body"]
+        assert reason in problem["detail"]
+
     @pytest.mark.parametrize(("method", "path"), WRITE_ROUTES)
     @pytest.mark.parametrize("body", ["[]", "null", '"text"', "42", ""])
     async def test_not_an_object(
