@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.errors import problem_response
 from app.routing import ROUTE_TEMPLATE_KEY, template_for_path
 from app.settings import Settings
-from app.webhooks.service import loggable_endpoint_id
+from app.webhooks.service import loggable_endpoint_id, tenant_id_from_endpoint_id
 
 log = structlog.get_logger()
 
@@ -147,8 +147,9 @@ class RateLimitMiddleware:
         retry_after = max(1, math.ceil(wait))
         scope[ROUTE_TEMPLATE_KEY] = template_for_path(scope)
         fields = {"kind": kind, "route": scope[ROUTE_TEMPLATE_KEY], "retry_after": retry_after}
-        if kind == "webhook endpoint":
-            fields["endpoint_id"] = loggable_endpoint_id(path.removeprefix(WEBHOOK_PATH_PREFIX))
+        endpoint_id = path.removeprefix(WEBHOOK_PATH_PREFIX)
+        if kind == "webhook endpoint" and tenant_id_from_endpoint_id(endpoint_id) is not None:
+            fields["endpoint_id"] = loggable_endpoint_id(endpoint_id)
         # The path itself may carry an email or a whole webhook endpoint id, so it is not logged.
         log.info("request.rate_limited", **fields)
         response = problem_response(

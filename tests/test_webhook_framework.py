@@ -8,6 +8,7 @@ import json
 import httpx
 import pytest
 from fastapi import FastAPI
+from structlog.testing import capture_logs
 
 from tests.webhook_samples import create_endpoint, load_sample, post_delivery
 
@@ -294,3 +295,18 @@ async def test_api_base_url_invalid_host_rejected(api: httpx.AsyncClient, url: s
     assert created.json()["errors"] == [
         {"location": "body.api_base_url", "message": "invalid host name"}
     ]
+
+
+async def test_unknown_endpoint_ids_not_logged(
+    api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    # The random part is a webhook URL's only secret for platforms that sign nothing.
+    unknown = "wh_" + "ab" * 16 + "_" + "cd" * 16
+    with capture_logs() as logs:
+        read = await api.get(f"/v1/webhook-endpoints/{unknown}")
+        delivered = await client.post(f"/v1/webhooks/{unknown}", content=b"{}")
+        to_email = await client.post("/v1/webhooks/frank@example.com", content=b"{}")
+
+    assert [read.status_code, delivered.status_code, to_email.status_code] == [404, 404, 404]
+    assert "cd" * 16 not in repr(logs)
+    assert "frank" not in repr(logs)

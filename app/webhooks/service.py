@@ -249,7 +249,9 @@ async def create_endpoint(
 async def get_endpoint(session: AsyncSession, tenant: Tenant, endpoint_id: str) -> WebhookEndpoint:
     endpoint = await repository.get_endpoint(session, tenant.id, endpoint_id)
     if endpoint is None:
-        raise EndpointNotFoundError(f"No webhook endpoint {endpoint_id[:80]!r}.")
+        # The id is not repeated: its random part is the webhook URL's only secret for
+        # platforms that sign nothing, and error details reach the logs.
+        raise EndpointNotFoundError("No webhook endpoint with this id in this tenant.")
     return endpoint
 
 
@@ -315,7 +317,7 @@ async def find_endpoint(session: AsyncSession, endpoint_id: str) -> WebhookEndpo
         endpoint = await repository.get_endpoint(session, tenant_id, endpoint_id)
     if endpoint is None:
         raise EndpointNotFoundError(
-            f"No webhook endpoint {endpoint_id[:80]!r}; create one with POST /v1/webhook-endpoints."
+            "No webhook endpoint with this id; create one with POST /v1/webhook-endpoints."
         )
     return endpoint
 
