@@ -176,34 +176,50 @@ class Settings(BaseSettings):
 
     @field_validator("metrics_token", mode="after")
     @classmethod
-    def reject_blank_token(cls, value: SecretStr | None) -> SecretStr | None:
+    def check_token(cls, value: SecretStr | None) -> SecretStr | None:
         """Reject a token that is set but blank, which a bare `Authorization: Bearer` would
-        match. Unset it to leave /metrics open."""
-        if value is not None and not value.get_secret_value().strip():
+        match, and drop surrounding whitespace, such as a secret file's final newline,
+        which no header carries."""
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if not token:
             raise ValueError(
                 "REVCOV_METRICS_TOKEN is set but empty; set a long random token, or unset "
                 "the variable to leave /metrics without a token"
             )
-        return value
+        return SecretStr(token)
 
     @field_validator("public_url", mode="after")
     @classmethod
     def check_public_url(cls, value: str | None) -> str | None:
-        """Accept an http or https URL with a host and no query or fragment."""
+        """Accept an http or https URL with a host, and without credentials, query,
+        fragment or whitespace. The message repeats the value only when it contains no
+        credentials."""
         if value is None or not value.strip():
             return None
-        parts = urlsplit(value.strip())
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.query
-            or parts.fragment
-        ):
+        text = value.strip()
+        parts = urlsplit(text)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        valid = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and port_ok
+            and "@" not in parts.netloc
+            and not any(mark in text for mark in "?#")
+            and not any(character.isspace() for character in text)
+        )
+        if not valid:
+            quoted_value = "" if "@" in text else f", got {text!r}"
             raise ValueError(
-                f"REVCOV_PUBLIC_URL must be an http or https URL such as "
-                f"https://revcov.example.com, without query or fragment, got {value!r}"
+                "REVCOV_PUBLIC_URL must be an http or https URL such as "
+                "https://revcov.example.com, with a valid port and without user name, "
+                f"password, query, fragment or spaces{quoted_value}"
             )
-        return value.strip()
+        return text
 
     @model_validator(mode="after")
     def reject_embedded_in_production(self) -> "Settings":

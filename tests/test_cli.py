@@ -128,7 +128,18 @@ def test_blank_metrics_token_rejected(settings_env: pytest.MonkeyPatch, value: s
 
 
 @pytest.mark.parametrize(
-    "value", ["not-a-url", "ftp://revcov.example.com", "https://", "https://x.example/?a=1"]
+    "value",
+    [
+        "not-a-url",
+        "ftp://revcov.example.com",
+        "https://",
+        "https://x.example/?a=1",
+        "https://x.example?",
+        "https://x.example#",
+        "https://x.example:99999",
+        "https://x.example:abc",
+        "https://x example.com",
+    ],
 )
 def test_invalid_public_url_rejected(settings_env: pytest.MonkeyPatch, value: str) -> None:
     settings_env.setenv("REVCOV_PUBLIC_URL", value)
@@ -138,6 +149,26 @@ def test_invalid_public_url_rejected(settings_env: pytest.MonkeyPatch, value: st
     assert result.exit_code == 2
     assert result.stderr.startswith("revcov: invalid setting REVCOV_PUBLIC_URL: ")
     assert repr(value) in result.stderr
+
+
+def test_metrics_token_whitespace_dropped(settings_env: pytest.MonkeyPatch) -> None:
+    # A token read from a secret file often ends in a newline, which no header carries.
+    settings_env.setenv("REVCOV_METRICS_TOKEN", "metrics-token-0123456789\n")
+
+    token = Settings().metrics_token
+
+    assert token is not None
+    assert token.get_secret_value() == "metrics-token-0123456789"
+
+
+def test_public_url_credentials_not_shown(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("REVCOV_PUBLIC_URL", "https://user:S3cret@revcov.example.com")
+
+    result = CliRunner().invoke(cli, ["migrate"])
+
+    assert result.exit_code == 2
+    assert "user name, password" in result.stderr
+    assert "S3cret" not in result.stderr
 
 
 def test_unreachable_database_one_line() -> None:
