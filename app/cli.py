@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import json
+import re
 import signal
 import socket
 import uuid
@@ -17,6 +18,7 @@ from typing import Annotated
 import asyncpg
 import typer
 import uvicorn
+from alembic.util.exc import CommandError as AlembicCommandError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -294,10 +296,15 @@ def list_tenants() -> None:
     """Print every tenant as one JSON object per line (id, name, creation time), oldest
     first."""
     settings = _settings()
+    creates_database = _creates_embedded_database(settings)
     with open_database(_database_url(settings), settings.data_dir) as url:
+        if settings.database_url is None:
+            upgrade_to_head(url)
         listed = asyncio.run(_list_tenants(url, settings))
     for tenant in listed:
         typer.echo(json.dumps(tenant))
+    if creates_database:
+        _print_new_database_note(settings.data_dir, "its tenants")
 
 
 async def _create_key(
@@ -337,8 +344,13 @@ def create_key(
     except ValidationError as error:
         reasons = "; ".join(detail["msg"] for detail in error.errors(include_url=False))
         raise typer.BadParameter(reasons) from None
+    creates_database = _creates_embedded_database(settings)
     with open_database(_database_url(settings), settings.data_dir) as url:
+        if settings.database_url is None:
+            upgrade_to_head(url)
         created = asyncio.run(_create_key(url, settings, tenant_id, request))
+    if creates_database:
+        _print_new_database_note(settings.data_dir, "its tenants")
     if created is None:
         typer.echo(
             f"revcov tenants create-key: no tenant {tenant_id} in this database; check the id "
@@ -542,11 +554,21 @@ def demo(
 # SQLSTATE classes of a database that cannot be used at all: connection exceptions (08),
 # invalid authorization (28) and an unknown database (3D).
 _CONNECTION_SQLSTATE_CLASSES = ("08", "28", "3D")
+_CONNECTION_ADVICE = "Check REVCOV_DATABASE_URL and that the server accepts connections."
+# SQLSTATEs after connecting that need the operator, with what to do.
+_SETUP_ADVICE = {
+    # undefined_table
+    "42P01": "The database has no revcov schema yet; run `revcov migrate` first.",
+    # insufficient_privilege
+    "42501": "Grant the database user the rights that docs/getting-started.md lists, such "
+    "as CREATE on the schema.",
+}
+_UNKNOWN_REVISION = re.compile(r"Can't locate revision identified by '([^']*)'")
 
 
-def _connection_failure(error: BaseException) -> str | None:
-    """Return the reason of a failure to reach or log in to the database, from the error
-    or any error it was raised from, or None for any other error."""
+def _database_failure(error: BaseException) -> str | None:
+    """Describe, in one line with what to do, a failure to reach or use the database, from
+    the error or any error it was raised from; None for any other error."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -554,9 +576,20 @@ def _connection_failure(error: BaseException) -> str | None:
         if isinstance(current, asyncpg.PostgresError):
             state = current.sqlstate or ""
             if state[:2] in _CONNECTION_SQLSTATE_CLASSES:
-                return str(current)
+                return f"cannot use the database: {current}. {_CONNECTION_ADVICE}"
+            if state in _SETUP_ADVICE:
+                return f"cannot use the database: {current}. {_SETUP_ADVICE[state]}"
         elif isinstance(current, (ConnectionError, socket.gaierror, TimeoutError)):
-            return str(current) or type(current).__name__
+            reason = str(current) or type(current).__name__
+            return f"cannot use the database: {reason}. {_CONNECTION_ADVICE}"
+        elif isinstance(current, AlembicCommandError):
+            found = _UNKNOWN_REVISION.search(str(current))
+            if found:
+                return (
+                    f"the database schema is at revision {found.group(1)!r}, which this "
+                    "release does not know: a newer release migrated it. Run that release, "
+                    "or serve this one with REVCOV_MIGRATE_ON_START=false."
+                )
         current = current.__cause__ or current.__context__
     return None
 
@@ -564,15 +597,11 @@ def _connection_failure(error: BaseException) -> str | None:
 def main() -> None:
     try:
         cli()
-    except (SQLAlchemyError, asyncpg.PostgresError, OSError) as error:
-        reason = _connection_failure(error)
-        if reason is None:
+    except (SQLAlchemyError, asyncpg.PostgresError, OSError, AlembicCommandError) as error:
+        line = _database_failure(error)
+        if line is None:
             raise
         # One line instead of a traceback of several hundred. The reasons name a host, a
-        # user or a database, and the URL with its password is not printed.
-        typer.echo(
-            f"revcov: cannot use the database: {reason}. Check REVCOV_DATABASE_URL and "
-            "that the server accepts connections.",
-            err=True,
-        )
+        # user, a database or a revision, and the URL with its password is not printed.
+        typer.echo(f"revcov: {line}", err=True)
         raise SystemExit(1) from None

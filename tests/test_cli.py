@@ -5,6 +5,7 @@ a temporary directory, so each command starts, attaches to and stops the server 
 command does.
 """
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -254,6 +256,39 @@ def test_tenant_name_too_long_rejected(settings_env: pytest.MonkeyPatch, tmp_pat
     assert result.exit_code == 2
     assert "201 characters" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_unmigrated_database_one_line(scratch_database: str, tmp_path: Path) -> None:
+    env = {**revcov_env(), "REVCOV_DATABASE_URL": scratch_database}
+
+    result = run_revcov("tenants", "list", cwd=tmp_path, env=env)
+
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert result.returncode == 1
+    assert len(lines) == 1
+    assert "run `revcov migrate` first" in lines[0]
+
+
+def test_newer_schema_one_line(scratch_database: str, tmp_path: Path) -> None:
+    env = {**revcov_env(), "REVCOV_DATABASE_URL": scratch_database}
+    assert run_revcov("migrate", cwd=tmp_path, env=env).returncode == 0
+    asyncio.run(_set_revision(scratch_database, "ffffeeee0001"))
+
+    result = run_revcov("migrate", cwd=tmp_path, env=env)
+
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert result.returncode == 1
+    assert len(lines) == 1
+    assert "revision 'ffffeeee0001', which this release does not know" in lines[0]
+
+
+async def _set_revision(database_url: str, revision: str) -> None:
+    dsn = make_url(database_url).set(drivername="postgresql")
+    connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    try:
+        await connection.execute("UPDATE alembic_version SET version_num = $1", revision)
+    finally:
+        await connection.close()
 
 
 def test_tenants_listed_and_key_created(database_url: str, tmp_path: Path) -> None:
