@@ -10,7 +10,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
-from app.db.migrations import current_revision, head_revision, known_revisions
+from app.db.migrations import (
+    REVISION_ID,
+    current_revision,
+    head_revision,
+    known_revisions,
+)
 
 log = structlog.get_logger()
 
@@ -82,7 +87,12 @@ async def readyz(request: Request) -> JSONResponse:
     # A revision this release does not know comes from a newer release's migrations, run
     # before that release's replicas replace this one's. This process stays ready, so a
     # rolling upgrade does not take every old replica out of service at once.
-    ready = revision == expected or (revision is not None and revision not in known_revisions())
+    newer = (
+        revision is not None
+        and REVISION_ID.fullmatch(revision) is not None
+        and revision not in known_revisions()
+    )
+    ready = revision == expected or newer
     body = Readiness(
         ready=ready, database="ok", schema_revision=revision, expected_revision=expected
     )

@@ -198,7 +198,23 @@ def test_readiness_by_schema_revision(scratch_database: str) -> None:
     behind = asyncio.run(_readiness(scratch_database, older))
     # A revision of a newer release, migrated before its replicas start.
     newer = asyncio.run(_readiness(scratch_database, "0123456789ab"))
+    # Not the form of an Alembic revision id: not revcov's schema.
+    foreign = asyncio.run(_readiness(scratch_database, "garbage"))
+    empty = asyncio.run(_readiness(scratch_database, ""))
 
     assert current == (200, True)
     assert behind == (503, False)
     assert newer == (200, True)
+    assert foreign == (503, False)
+    assert empty == (503, False)
+
+
+def test_readiness_with_two_version_rows(scratch_database: str) -> None:
+    command.upgrade(alembic_config(scratch_database), "head")
+    asyncio.run(_execute(scratch_database, "INSERT INTO alembic_version VALUES ('0123456789ab')"))
+
+    status, body = asyncio.run(_readiness_body(scratch_database))
+
+    assert status == 503
+    assert body["database"] == "ok"
+    assert body["ready"] is False
