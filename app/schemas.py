@@ -190,6 +190,17 @@ def encode_cursor(after: int | str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _storable_text(text: str) -> bool:
+    """Tell whether PostgreSQL can store the text: no NUL and no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode_cursor(cursor: str, kind: type[CursorT]) -> CursorT:
     """Decode a cursor made by `encode_cursor`; a tampered or foreign cursor gets a 422."""
     try:
@@ -200,7 +211,9 @@ def decode_cursor(cursor: str, kind: type[CursorT]) -> CursorT:
         position = None
     after = position.get("after") if isinstance(position, dict) else None
     out_of_range = isinstance(after, int) and not 0 <= after < 2**63
-    if type(after) is not kind or out_of_range:
+    # No list stores text with NUL or a lone surrogate, so no page ends at such a key.
+    unstorable = isinstance(after, str) and not _storable_text(after)
+    if type(after) is not kind or out_of_range or unstorable:
         raise UnprocessableError(
             f"Invalid cursor {cursor[:40]!r}; pass the `next_cursor` value of the previous page.",
             errors=[InvalidField(location="query.cursor", message="not a cursor of this list")],

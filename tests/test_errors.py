@@ -679,6 +679,7 @@ class TestNeverServerError:
             ("/v1/responses", 10**30),
             ("/v1/accounts", "A\u0000"),
             ("/v1/webhook-endpoints", "wh\u0000"),
+            ("/v1/contacts", "a\ud800@example.com"),
         ],
     )
     async def test_out_of_range_cursor(
@@ -686,7 +687,17 @@ class TestNeverServerError:
     ) -> None:
         response = await api.get(path, params={"cursor": cursor_after(position)})
 
-        assert response.status_code < 500, response.text
+        problem = assert_problem(response, 422)
+        assert problem["detail"].startswith("Invalid cursor")
+
+    async def test_out_of_range_score_cursor(self, api: httpx.AsyncClient) -> None:
+        position = json.dumps(["score", "1" * 20, "ACME-001"])
+        params = {"sort": "score", "cursor": cursor_after(position)}
+
+        response = await api.get("/v1/reports/at-risk", params=params)
+
+        problem = assert_problem(response, 422)
+        assert problem["detail"].startswith("Invalid cursor")
 
     @pytest.mark.parametrize(
         "path",

@@ -155,6 +155,22 @@ class TestKeyReuse:
         assert second.json() == first.json()
         assert second.headers["Idempotent-Replayed"] == "true"
 
+    async def test_csv_media_type_case_ignored(self, api: httpx.AsyncClient) -> None:
+        key = str(uuid.uuid4())
+        first = await api.post(
+            UPDATES_PATH, content=csv_body(), headers={**keyed(key), "Content-Type": "text/csv"}
+        )
+
+        again = await api.post(
+            UPDATES_PATH,
+            content=csv_body(),
+            headers={**keyed(key), "Content-Type": "Text/CSV; charset=utf-8"},
+        )
+
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()
+        assert again.headers["Idempotent-Replayed"] == "true"
+
     async def test_csv_key_reuse_is_422(self, api: httpx.AsyncClient) -> None:
         key = str(uuid.uuid4())
         headers = {**keyed(key), "Content-Type": "text/csv"}

@@ -202,7 +202,7 @@ class TestMergeRejections:
         problem = assert_problem(await api.put("/v1/accounts/M", json={"name": "M"}), 409)
 
         assert "'M' was merged into 'S' effective" in problem["detail"]
-        assert "which was merged into 'T' later" in problem["detail"]
+        assert "which was itself merged into 'T'" in problem["detail"]
         assert "PUT /v1/accounts/T" in problem["detail"]
 
     async def test_same_merge_again_replays(self, api: httpx.AsyncClient) -> None:

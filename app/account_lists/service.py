@@ -68,7 +68,10 @@ def _parse_sort_value(column: str, text: str) -> Any:
             raise ValueError(text)
         return value
     if column == "score":
-        return int(text)
+        score = int(text)
+        if not 0 <= score <= 10:
+            raise ValueError(text)
+        return score
     return datetime.fromisoformat(text)
 
 

@@ -191,7 +191,7 @@ async def merged_error(
     )
     if survivor != merged_into:
         # A chain of merges: the date is the first merge's, the survivor the last one's.
-        merged += f", which was merged into {survivor!r} later"
+        merged += f", which was itself merged into {survivor!r}"
     if action == "merge":
         return AccountMergedError(
             f"{merged}, so it cannot be merged again; merge {survivor!r} instead."

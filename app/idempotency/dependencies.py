@@ -31,8 +31,9 @@ async def _request_hash(request: Request, *, raw_body: bytes | None = None) -> b
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.url.path}\n".encode())
     if raw_body is not None:
-        content_type = request.headers.get("content-type", "")
-        digest.update(f"{content_type}\n{request.url.query}\n".encode())
+        # The media type alone, in lower case: `Text/CSV; charset=utf-8` is `text/csv`.
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        digest.update(f"{media_type}\n{request.url.query}\n".encode())
         digest.update(raw_body)
         return digest.digest()
     body = None
