@@ -331,3 +331,65 @@ async def test_newer_version_after_erasure_stored(api: httpx.AsyncClient) -> Non
     assert stored["email"] == "jane@acme.com"
     assert stored["score"] == 4
     assert stored["erased_at"] is None
+
+
+async def test_erase_finds_json_escaped_email(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # The dot of the address written as a JSON escape, in a delivery that failed to map.
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+    unmappable = json.loads(TYPEFORM.body)
+    unmappable["event_id"] = "evt-escaped"
+    unmappable["form_response"]["submitted_at"] = "yesterday"
+    body = json.dumps(unmappable).replace(DANA, DANA.replace(".", "\\u002e")).encode()
+    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).digest()
+    headers = {
+        "Content-Type": "application/json",
+        "Typeform-Signature": "sha256=" + base64.b64encode(digest).decode(),
+    }
+    ack = await post_delivery(client, endpoint["id"], body, headers)
+
+    erased = await api.post("/v1/privacy/erase", json={"email": DANA})
+
+    delivery = (await _deliveries(app, endpoint["id"]))[ack.json()["delivery_id"]]
+    assert DANA.encode() not in body
+    assert erased.json()["webhook_deliveries"] == 1
+    assert delivery.body == b""
+
+
+async def test_replay_after_erasure_keeps_data_out(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+    ack = await post_delivery(client, endpoint["id"], TYPEFORM.body, TYPEFORM.headers)
+    delivery_id = ack.json()["delivery_id"]
+    await api.post("/v1/privacy/erase", json={"email": DANA})
+    # A body that the erasure missed, as one in an encoding its search does not read.
+    async with session_scope(app.state.sessionmaker) as session:
+        delivery = (await _deliveries(app, endpoint["id"]))[delivery_id]
+        delivery.body, delivery.headers, delivery.erased_at = TYPEFORM.body, {}, None
+        session.add(await session.merge(delivery))
+
+    replayed = await api.post(f"/v1/webhook-deliveries/{delivery_id}/replay")
+
+    stored = await api.get(f"/v1/responses/typeform/{TYPEFORM.expected['response_id']}")
+    assert replayed.status_code == 200, replayed.text
+    assert (stored.json()["email"], stored.json()["comment"]) == (None, None)
+
+
+async def test_unversioned_copy_keeps_erasure(api: httpx.AsyncClient) -> None:
+    item = {
+        "response_id": "r-erased",
+        "email": "erin@priv.example",
+        "comment": "private words",
+        "score": 4,
+        "submitted_at": "2026-02-01T12:00:00Z",
+    }
+    await post_responses(api, item)
+    await api.post("/v1/privacy/erase", json={"email": "erin@priv.example"})
+
+    again = await api.post("/v1/responses", json={"responses": [{"source": "test", **item}]})
+
+    stored = await get_response(api, "r-erased")
+    assert again.json() == {"created": 0, "updated": 0, "unchanged": 1}
+    assert (stored["email"], stored["comment"]) == (None, None)

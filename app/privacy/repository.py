@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import quote, quote_plus
 
-from sqlalchemy import exists, func, or_, select, tuple_, update
+from sqlalchemy import Text, exists, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.privacy.models import AuditAction, AuditEvent
@@ -70,7 +70,11 @@ async def erase_deliveries(
     # proportion to the size of its webhook deliveries.
     carried = tuple_(WebhookDelivery.source, WebhookDelivery.response_id).in_(responses)
     body_text = func.lower(func.encode(WebhookDelivery.body, "escape"))
-    mentioned = body_text.regexp_match(_mention_pattern(email.lower()))
+    pattern = _mention_pattern(email.lower())
+    # A JSON body may escape any character of the address (`\u002e` for a dot), so its
+    # parsed form is searched too. `revcov_json_text` is NULL for other bodies.
+    json_text = func.lower(func.revcov_json_text(WebhookDelivery.body, type_=Text))
+    mentioned = or_(body_text.regexp_match(pattern), json_text.regexp_match(pattern))
     statement = (
         update(WebhookDelivery)
         .where(

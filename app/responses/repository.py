@@ -128,15 +128,18 @@ def _upsert_statement(replace_same_version: bool = False) -> Any:
             "received_at": func.now(),
             "erased_at": None,
         },
+        # An erased response changes only for a newer version, so a copy of the erased
+        # one, sent again or without a version, cannot bring its email and comment back.
         where=or_(
             and_(both_versioned, new.source_updated_at > stored.source_updated_at),
-            and_(~both_versioned, content_changed),
+            and_(~both_versioned, content_changed, stored.erased_at.is_(None)),
             *(
                 [
                     and_(
                         both_versioned,
                         new.source_updated_at == stored.source_updated_at,
                         content_changed,
+                        stored.erased_at.is_(None),
                     )
                 ]
                 if replace_same_version

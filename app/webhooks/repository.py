@@ -242,6 +242,7 @@ _RESPONSE_UPSERT_RULES = """
         AND excluded.source_updated_at > stored.source_updated_at
     ) OR (
         NOT (excluded.source_updated_at IS NOT NULL AND stored.source_updated_at IS NOT NULL)
+        AND stored.erased_at IS NULL
         AND (stored.account_ref, stored.email, stored.score, stored.comment,
              stored.submitted_at, stored.source_updated_at)
             IS DISTINCT FROM (excluded.account_ref, excluded.email, excluded.score,

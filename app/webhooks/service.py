@@ -12,7 +12,7 @@ import contextlib
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import InvalidField, UnprocessableError
 from app.metrics import DeliveryOutcome
 from app.privacy import repository as audit_repository
+from app.privacy import service as privacy_service
 from app.privacy.models import AuditAction, AuditEvent
 from app.responses import service as response_service
 from app.responses.schemas import ResponseIn
@@ -566,6 +567,12 @@ async def replay_delivery(session: AsyncSession, tenant: Tenant, delivery_id: in
     )
     log.info("webhook.replayed", tenant_id=str(tenant.id), delivery_id=delivery_id)
     outcome = map_delivery(endpoint, delivery)
+    if outcome.response is not None:
+        # A body the erasure missed must not bring an erased person's data back.
+        response = await privacy_service.without_erased_data(
+            session, tenant.id, outcome.response, stored.received_at
+        )
+        outcome = replace(outcome, response=response)
     await repository.set_delivery_outcome(session, tenant.id, stored.id, **outcome.columns())
     result = await _apply(session, endpoint, stored.id, outcome, replay=True)
     return result.ack
