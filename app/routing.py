@@ -9,7 +9,7 @@ import re
 import types
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -78,16 +78,31 @@ class ServiceRequest(Request):
 MAX_INTEGER_DIGITS = 4300
 
 
-class _NumberTooLongError(ValueError):
-    def __init__(self, digits: str) -> None:
-        super().__init__(digits[:40])
-        self.digits = digits
+class _UnreadableNumberError(ValueError):
+    """A JSON number that Python cannot read, with the reason for the client."""
+
+    def __init__(self, number: str, reason: str) -> None:
+        super().__init__(reason)
+        self.number = number
+        self.reason = reason
 
 
 def _parse_int(digits: str) -> int:
     if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
-        raise _NumberTooLongError(digits)
+        raise _UnreadableNumberError(
+            digits,
+            f"a number of {len(digits.lstrip('-'))} digits is longer than the "
+            f"{MAX_INTEGER_DIGITS} a JSON number may have here",
+        )
     return int(digits)
+
+
+def _parse_float(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        # An exponent beyond what Python's decimals hold, such as 1e99999999999999999999.
+        raise _UnreadableNumberError(text, "a number with an exponent too large to read") from None
 
 
 def load_json(body: bytes) -> Any:
@@ -99,7 +114,7 @@ def load_json(body: bytes) -> Any:
     try:
         document = json.loads(
             body,
-            parse_float=Decimal,
+            parse_float=_parse_float,
             parse_int=_parse_int,
             parse_constant=_reject_constant,
             object_pairs_hook=_check_keys,
@@ -110,14 +125,9 @@ def load_json(body: bytes) -> Any:
         raise json.JSONDecodeError(
             "not valid UTF-8; send the body as UTF-8", body.decode(errors="replace"), position
         ) from None
-    except _NumberTooLongError as error:
+    except _UnreadableNumberError as error:
         text = body.decode(errors="replace")
-        raise json.JSONDecodeError(
-            f"a number of {len(error.digits)} digits is longer than the "
-            f"{MAX_INTEGER_DIGITS} a JSON number may have here",
-            text,
-            max(text.find(error.digits), 0),
-        ) from None
+        raise json.JSONDecodeError(error.reason, text, max(text.find(error.number), 0)) from None
     except RecursionError:
         raise json.JSONDecodeError(
             "arrays or objects nest too deeply", body.decode(errors="replace"), 0

@@ -5,7 +5,7 @@ import binascii
 import json
 import re
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -132,7 +132,11 @@ def _require_decimal_text(value: object) -> object:
     if isinstance(value, str):
         if not _DECIMAL_TEXT.fullmatch(value):
             raise PydanticCustomError("decimal_parsing", "Input should be a valid decimal")
-        number = Decimal(value)
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            # An exponent beyond what Python's decimals hold: far more than the limit.
+            raise _too_many_digits() from None
     elif isinstance(value, Decimal):
         number = value
     else:
@@ -141,13 +145,17 @@ def _require_decimal_text(value: object) -> object:
     if isinstance(exponent, int):
         written = max(len(digits), len(digits) + exponent, -exponent + 1)
         if written > MAX_DECIMAL_DIGITS:
-            raise PydanticCustomError(
-                "decimal_max_digits",
-                "Decimal input should have no more than {max_digits} digits when written "
-                "without an exponent",
-                {"max_digits": MAX_DECIMAL_DIGITS},
-            )
+            raise _too_many_digits()
     return value
+
+
+def _too_many_digits() -> PydanticCustomError:
+    return PydanticCustomError(
+        "decimal_max_digits",
+        "Decimal input should have no more than {max_digits} digits when written without an "
+        "exponent",
+        {"max_digits": MAX_DECIMAL_DIGITS},
+    )
 
 
 ExactDecimal = Annotated[Decimal, BeforeValidator(_require_decimal_text)]

@@ -149,8 +149,9 @@ class TestMalformedBody:
         [
             (b'{"name": ' + b"9" * 5000 + b"}", "a number of 5000 digits"),
             (b"[" * 100_000 + b"]" * 100_000, "nest too deeply"),
+            (b'{"name": 1e99999999999999999999}', "exponent too large"),
         ],
-        ids=["long number", "deep nesting"],
+        ids=["long number", "deep nesting", "huge exponent"],
     )
     async def test_unreadable_json_is_422(
         self, api: httpx.AsyncClient, method: str, path: str, body: bytes, reason: str
