@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+import pytest
 from alembic import command
 from sqlalchemy.engine import make_url
 
@@ -207,6 +208,40 @@ def test_readiness_by_schema_revision(scratch_database: str) -> None:
     assert newer == (200, True)
     assert foreign == (503, False)
     assert empty == (503, False)
+
+
+NULLABLE_VERSION = [
+    "ALTER TABLE alembic_version DROP CONSTRAINT alembic_version_pkc",
+    "ALTER TABLE alembic_version ALTER COLUMN version_num DROP NOT NULL",
+]
+
+
+@pytest.mark.parametrize(
+    ("statements", "ready"),
+    [
+        ([*NULLABLE_VERSION, "INSERT INTO alembic_version VALUES (NULL)"], True),
+        (["ALTER TABLE alembic_version RENAME COLUMN version_num TO version"], False),
+        (
+            [
+                *NULLABLE_VERSION,
+                "ALTER TABLE alembic_version ALTER COLUMN version_num TYPE bigint USING 1",
+            ],
+            False,
+        ),
+    ],
+    ids=["extra null row", "renamed column", "integer column"],
+)
+def test_readiness_with_odd_version_table(
+    scratch_database: str, statements: list[str], ready: bool
+) -> None:
+    command.upgrade(alembic_config(scratch_database), "head")
+    asyncio.run(_execute(scratch_database, *statements))
+
+    status, body = asyncio.run(_readiness_body(scratch_database))
+
+    assert body["database"] == "ok"
+    assert body["ready"] is ready
+    assert status == (200 if ready else 503)
 
 
 def test_readiness_with_two_version_rows(scratch_database: str) -> None:

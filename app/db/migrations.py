@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 SCRIPTS_PACKAGE = "app.schema_migrations"
@@ -48,6 +49,8 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
+# The revision `/readyz` reports for a version table it cannot read.
+UNREADABLE_REVISION = "unreadable"
 # The form of the revision ids that Alembic generates, which every migration here uses.
 REVISION_ID = re.compile(r"[0-9a-f]{12}")
 
@@ -64,7 +67,13 @@ async def current_revision(connection: AsyncConnection) -> str | None:
     table = await connection.scalar(text("SELECT to_regclass('alembic_version')"))
     if table is None:
         return None
-    result = await connection.execute(text("SELECT version_num FROM alembic_version"))
+    try:
+        result = await connection.execute(
+            text("SELECT version_num::text FROM alembic_version WHERE version_num IS NOT NULL")
+        )
+    except ProgrammingError:
+        # A version table that is not Alembic's, such as one without `version_num`.
+        return UNREADABLE_REVISION
     # Alembic keeps one row per head, and revcov's migrations have a single head, so
     # several rows come from elsewhere; they are joined, and match no revision.
     revisions = sorted(result.scalars())
