@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 class Settings(BaseSettings):
@@ -172,6 +173,21 @@ class Settings(BaseSettings):
                 "REVCOV_DATABASE_URL must be a PostgreSQL URL such as "
                 "postgresql://user:password@host:5432/revcov"
             )
+        try:
+            parsed = make_url(url)
+            port_ok = parsed.port is None or 0 < parsed.port < 65536
+        except ValueError:
+            port_ok = False
+        if not port_ok:
+            # The URL is not repeated, because it may hold a password.
+            raise ValueError(
+                "REVCOV_DATABASE_URL has an invalid host or port; give a port from 1 to 65535"
+            )
+        if "sslmode" in parsed.query:
+            # libpq's `sslmode`, as hosted PostgreSQL services write it, is asyncpg's `ssl`.
+            query = {name: value for name, value in parsed.query.items() if name != "sslmode"}
+            query["ssl"] = parsed.query["sslmode"]
+            url = parsed.set(query=query).render_as_string(hide_password=False)
         return SecretStr(url)
 
     @field_validator("metrics_token", mode="after")

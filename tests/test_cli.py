@@ -153,6 +153,29 @@ def test_invalid_public_url_rejected(settings_env: pytest.MonkeyPatch, value: st
     assert repr(value) in result.stderr
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql://h:abc/db", "postgresql://[::1", "postgresql://app:S3cret@h:99999/db"]
+)
+def test_invalid_database_port_one_line(settings_env: pytest.MonkeyPatch, url: str) -> None:
+    settings_env.setenv("REVCOV_DATABASE_URL", url)
+
+    result = CliRunner().invoke(cli, ["migrate"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("revcov: invalid setting REVCOV_DATABASE_URL: ")
+    assert "S3cret" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_database_sslmode_read_as_ssl() -> None:
+    settings = Settings(database_url="postgresql://app:pw@db.internal/revcov?sslmode=verify-full")
+
+    assert settings.database_url is not None
+    url = make_url(settings.database_url.get_secret_value())
+    assert dict(url.query) == {"ssl": "verify-full"}
+    assert url.password == "pw"
+
+
 def test_metrics_token_whitespace_dropped(settings_env: pytest.MonkeyPatch) -> None:
     # A token read from a secret file often ends in a newline, which no header carries.
     settings_env.setenv("REVCOV_METRICS_TOKEN", "metrics-token-0123456789\n")
