@@ -691,11 +691,34 @@ class TestNeverServerError:
         problem = assert_problem(response, 422)
         assert problem["detail"].startswith("Invalid cursor")
 
-    async def test_out_of_range_score_cursor(self, api: httpx.AsyncClient) -> None:
-        position = json.dumps(["score", "1" * 20, "ACME-001"])
-        params = {"sort": "score", "cursor": cursor_after(position)}
+    @pytest.mark.parametrize(
+        ("sort", "value"),
+        [
+            ("score", "1" * 20),
+            ("score", "5_0"),
+            ("score", " 5 "),
+            ("score", "\u0665"),
+            ("-revenue", "1e999999"),
+            ("-revenue", "1e-16384"),
+            ("submitted_at", "0001-01-01T00:00:00+14:00"),
+        ],
+    )
+    async def test_forged_list_cursor(self, api: httpx.AsyncClient, sort: str, value: str) -> None:
+        position = json.dumps([sort, value, "ACME-001"])
+        params = {"sort": sort, "cursor": cursor_after(position)}
 
         response = await api.get("/v1/reports/at-risk", params=params)
+
+        problem = assert_problem(response, 422)
+        assert problem["detail"].startswith("Invalid cursor")
+
+    @pytest.mark.parametrize(
+        "effective_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+    )
+    async def test_forged_rate_cursor(self, api: httpx.AsyncClient, effective_at: str) -> None:
+        response = await api.get(
+            "/v1/fx-rates", params={"cursor": cursor_after(f"USD|EUR|{effective_at}")}
+        )
 
         problem = assert_problem(response, 422)
         assert problem["detail"].startswith("Invalid cursor")

@@ -8,6 +8,7 @@ cursor fits only the list, sort and period parameters it came from.
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -29,7 +30,7 @@ from app.periods import Period
 from app.reports.queries import quarter_state_applies
 from app.reports.schemas import Level, Rollup
 from app.reports.service import report_window, rollup_rule
-from app.schemas import Page, decode_cursor, encode_cursor
+from app.schemas import Page, check_timestamp_range, decode_cursor, encode_cursor
 from app.tenancy.models import Tenant
 
 AT_RISK_COLUMNS = (
@@ -60,19 +61,24 @@ def _invalid_cursor(cursor: str) -> UnprocessableError:
     )
 
 
+# The sort values a cursor may carry: revenue below 10^15 with at most 4 decimals (the
+# most any currency has), and a score from 0 to 10.
+_CURSOR_REVENUE = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,4})?")
+_CURSOR_SCORE = re.compile(r"[0-9]|10")
+
+
 def _parse_sort_value(column: str, text: str) -> Any:
     """Turn a cursor's sort value back into the column's type; raise ValueError if invalid."""
     if column == "revenue":
-        value = Decimal(text)
-        if not value.is_finite():
+        # The page's own revenue, as `_cursor_after` wrote it: plain digits and a point.
+        if not _CURSOR_REVENUE.fullmatch(text):
             raise ValueError(text)
-        return value
+        return Decimal(text)
     if column == "score":
-        score = int(text)
-        if not 0 <= score <= 10:
+        if not _CURSOR_SCORE.fullmatch(text):
             raise ValueError(text)
-        return score
-    return datetime.fromisoformat(text)
+        return int(text)
+    return check_timestamp_range(datetime.fromisoformat(text))
 
 
 def _list_order(sort: str, cursor: str | None) -> queries.ListOrder:

@@ -19,7 +19,7 @@ from app.fx import repository
 from app.fx.errors import MissingFxRateError, ReportingCurrencyRateError
 from app.fx.models import FxRate
 from app.fx.schemas import FxRateBatch, FxRateRead, FxRateUpdateResult
-from app.schemas import Page, decode_cursor, encode_cursor
+from app.schemas import Page, check_timestamp_range, decode_cursor, encode_cursor
 from app.tenancy.models import Tenant
 
 log = structlog.get_logger()
@@ -78,7 +78,8 @@ def _decode_rate_cursor(cursor: str) -> tuple[str, str, datetime]:
     quote_currency, _, rest = decode_cursor(cursor, str).partition("|")
     currency, _, effective_at = rest.partition("|")
     try:
-        return quote_currency, currency, datetime.fromisoformat(effective_at)
+        # The range check rejects instants that PostgreSQL cannot compare, as in requests.
+        return quote_currency, currency, check_timestamp_range(datetime.fromisoformat(effective_at))
     except ValueError:
         raise UnprocessableError(
             f"Invalid cursor {cursor[:40]!r}; pass the `next_cursor` value of the previous page.",
