@@ -87,7 +87,9 @@ class _UnreadableNumberError(ValueError):
         self.reason = reason
 
 
-def _parse_int(digits: str) -> int:
+def parse_json_int(digits: str) -> int:
+    """Read a JSON integer, rejecting one longer than `MAX_INTEGER_DIGITS` digits with a
+    message for the client."""
     if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
         raise _UnreadableNumberError(
             digits,
@@ -97,7 +99,9 @@ def _parse_int(digits: str) -> int:
     return int(digits)
 
 
-def _parse_float(text: str) -> Decimal:
+def parse_json_decimal(text: str) -> Decimal:
+    """Read a JSON number with a fraction or exponent exactly, rejecting one whose exponent
+    Python's decimals cannot hold with a message for the client."""
     try:
         return Decimal(text)
     except InvalidOperation:
@@ -114,8 +118,8 @@ def load_json(body: bytes) -> Any:
     try:
         document = json.loads(
             body,
-            parse_float=_parse_float,
-            parse_int=_parse_int,
+            parse_float=parse_json_decimal,
+            parse_int=parse_json_int,
             parse_constant=_reject_constant,
             object_pairs_hook=_check_keys,
         )

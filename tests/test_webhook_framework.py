@@ -310,3 +310,18 @@ async def test_unknown_endpoint_ids_not_logged(
     assert [read.status_code, delivered.status_code, to_email.status_code] == [404, 404, 404]
     assert "cd" * 16 not in repr(logs)
     assert "frank" not in repr(logs)
+
+
+async def test_long_number_failure_reads_plainly(
+    api: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+    text = TYPEFORM.body.decode()
+    body = text.replace('"event_id"', '"n": ' + "9" * 5000 + ', "event_id"', 1).encode()
+    headers = {"Content-Type": "application/json", "Typeform-Signature": _typeform_signature(body)}
+
+    ack = await post_delivery(client, endpoint["id"], body, headers)
+
+    assert ack.json()["status"] == "failed"
+    assert "a number of 5000 digits" in ack.json()["detail"]
+    assert "set_int_max_str_digits" not in ack.text

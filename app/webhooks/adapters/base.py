@@ -20,6 +20,7 @@ import httpx
 from pydantic import ValidationError
 
 from app.responses.schemas import ResponseIn
+from app.routing import parse_json_decimal, parse_json_int
 from app.webhooks.errors import InvalidSignatureError, MappingError
 
 
@@ -62,7 +63,8 @@ class InboundDelivery:
         `json.loads` does, and a call after a failure parses again.
         """
         if not self._parsed_json:
-            self._parsed_json.append(json.loads(self.body, parse_float=Decimal))
+            parsed = json.loads(self.body, parse_float=parse_json_decimal, parse_int=parse_json_int)
+            self._parsed_json.append(parsed)
         return self._parsed_json[0]
 
     @property
