@@ -22,7 +22,10 @@ DANA = TYPEFORM.expected["email"]
 
 
 def _signed(payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(payload).encode()
+    return _signed_body(json.dumps(payload).encode())
+
+
+def _signed_body(body: bytes) -> tuple[bytes, dict[str, str]]:
     digest = hmac.new(SECRET.encode(), body, hashlib.sha256).digest()
     signature = "sha256=" + base64.b64encode(digest).decode()
     return body, {"Content-Type": "application/json", "Typeform-Signature": signature}
@@ -342,12 +345,7 @@ async def test_erase_finds_json_escaped_email(
     unmappable["event_id"] = "evt-escaped"
     unmappable["form_response"]["submitted_at"] = "yesterday"
     body = json.dumps(unmappable).replace(DANA, DANA.replace(".", "\\u002e")).encode()
-    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).digest()
-    headers = {
-        "Content-Type": "application/json",
-        "Typeform-Signature": "sha256=" + base64.b64encode(digest).decode(),
-    }
-    ack = await post_delivery(client, endpoint["id"], body, headers)
+    ack = await post_delivery(client, endpoint["id"], *_signed_body(body))
 
     erased = await api.post("/v1/privacy/erase", json={"email": DANA})
 

@@ -74,7 +74,7 @@ async def current_revision(connection: AsyncConnection) -> str | None:
     except ProgrammingError:
         # A version table that is not Alembic's, such as one without `version_num`.
         return UNREADABLE_REVISION
-    # Alembic keeps one row per head, and revcov's migrations have a single head, so
-    # several rows come from elsewhere; they are joined, and match no revision.
+    # Alembic keeps one row per head, and revcov's migrations have a single head. So
+    # several rows come from elsewhere, and joined they match no revision.
     revisions = sorted(result.scalars())
     return ",".join(revisions) if revisions else None
