@@ -330,10 +330,13 @@ def create_key(
     name: Annotated[str, typer.Option(help="What the key is for.")] = "operator",
     scope: Annotated[
         list[str] | None,
-        typer.Option(help="A scope of the key: ingest, read or admin; repeatable. Default: all."),
+        typer.Option(
+            help="A scope of the key: ingest, read or admin. Repeat it for several scopes. "
+            "Default: all three."
+        ),
     ] = None,
 ) -> None:
-    """Create an API key for a tenant and print it as JSON; the key is shown only once.
+    """Create an API key for a tenant and print it as JSON. The key is shown only once.
 
     Operators use it when no usable key is left, such as after the last admin key was
     lost. The audit log records it with no actor key.
@@ -568,7 +571,7 @@ _UNKNOWN_REVISION = re.compile(r"Can't locate revision identified by '([^']*)'")
 
 def _database_failure(error: BaseException) -> str | None:
     """Describe, in one line with what to do, a failure to reach or use the database, from
-    the error or any error it was raised from; None for any other error."""
+    the error or any error it was raised from. Return None for any other error."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:

@@ -73,8 +73,8 @@ class ServiceRequest(Request):
         return self._json
 
 
-# Python reads longer integers only with its int_max_str_digits limit raised; no field of
-# the API takes a number of more than a few dozen digits.
+# Python reads longer integers only with its int_max_str_digits limit raised, and no field
+# of the API takes a number of more than a few dozen digits.
 MAX_INTEGER_DIGITS = 4300
 
 
