@@ -115,6 +115,15 @@ def load_json(body: bytes) -> Any:
     Raises JSONDecodeError, which FastAPI reports as a 422 naming the reason, also for a
     body that is not UTF-8 (FastAPI would answer any other error with a bare 400).
     """
+    if b"\x00" in body:
+        # JSON in UTF-8 contains no NUL byte. Text in UTF-16 or UTF-32, which `json.loads`
+        # would otherwise decode, contains one in every ASCII character.
+        text = body.decode(errors="replace")
+        raise json.JSONDecodeError(
+            "contains a NUL byte, as UTF-16 or UTF-32 text does; send the body as UTF-8",
+            text,
+            text.find("\x00"),
+        )
     try:
         document = json.loads(
             body,

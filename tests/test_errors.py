@@ -134,6 +134,26 @@ class TestMalformedBody:
         assert error_locations(problem) == ["body"]
         assert "invalid JSON at character 11: not valid UTF-8" in problem["detail"]
 
+    @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-32-le"])
+    async def test_utf16_and_utf32_bodies_rejected(
+        self, api: httpx.AsyncClient, encoding: str
+    ) -> None:
+        body = '{"name": "ACME"}'.encode(encoding)
+
+        response = await api.put("/v1/accounts/ACME-001", content=body, headers=JSON_HEADERS)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["body"]
+        assert "contains a NUL byte, as UTF-16 or UTF-32 text does" in problem["detail"]
+        assert (await api.get("/v1/accounts/ACME-001")).status_code == 404
+
+    async def test_byte_order_mark_of_utf8_accepted(self, api: httpx.AsyncClient) -> None:
+        body = b"\xef\xbb\xbf" + b'{"name": "ACME"}'
+
+        response = await api.put("/v1/accounts/ACME-001", content=body, headers=JSON_HEADERS)
+
+        assert response.status_code in (200, 201), response.text
+
     async def test_utf8_error_position_in_characters(self, api: httpx.AsyncClient) -> None:
         # Ten two-byte "é" come first, so the bad byte is the 21st character but the 31st byte.
         body = '{"name": "éééééééééé'.encode() + b'\xff"}'
