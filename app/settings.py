@@ -204,14 +204,21 @@ class Settings(BaseSettings):
                 "REVCOV_METRICS_TOKEN is set but empty; set a long random token, or unset "
                 "the variable to leave /metrics without a token"
             )
+        if not _printable_ascii(token):
+            # The message leaves the token out: it is a secret.
+            raise ValueError(
+                "REVCOV_METRICS_TOKEN must hold only printable ASCII characters without "
+                "spaces, which every scraper can send in a header, such as the output of "
+                "`openssl rand -hex 32`"
+            )
         return SecretStr(token)
 
     @field_validator("public_url", mode="after")
     @classmethod
     def check_public_url(cls, value: str | None) -> str | None:
         """Accept an http or https URL with a host, and without credentials, query,
-        fragment or whitespace. The message repeats the value only when it contains no
-        credentials."""
+        fragment, whitespace, backslashes or characters outside printable ASCII. The
+        message repeats the value only when it contains no credentials."""
         if value is None or not value.strip():
             return None
         text = value.strip()
@@ -226,14 +233,17 @@ class Settings(BaseSettings):
             and port_ok
             and "@" not in parts.netloc
             and not any(mark in text for mark in "?#")
-            and not any(character.isspace() for character in text)
+            and _printable_ascii(text)
+            and "\\" not in text
         )
         if not valid:
             quoted_value = "" if "@" in text else f", got {text!r}"
             raise ValueError(
                 "REVCOV_PUBLIC_URL must be an http or https URL such as "
                 "https://revcov.example.com, with a valid port and without user name, "
-                f"password, query, fragment or spaces{quoted_value}"
+                "password, query, fragment, spaces, backslashes or characters outside "
+                "printable ASCII (write an international host name in its xn-- form)"
+                f"{quoted_value}"
             )
         return text
 
@@ -245,6 +255,11 @@ class Settings(BaseSettings):
                 "the embedded PostgreSQL server is for local runs and tests only"
             )
         return self
+
+
+def _printable_ascii(text: str) -> bool:
+    """Tell whether `text` holds only visible ASCII characters, from `!` to `~`."""
+    return all("!" <= character <= "~" for character in text)
 
 
 @lru_cache

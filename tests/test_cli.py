@@ -141,6 +141,9 @@ def test_blank_metrics_token_rejected(settings_env: pytest.MonkeyPatch, value: s
         "https://x.example:99999",
         "https://x.example:abc",
         "https://x example.com",
+        "https://x.example\\evil.example",
+        "https://revcov.example.com/\u200b",
+        "https://r\u00e9vcov.example.com",
     ],
 )
 def test_invalid_public_url_rejected(settings_env: pytest.MonkeyPatch, value: str) -> None:
@@ -174,6 +177,20 @@ def test_database_sslmode_read_as_ssl() -> None:
     url = make_url(settings.database_url.get_secret_value())
     assert dict(url.query) == {"ssl": "verify-full"}
     assert url.password == "pw"
+
+
+@pytest.mark.parametrize("value", ["metrics\u200btoken-0123456789", "metrics token 0123456789"])
+def test_metrics_token_outside_printable_ascii_rejected(
+    settings_env: pytest.MonkeyPatch, value: str
+) -> None:
+    settings_env.setenv("REVCOV_METRICS_TOKEN", value)
+
+    result = CliRunner().invoke(cli, ["migrate"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("revcov: invalid setting REVCOV_METRICS_TOKEN: ")
+    assert "printable ASCII" in result.stderr
+    assert "0123456789" not in result.stderr
 
 
 def test_metrics_token_whitespace_dropped(settings_env: pytest.MonkeyPatch) -> None:
