@@ -4,6 +4,7 @@ Every 4xx and 5xx response body of the service is a problem document with `type`
 `status` and `detail`. A 422 also lists the invalid fields under `errors`.
 """
 
+import re
 from collections.abc import Sequence
 from difflib import get_close_matches
 from typing import Any, get_args, get_origin
@@ -347,12 +348,23 @@ def validation_fields(errors: Sequence[Any], route: object = None) -> list[Inval
     return fields
 
 
+# Text around an @ with a dot after it, as in any email address. A detail quotes the
+# request's values, and an account id or a path can be an email address.
+_EMAIL_LIKE = re.compile(r"""[^\s@'"<>()\[\],;:]+@[^\s@'"<>()\[\],;:]+\.[^\s@'"<>()\[\],;:]+""")
+
+
+def _mask_emails(text: str) -> str:
+    """Replace each email-like part of `text` with `[email]`, for logs."""
+    return _EMAIL_LIKE.sub("[email]", text) if "@" in text else text
+
+
 async def _render_app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
+    detail = _mask_emails(exc.detail)
     if exc.status_code >= 500:
-        log.error("request.failed", error=exc.code, detail=exc.detail)
+        log.error("request.failed", error=exc.code, detail=detail)
     else:
-        log.info("request.rejected", status=exc.status_code, error=exc.code, detail=exc.detail)
+        log.info("request.rejected", status=exc.status_code, error=exc.code, detail=detail)
     return problem_response(
         request,
         status=exc.status_code,

@@ -237,6 +237,21 @@ class TestPersonalDataStaysOut:
         ]
         assert EMAIL.split("@")[0] not in logged_text(logs)
 
+    async def test_email_like_account_id_masked_in_logs(
+        self, api: httpx.AsyncClient, logs: list[dict[str, Any]]
+    ) -> None:
+        # An account's external id can be an email address.
+        missing = await api.get(f"/v1/accounts/{EMAIL}")
+        not_allowed = await api.delete(f"/v1/accounts/{EMAIL}")
+
+        problem = missing.json()
+        assert missing.status_code == 404, missing.text
+        assert not_allowed.status_code == 405, not_allowed.text
+        assert EMAIL in problem["detail"]
+        rejected = [entry for entry in logs if entry["event"] == "request.rejected"]
+        assert rejected[0]["detail"] == "No account with external id '[email]'."
+        assert EMAIL not in logged_text(logs)
+
 
 class TestEndpointIdsStayOut:
     async def test_logs_carry_a_prefix_only(
