@@ -355,6 +355,27 @@ async def test_erase_finds_json_escaped_email(
     assert delivery.body == b""
 
 
+async def test_erase_reads_past_deeply_nested_body(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # Casting the deep body to jsonb exceeds PostgreSQL's default stack depth (2 MB).
+    endpoint = await create_endpoint(api, source="typeform", secret=SECRET)
+    other = json.dumps(_other_person(json.loads(TYPEFORM.body))).encode()
+    depth = 20_000
+    deep_body = b'{"deep": ' + b"[" * depth + b"]" * depth + b", " + other[1:]
+    deep = await post_delivery(client, endpoint["id"], *_signed_body(deep_body))
+    processed = await post_delivery(client, endpoint["id"], TYPEFORM.body, TYPEFORM.headers)
+
+    erased = await api.post("/v1/privacy/erase", json={"email": DANA})
+
+    deliveries = await _deliveries(app, endpoint["id"])
+    assert deep.json()["status"] == "failed"
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["webhook_deliveries"] == 1
+    assert deliveries[processed.json()["delivery_id"]].body == b""
+    assert deliveries[deep.json()["delivery_id"]].body == deep_body
+
+
 async def test_replay_after_erasure_keeps_data_out(
     api: httpx.AsyncClient, client: httpx.AsyncClient, app: FastAPI
 ) -> None:

@@ -73,6 +73,8 @@ async def erase_deliveries(
     pattern = _mention_pattern(email.lower())
     # A JSON body may escape any character of the address (`\u002e` for a dot), so its
     # parsed form is searched too. `revcov_json_text` is NULL for other bodies.
+    # NOTE: it is NULL too for a body nested too deeply for jsonb, so an address escaped
+    # inside such a body is not found.
     json_text = func.lower(func.revcov_json_text(WebhookDelivery.body, type_=Text))
     mentioned = or_(body_text.regexp_match(pattern), json_text.regexp_match(pattern))
     statement = (
