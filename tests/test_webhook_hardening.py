@@ -87,3 +87,44 @@ async def test_jotform_score_not_rounded(
 
     assert ack.status_code == 200, ack.text
     assert ack.json()["status"] == "failed"
+    assert "score" in ack.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("score", "reason"),
+    [
+        ("1e99999999999999999999", "a number with an exponent too large to read"),
+        ("9" * 5000, "a number of 5000 digits is longer than"),
+    ],
+)
+async def test_jotform_unreadable_number_fails(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, score: str, reason: str
+) -> None:
+    endpoint = await create_endpoint(api, source="jotform")
+    marker = b'"q4_howLikely":"8"'
+    body = JOTFORM.body.replace(marker, b'"q4_howLikely":' + score.encode())
+
+    ack = await post_delivery(client, endpoint["id"], body, JOTFORM.headers)
+
+    assert ack.status_code == 200, ack.text
+    assert ack.json()["status"] == "failed"
+    assert reason in ack.json()["detail"]
+    assert "set_int_max_str_digits" not in ack.json()["detail"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32-le"])
+async def test_utf16_webhook_body_rejected(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, encoding: str
+) -> None:
+    endpoint = await create_endpoint(
+        api, source="typeform", secret=TYPEFORM.signature["test_secret"]
+    )
+    body = TYPEFORM.body.decode().encode(encoding)
+
+    rejected = await post_delivery(client, endpoint["id"], body, _typeform_signed(body))
+    deliveries = await api.get("/v1/webhook-deliveries", params={"endpoint_id": endpoint["id"]})
+
+    problem = rejected.json()
+    assert rejected.status_code == 422, rejected.text
+    assert "contains a NUL byte" in problem["detail"]
+    assert deliveries.json()["items"] == []

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.errors import InvalidField, UnprocessableError
 from app.routing import read_body_capped
 from app.settings import Settings
 from app.webhooks.adapters.base import InboundDelivery
@@ -32,6 +33,29 @@ async def inbound_delivery(request: Request) -> InboundDelivery:
         query=dict(request.query_params) if request.scope.get("query_string") else {},
         received_at=clock(),
     )
+
+
+def text_encoding_problem(delivery: InboundDelivery) -> str | None:
+    """Return why the body cannot be stored, when it contains a NUL byte outside a
+    multipart body, or None.
+
+    Text in UTF-16 or UTF-32 contains NUL bytes, and erasure searches stored bodies as
+    UTF-8, so such a body is rejected before it is stored. Only multipart bodies may
+    carry binary parts.
+    """
+    if b"\x00" not in delivery.body or delivery.content_type == "multipart/form-data":
+        return None
+    return (
+        "the body contains a NUL byte, as UTF-16 or UTF-32 text does; "
+        "send JSON and form bodies as UTF-8"
+    )
+
+
+def reject_unstorable_text(delivery: InboundDelivery) -> None:
+    """Raise a 422 for a body that `text_encoding_problem` rejects."""
+    problem = text_encoding_problem(delivery)
+    if problem is not None:
+        raise UnprocessableError(problem, errors=[InvalidField(location="body", message=problem)])
 
 
 def webhook_url_builder(request: Request) -> Callable[[str], str]:

@@ -35,7 +35,7 @@ from app.errors import render_database_error
 from app.settings import Settings
 from app.webhooks import repository, service
 from app.webhooks.adapters.base import EndpointConfig, InboundDelivery
-from app.webhooks.dependencies import inbound_delivery
+from app.webhooks.dependencies import inbound_delivery, text_encoding_problem
 from app.webhooks.errors import InvalidSignatureError
 from app.webhooks.group_commit import IngestWriter, raw_connection
 from app.webhooks.models import WebhookEndpoint
@@ -204,6 +204,10 @@ class WebhookIngestMiddleware:
         delivery = await inbound_delivery(request)
         scope[FAST_PATH_TRIED_SCOPE_KEY] = True
         endpoint_id: str = scope["path"].removeprefix(_WEBHOOK_PATH_PREFIX)
+        if text_encoding_problem(delivery) is not None:
+            # The route rejects the body with its 422.
+            await self.app(scope, _replay_body(delivery.body, receive), send)
+            return
         try:
             result = await receive_processed(
                 state.webhook_ingest_writer, state.webhook_endpoint_cache, endpoint_id, delivery

@@ -11,7 +11,12 @@ from app.schemas import Cursor, Limit, Page
 from app.tenancy.dependencies import AdminTenant, CurrentCaller, IngestTenant, ReadTenant
 from app.webhooks import ingest as webhook_ingest
 from app.webhooks import service as webhook_service
-from app.webhooks.dependencies import AppSettings, WebhookUrl, inbound_delivery
+from app.webhooks.dependencies import (
+    AppSettings,
+    WebhookUrl,
+    inbound_delivery,
+    reject_unstorable_text,
+)
 from app.webhooks.errors import InvalidSignatureError
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.schemas import (
@@ -138,7 +143,8 @@ async def patch_webhook_endpoint(
         "Called by the survey platform, not by API clients: no API key, the platform's "
         "signature instead. 200 means the delivery is stored, even when it cannot be "
         "mapped (status `failed`, listed under /v1/webhook-deliveries); 401 means the "
-        "signature failed and nothing was stored."
+        "signature failed and nothing was stored. A body with a NUL byte outside "
+        "`multipart/form-data`, as in UTF-16 or UTF-32 text, gets a 422 and is not stored."
     ),
     responses={
         401: problem_content("The signature or token is missing or wrong; nothing was stored."),
@@ -161,6 +167,7 @@ async def receive_webhook(request: Request, endpoint_id: EndpointId) -> WebhookA
     # The delivery and the metrics are read here rather than through dependencies, which
     # FastAPI resolves with measurable work on every request of this hot route.
     delivery = await inbound_delivery(request)
+    reject_unstorable_text(delivery)
     state = request.app.state
     metrics: ServiceMetrics = state.metrics
     result = None

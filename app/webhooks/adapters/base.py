@@ -63,13 +63,23 @@ class InboundDelivery:
         `json.loads` does, and a call after a failure parses again.
         """
         if not self._parsed_json:
-            parsed = json.loads(self.body, parse_float=parse_json_decimal, parse_int=parse_json_int)
+            parsed = parse_json_text(self.body)
             self._parsed_json.append(parsed)
         return self._parsed_json[0]
 
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def parse_json_text(text: str | bytes) -> Any:
+    """Parse JSON from a platform with numbers as Decimal and int, within the limits that
+    API bodies have.
+
+    Raises ValueError with the reason, also for a number too long or with an exponent
+    too large to read, and RecursionError for nesting too deep.
+    """
+    return json.loads(text, parse_float=parse_json_decimal, parse_int=parse_json_int)
 
 
 @dataclass(frozen=True)

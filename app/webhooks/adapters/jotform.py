@@ -22,7 +22,6 @@ import email.parser
 import email.policy
 import json
 import re
-from decimal import Decimal
 from typing import Any
 
 from app.webhooks.adapters.base import (
@@ -30,6 +29,7 @@ from app.webhooks.adapters.base import (
     InboundDelivery,
     MappedDelivery,
     build_response,
+    parse_json_text,
     require_token,
     text_or_none,
 )
@@ -79,7 +79,7 @@ def _answers_by_field(parts: dict[str, bytes]) -> dict[str, Any]:
     if raw is None:
         raise MappingError("the rawRequest part (the answers) is missing")
     try:
-        request = json.loads(raw, parse_float=Decimal)
+        request = parse_json_text(raw)
     except (ValueError, RecursionError) as error:
         raise MappingError(f"rawRequest is not valid JSON: {error}") from None
     if not isinstance(request, dict):

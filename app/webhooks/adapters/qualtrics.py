@@ -13,10 +13,8 @@ the submission time only when the API response lacks `recordedDate`.
 """
 
 import hashlib
-import json
 import re
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -29,6 +27,7 @@ from app.webhooks.adapters.base import (
     MappedDelivery,
     build_response,
     hex_hmac,
+    parse_json_text,
     parse_timestamp,
     require_signature,
     text_or_none,
@@ -61,8 +60,8 @@ def _message(form: dict[str, list[str]]) -> dict[str, Any]:
     if text is None:
         raise MappingError("the MSG form field is missing or sent more than once")
     try:
-        message = json.loads(text, parse_float=Decimal)
-    except ValueError as error:
+        message = parse_json_text(text)
+    except (ValueError, RecursionError) as error:
         raise MappingError(f"the MSG form field is not valid JSON: {error}") from None
     if not isinstance(message, dict):
         raise MappingError("the MSG form field is not a JSON object")
@@ -112,8 +111,8 @@ class QualtricsAdapter:
         form = _form(delivery.body)
         topic = _single(form, "Topic")
         try:
-            response_id = json.loads(_single(form, "MSG") or "").get("ResponseID")
-        except (ValueError, AttributeError):
+            response_id = parse_json_text(_single(form, "MSG") or "").get("ResponseID")
+        except (ValueError, RecursionError, AttributeError):
             response_id = None
         if topic and response_id:
             return f"{topic}:{response_id}"
@@ -161,8 +160,8 @@ class QualtricsAdapter:
         api_response.raise_for_status()
 
         try:
-            payload = json.loads(api_response.content, parse_float=Decimal)
-        except ValueError as error:
+            payload = parse_json_text(api_response.content)
+        except (ValueError, RecursionError) as error:
             raise MappingError(f"the Qualtrics API response is not valid JSON: {error}") from None
         result = payload.get("result") if isinstance(payload, dict) else None
         values = result.get("values") if isinstance(result, dict) else None

@@ -15,9 +15,7 @@ version time is the response's `date_modified`.
 """
 
 import hashlib
-import json
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +30,7 @@ from app.webhooks.adapters.base import (
     build_response,
     json_field_key,
     json_object,
+    parse_json_text,
     parse_timestamp,
     require_signature,
     text_or_none,
@@ -78,8 +77,8 @@ async def _get_json(client: httpx.AsyncClient, url: str, token: str) -> dict[str
     )
     api_response.raise_for_status()
     try:
-        payload = json.loads(api_response.content, parse_float=Decimal)
-    except ValueError as error:
+        payload = parse_json_text(api_response.content)
+    except (ValueError, RecursionError) as error:
         raise MappingError(f"the SurveyMonkey API response is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
         raise MappingError(f"the SurveyMonkey API response from {url} is not a JSON object")
