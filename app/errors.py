@@ -348,14 +348,15 @@ def validation_fields(errors: Sequence[Any], route: object = None) -> list[Inval
     return fields
 
 
-# Text around an @ with a dot after it, as in any email address. A detail quotes the
-# request's values, and an account id or a path can be an email address.
-_EMAIL_LIKE = re.compile(r"""[^\s@'"<>()\[\],;:]+@[^\s@'"<>()\[\],;:]+\.[^\s@'"<>()\[\],;:]+""")
+# Each run of text without spaces that contains an @ or its URL encoding %40. A detail
+# quotes the request's values, and an account id or a path can be an email address,
+# also one without a dot in its domain, quoted or percent-encoded.
+_EMAIL_LIKE = re.compile(r"\S*(?:@|%40)\S*", re.IGNORECASE)
 
 
 def _mask_emails(text: str) -> str:
-    """Replace each email-like part of `text` with `[email]`, for logs."""
-    return _EMAIL_LIKE.sub("[email]", text) if "@" in text else text
+    """Replace each run of text that may contain an email address with `[email]`, for logs."""
+    return _EMAIL_LIKE.sub("[email]", text)
 
 
 async def _render_app_error(request: Request, exc: Exception) -> JSONResponse:
