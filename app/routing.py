@@ -35,11 +35,28 @@ def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a valid JSON number", name, 0)
 
 
+class _RepeatedKeyError(ValueError):
+    """A key that occurs twice in one JSON object."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
 def _check_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, _ in pairs:
         if problem := text_problem(key):
             raise json.JSONDecodeError(problem, key, 0)
-    return dict(pairs)
+    document = dict(pairs)
+    if len(document) < len(pairs):
+        # JSON leaves the meaning of a repeated key open (RFC 8259, section 4): a proxy
+        # or signer that keeps the first value would read another request.
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKeyError(key)
+            seen.add(key)
+    return document
 
 
 def _check_strings(value: Any, document: bytes) -> None:
@@ -144,6 +161,16 @@ def load_json(body: bytes) -> Any:
     except RecursionError:
         raise json.JSONDecodeError(
             "arrays or objects nest too deeply", body.decode(errors="replace"), 0
+        ) from None
+    except _RepeatedKeyError as error:
+        text = body.decode(errors="replace")
+        quoted = json.dumps(error.key, ensure_ascii=False)
+        # The second occurrence, when the key is written without escapes.
+        second = text.find(quoted, text.find(quoted) + 1)
+        raise json.JSONDecodeError(
+            f"the key {quoted} occurs more than once in one object; send each key once",
+            text,
+            max(second, 0),
         ) from None
     _check_strings(document, body)
     return document

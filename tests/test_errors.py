@@ -154,6 +154,29 @@ class TestMalformedBody:
 
         assert response.status_code in (200, 201), response.text
 
+    async def test_repeated_key_rejected(self, api: httpx.AsyncClient) -> None:
+        body = '{"name": "First", "region": "EMEA", "name": "Second"}'
+
+        response = await api.put("/v1/accounts/ACME-001", content=body, headers=JSON_HEADERS)
+
+        problem = assert_problem(response, 422)
+        assert error_locations(problem) == ["body"]
+        assert 'character 37: the key "name" occurs more than once' in problem["detail"]
+        assert (await api.get("/v1/accounts/ACME-001")).status_code == 404
+
+    async def test_repeated_amount_rejected(self, api: httpx.AsyncClient) -> None:
+        # The fast path for revenue batches must not keep the last value either.
+        body = (
+            '{"updates": [{"account_external_id": "ACME-001", "amount": "-5", '
+            '"amount": "10.00", "currency": "USD", "effective_at": "2026-02-01T00:00:00Z"}]}'
+        )
+
+        response = await api.post("/v1/revenue-updates", content=body, headers=JSON_HEADERS)
+
+        problem = assert_problem(response, 422)
+        assert 'the key "amount" occurs more than once' in problem["detail"]
+        assert (await api.get("/v1/accounts/ACME-001")).status_code == 404
+
     async def test_utf8_error_position_in_characters(self, api: httpx.AsyncClient) -> None:
         # Ten two-byte "é" come first, so the bad byte is the 21st character but the 31st byte.
         body = '{"name": "éééééééééé'.encode() + b'\xff"}'

@@ -52,10 +52,6 @@ FAST_BODIES = {
     "non-ASCII raw": json.dumps(
         {"updates": [update(account_name="Zürich AG")]}, ensure_ascii=False
     ).encode(),
-    "duplicate key": (
-        b'{"updates": [{"account_external_id": "A", "account_external_id": "B", '
-        b'"amount": "1", "currency": "USD", "effective_at": "2026-01-01T00:00:00Z"}]}'
-    ),
 }
 
 # Bodies left to the exact path: numbers it reads differently, escapes that could hide
@@ -91,6 +87,15 @@ EXACT_BODIES = {
     "naive timestamp": body_of(update(effective_at="2026-01-01T00:00:00")),
     "slash in id": body_of(update(account_external_id="A/B")),
     "unknown field": body_of(update(note="x")),
+    "repeated account key": (
+        b'{"updates": [{"account_external_id": "A", "account_external_id": "B", '
+        b'"amount": "1", "currency": "USD", "effective_at": "2026-01-01T00:00:00Z"}]}'
+    ),
+    "repeated amount key": (
+        b'{"updates": [{"account_external_id": "A", "amount": "-5", "amount": "10.00", '
+        b'"currency": "USD", "effective_at": "2026-01-01T00:00:00Z"}]}'
+    ),
+    "repeated updates key": body_of(update()).replace(b"{", b'{"updates": [], ', 1),
     "empty batch": body_of(),
     "not JSON": b'{"updates": [',
 }

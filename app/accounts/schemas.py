@@ -202,6 +202,8 @@ class RevenueUpdateBatch(WriteModel):
 _NUMBER_AMOUNT = re.compile(rb'"amount"\s*:\s*[^"\s]')
 # A \u escape of an ASCII character could spell the "amount" key, or a NUL.
 _ASCII_ESCAPE = re.compile(rb"\\u00[0-7]")
+# Each key of an update, quoted as in the JSON text.
+_UPDATE_KEYS = tuple(f'"{name}"'.encode() for name in RevenueUpdate.model_fields)
 
 
 def parse_revenue_update_batch(body: bytes) -> RevenueUpdateBatch | None:
@@ -211,9 +213,16 @@ def parse_revenue_update_batch(body: bytes) -> RevenueUpdateBatch | None:
     if _NUMBER_AMOUNT.search(body) or _ASCII_ESCAPE.search(body):
         return None
     try:
-        return RevenueUpdateBatch.model_validate_json(body)
+        batch = RevenueUpdateBatch.model_validate_json(body)
     except ValidationError:
         return None
+    # pydantic keeps the last value of a repeated key, which the exact path rejects. A
+    # key written more often than there are updates may be repeated in one of them.
+    if body.count(b'"updates"') > 1 or any(
+        body.count(key) > len(batch.updates) for key in _UPDATE_KEYS
+    ):
+        return None
+    return batch
 
 
 class RevenueUpdateResult(ReadModel):
