@@ -2,11 +2,14 @@
 
 import csv
 import io
+import json
 from typing import Any
 
 import httpx
 import pytest
 
+from app.schemas import encode_cursor
+from tests.helpers import assert_problem
 from tests.test_coverage import EARLY, add_responses, add_revenue, answer, coverage
 from tests.test_rollup import RULES, load_worked_example
 
@@ -210,6 +213,20 @@ class TestAtRiskOrder:
         response = await api.get("/v1/reports/at-risk", params={"cursor": cursor})
 
         assert response.status_code == 422
+
+    @pytest.mark.parametrize("account", ["R-\x00", "R-\ud800"])
+    async def test_cursor_account_not_text_rejected(
+        self, api: httpx.AsyncClient, account: str
+    ) -> None:
+        cursor = encode_cursor(json.dumps(["-revenue", "300.0000", account]))
+
+        response = await api.get(
+            "/v1/reports/at-risk", params={"period": "2026-Q1", "cursor": cursor}
+        )
+
+        problem = assert_problem(response, 422)
+        assert problem["detail"].startswith("Invalid cursor")
+        assert [error["location"] for error in problem["errors"]] == ["query.cursor"]
 
     @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"sort": "name"}])
     async def test_bad_parameters_rejected(

@@ -30,7 +30,13 @@ from app.periods import Period
 from app.reports.queries import quarter_state_applies
 from app.reports.schemas import Level, Rollup
 from app.reports.service import report_window, rollup_rule
-from app.schemas import Page, check_timestamp_range, decode_cursor, encode_cursor
+from app.schemas import (
+    Page,
+    check_timestamp_range,
+    decode_cursor,
+    encode_cursor,
+    text_problem,
+)
 from app.tenancy.models import Tenant
 
 AT_RISK_COLUMNS = (
@@ -98,6 +104,8 @@ def _list_order(sort: str, cursor: str | None) -> queries.ListOrder:
         or len(position) != 3
         or position[0] != sort
         or not all(isinstance(part, str) for part in position)
+        # The account id goes into a query: PostgreSQL text takes no NUL or lone surrogate.
+        or text_problem(position[2]) is not None
     ):
         raise _invalid_cursor(cursor)
     try:
