@@ -370,6 +370,7 @@ class TestListResponses:
             ({"matched": "false"}, {"r3"}),
             ({"source": "native", "matched": "true"}, {"r1"}),
             ({"period": "2026-Q1", "matched": "false"}, {"r3"}),
+            ({"as_of": "2026-03-01T00:00:00Z"}, {"r1", "r2", "r3"}),
         ],
     )
     async def test_filter(
@@ -418,6 +419,9 @@ class TestListResponses:
             {"limit": "1001"},
             {"cursor": "garbage"},
             {"from": "2026-01-01"},
+            {"as_of": "2026-13-01T00:00:00Z"},
+            {"as_of": "now"},
+            {"timezone": "Mars/Olympus"},
         ],
     )
     async def test_bad_query_rejected(self, api: httpx.AsyncClient, params: dict[str, str]) -> None:

@@ -90,6 +90,11 @@ async def optional_period(
 ) -> Period | None:
     """Resolve the period filter of a list; None when no period parameter is given."""
     if period is None and start is None and end is None:
+        # Without a period, `timezone` and `as_of` change nothing, but invalid values are
+        # still rejected.
+        zone = resolve_timezone(tenant.timezone, timezone)
+        if as_of is not None:
+            parse_as_of(as_of, zone)
         return None
     return await report_period(tenant, period, start, end, timezone, as_of)
 
