@@ -1,5 +1,7 @@
 """Service settings, read from `REVCOV_*` environment variables."""
 
+import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -207,7 +209,7 @@ class Settings(BaseSettings):
         if not _printable_ascii(token):
             # The message leaves the token out: it is a secret.
             raise ValueError(
-                "REVCOV_METRICS_TOKEN must hold only printable ASCII characters without "
+                "REVCOV_METRICS_TOKEN must contain only printable ASCII characters without "
                 "spaces, which every scraper can send in a header, such as the output of "
                 "`openssl rand -hex 32`"
             )
@@ -216,34 +218,20 @@ class Settings(BaseSettings):
     @field_validator("public_url", mode="after")
     @classmethod
     def check_public_url(cls, value: str | None) -> str | None:
-        """Accept an http or https URL with a host, and without credentials, query,
-        fragment, whitespace, backslashes or characters outside printable ASCII. The
-        message repeats the value only when it contains no credentials."""
+        """Accept an http or https URL with a valid host name or IP address, an optional
+        port and a path of RFC 3986 characters, and without credentials, query, fragment,
+        whitespace or characters outside printable ASCII. The message repeats the value
+        only when it contains no credentials."""
         if value is None or not value.strip():
             return None
         text = value.strip()
-        parts = urlsplit(text)
-        try:
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError:
-            port_ok = False
-        valid = (
-            parts.scheme in ("http", "https")
-            and bool(parts.hostname)
-            and port_ok
-            and "@" not in parts.netloc
-            and not any(mark in text for mark in "?#")
-            and _printable_ascii(text)
-            and "\\" not in text
-        )
-        if not valid:
+        if not _is_public_url(text):
             quoted_value = "" if "@" in text else f", got {text!r}"
             raise ValueError(
                 "REVCOV_PUBLIC_URL must be an http or https URL such as "
-                "https://revcov.example.com, with a valid port and without user name, "
-                "password, query, fragment, spaces, backslashes or characters outside "
-                "printable ASCII (write an international host name in its xn-- form)"
-                f"{quoted_value}"
+                "https://revcov.example.com: a valid host name (an international one in "
+                "its xn-- form) or IP address, an optional port, a path of URL characters, "
+                f"and no user name, password, query, fragment or spaces{quoted_value}"
             )
         return text
 
@@ -255,6 +243,54 @@ class Settings(BaseSettings):
                 "the embedded PostgreSQL server is for local runs and tests only"
             )
         return self
+
+
+# A path of RFC 3986 characters: unreserved, sub-delimiters, ":", "@", "/" and
+# percent-encoded octets.
+_URL_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+# One label of a DNS host name (RFC 1123).
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _is_host(host: str) -> bool:
+    """Tell whether `host` (lowercase, without brackets) is an IP address or a DNS name.
+
+    A name whose last label is all digits must be an IPv4 address, as browsers and HTTP
+    clients read it so (WHATWG URL Standard, "ends in a number").
+    """
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.split(".")
+    return (
+        len(host) <= 253
+        and not labels[-1].isdigit()
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+    )
+
+
+def _is_public_url(text: str) -> bool:
+    if not _printable_ascii(text) or any(mark in text for mark in "?#\\"):
+        return False
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+        host = parts.hostname
+    except ValueError:
+        # An invalid port, or a bracket without its pair.
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and host is not None
+        and (port is None or port > 0)
+        and "@" not in parts.netloc
+        and _is_host(host)
+        # An IPv6 address needs its brackets, and only an IPv6 address has them.
+        and (":" in host) == ("[" in parts.netloc)
+        and _URL_PATH.fullmatch(parts.path) is not None
+    )
 
 
 def _printable_ascii(text: str) -> bool:

@@ -144,6 +144,14 @@ def test_blank_metrics_token_rejected(settings_env: pytest.MonkeyPatch, value: s
         "https://x.example\\evil.example",
         "https://revcov.example.com/\u200b",
         "https://r\u00e9vcov.example.com",
+        "http://x.example;foo",
+        "http://-x-",
+        "http://x..example",
+        "http://1.2.3.4.5",
+        "http://x.example/<script>",
+        "http://x.example/%zz",
+        "http://[::1",
+        "http://[x.example]/",
     ],
 )
 def test_invalid_public_url_rejected(settings_env: pytest.MonkeyPatch, value: str) -> None:
@@ -201,6 +209,15 @@ def test_metrics_token_whitespace_dropped(settings_env: pytest.MonkeyPatch) -> N
 
     assert token is not None
     assert token.get_secret_value() == "metrics-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000", "https://[::1]:8443/revcov", "https://xn--rvcov-bsa.example/"]
+)
+def test_public_url_forms_accepted(settings_env: pytest.MonkeyPatch, url: str) -> None:
+    settings_env.setenv("REVCOV_PUBLIC_URL", url)
+
+    assert Settings().public_url == url
 
 
 def test_public_url_credentials_not_shown(settings_env: pytest.MonkeyPatch) -> None:
