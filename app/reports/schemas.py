@@ -108,7 +108,9 @@ class CoverageReport(BaseModel):
     total_revenue: str
     covered_revenue: str
     coverage: float | None = Field(description="Covered / total revenue, 4 decimal places.")
-    meets_target: bool
+    meets_target: bool = Field(
+        description="Whether `coverage` is at least `target`; false when `coverage` is null."
+    )
     buckets: BucketsRead
     accounts: AccountCountsRead
     responses: ResponseCountsRead
