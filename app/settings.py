@@ -255,8 +255,8 @@ _HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 def _is_host(host: str) -> bool:
     """Tell whether `host` (lowercase, without brackets) is an IP address or a DNS name.
 
-    A name whose last label is all digits must be an IPv4 address, as browsers and HTTP
-    clients read it so (WHATWG URL Standard, "ends in a number").
+    A name whose last label is all digits must be an IPv4 address, because URL parsers
+    that follow the WHATWG URL Standard ("ends in a number") read it as one.
     """
     try:
         ipaddress.ip_address(host)
@@ -294,7 +294,7 @@ def _is_public_url(text: str) -> bool:
 
 
 def _printable_ascii(text: str) -> bool:
-    """Tell whether `text` holds only visible ASCII characters, from `!` to `~`."""
+    """Tell whether `text` contains only visible ASCII characters, from `!` to `~`."""
     return all("!" <= character <= "~" for character in text)
 
 
