@@ -1,5 +1,6 @@
 """API keys, tenant settings and the isolation of one tenant's data from another's."""
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -8,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 
 from app.db.session import session_scope
 from app.tenancy.models import ApiKey
@@ -538,3 +539,35 @@ class TestTenantIsolation:
         response = await client.post(f"/v1/webhooks/{forged}", content=b"{}")
 
         assert_problem(response, 404)
+
+
+async def test_concurrent_setting_changes_apply_in_turn(
+    api: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # Each change alone is valid, and both together would put at_risk_below above safe_above.
+    tenant_id = (await api.get("/v1/tenant")).json()["id"]
+    await api.patch(
+        "/v1/tenant", json={"account_nps_safe_above": 30, "account_nps_at_risk_below": 0}
+    )
+    async with session_scope(app.state.sessionmaker) as blocker:
+        # Holding the row makes both requests read the tenant before either writes it.
+        await blocker.execute(
+            text("SELECT 1 FROM tenants WHERE id = :id FOR NO KEY UPDATE"), {"id": tenant_id}
+        )
+        changes = asyncio.gather(
+            api.patch("/v1/tenant", json={"account_nps_safe_above": 10}),
+            api.patch("/v1/tenant", json={"account_nps_at_risk_below": 20}),
+        )
+        await asyncio.sleep(0.5)
+        await blocker.rollback()
+    first, second = await changes
+    tenant = (await api.get("/v1/tenant")).json()
+    audit = (await api.get("/v1/audit-events")).json()["items"]
+    events = [event for event in audit if event["action"] == "tenant.updated"]
+
+    assert sorted([first.status_code, second.status_code]) == [200, 422]
+    assert tenant["account_nps_at_risk_below"] <= tenant["account_nps_safe_above"]
+    assert len(events) == 2
+    assert events[1]["details"]["from"] == {
+        field: events[0]["details"]["to"][field] for field in events[1]["details"]["fields"]
+    }

@@ -12,11 +12,15 @@ async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | No
 
 
 async def lock_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
-    """Load the tenant row locked for update until the transaction ends."""
+    """Load the tenant row locked for update until the transaction ends.
+
+    The lock is the one an UPDATE of the row takes (FOR NO KEY UPDATE), so inserts of
+    rows that reference the tenant, which take FOR KEY SHARE, do not wait for it.
+    """
     statement = (
         select(Tenant)
         .where(Tenant.id == tenant_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     return (await session.execute(statement)).scalar_one()

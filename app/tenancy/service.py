@@ -294,13 +294,14 @@ async def update_settings(
 ) -> Tenant:
     """Apply the changed settings and record the old and new values in the audit log."""
     values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude_none=True)
-    if values.get("reporting_currency") is not None:
-        # Writes of exchange rates hold a share lock on this row, so no rate can be stored
-        # as quoted in the old currency after this update. Stored rates keep the currency
-        # they were quoted in, and reports use only those quoted in the new one.
-        tenant = await repository.lock_tenant(session, tenant.id)
     if not values:
         return tenant
+    # Concurrent updates apply one after the other, so the checks and the audit log's
+    # old values read the row as the previous update left it. Writes of exchange rates
+    # hold a share lock on this row, so no rate can be stored as quoted in the old
+    # currency after a change of `reporting_currency`. Stored rates keep the currency
+    # they were quoted in, and reports use only those quoted in the new one.
+    tenant = await repository.lock_tenant(session, tenant.id)
     _check_account_nps_thresholds(tenant, values)
     if "revenue_tiers" in values:
         # JSONB has no exact decimal type, so each bound is stored as a decimal string.
