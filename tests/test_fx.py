@@ -1,5 +1,6 @@
 """Exchange rates (PUT and GET /v1/fx-rates) and the conversion of revenue in every report."""
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -466,3 +467,16 @@ class TestReportingCurrencyChange:
             ("USD", "EUR"),
             ("EUR", "USD"),
         ]
+
+
+async def test_parallel_uploads_in_any_order(api: httpx.AsyncClient) -> None:
+    # The same rates, listed forwards by half of the requests and backwards by the others.
+    rates = [
+        {"currency": currency, "rate": "1.1", "effective_at": "2024-01-01T00:00:00Z"}
+        for currency in ("EUR", "GBP", "CHF", "JPY", "CAD", "AUD")
+    ]
+    bodies = [{"rates": rates if number % 2 else rates[::-1]} for number in range(12)]
+
+    responses = await asyncio.gather(*(api.put(FX_URL, json=body) for body in bodies))
+
+    assert [response.status_code for response in responses] == [200] * len(bodies)

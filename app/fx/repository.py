@@ -37,6 +37,9 @@ async def upsert_rates(
     """
     if not records:
         return 0, 0
+    # Rows in key order, so that concurrent uploads of the same rates lock them in one
+    # order and do not deadlock.
+    records = sorted(records, key=lambda record: (record[0], record[1]))
     inserts = insert(FxRate).values(
         [
             {
