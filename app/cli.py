@@ -155,14 +155,17 @@ def serve(
         typer.Option(help="Interface to listen on. Default: REVCOV_HOST, else 127.0.0.1."),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="TCP port to listen on. Default: REVCOV_PORT, else 8000.")
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="TCP port to listen on. Default: REVCOV_PORT, else 8000."
+        ),
     ] = None,
 ) -> None:
     """Apply migrations (unless REVCOV_MIGRATE_ON_START=false) and serve the API; without
     REVCOV_DATABASE_URL, on embedded PostgreSQL."""
     settings = _settings()
     host = host or settings.host
-    port = port or settings.port
+    port = settings.port if port is None else port
     _require_free_port(host, port)
     with (
         _stop_cleanly_on_signals(),

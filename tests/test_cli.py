@@ -446,3 +446,15 @@ def test_serve_on_busy_port_exits(tmp_path: Path) -> None:
     assert "--port" in result.stderr
     # It stopped before starting a database for a server that could not listen.
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("port", ["0", "70000"])
+def test_serve_port_out_of_range_rejected(tmp_path: Path, port: str) -> None:
+    env = revcov_env() | {"REVCOV_DATA_DIR": str(tmp_path / "data")}
+
+    result = run_revcov("serve", "--port", port, cwd=tmp_path, env=env)
+
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for '--port'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
