@@ -185,6 +185,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "REVCOV_DATABASE_URL has an invalid host or port; give a port from 1 to 65535"
             )
+        _check_database_query(dict(parsed.query))
         if "sslmode" in parsed.query:
             # libpq's `sslmode`, as hosted PostgreSQL services write it, is asyncpg's `ssl`.
             query = {name: value for name, value in parsed.query.items() if name != "sslmode"}
@@ -291,6 +292,49 @@ def _is_public_url(text: str) -> bool:
         and (":" in host) == ("[" in parts.netloc)
         and _URL_PATH.fullmatch(parts.path) is not None
     )
+
+
+# Query parameters of a database URL that reach asyncpg's `connect` as text it accepts,
+# and SQLAlchemy's statement cache size. `sslmode` is read as `ssl`.
+_DATABASE_URL_PARAMETERS = frozenset(
+    {
+        "host",
+        "port",
+        "ssl",
+        "sslmode",
+        "passfile",
+        "service",
+        "servicefile",
+        "target_session_attrs",
+        "krbsrvname",
+        "gsslib",
+        "prepared_statement_cache_size",
+    }
+)
+# The `ssl` modes asyncpg accepts, as libpq names them.
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _check_database_query(query: dict[str, str | tuple[str, ...]]) -> None:
+    """Reject query parameters that asyncpg would fail on at the first connection."""
+    unknown = sorted(set(query) - _DATABASE_URL_PARAMETERS)
+    if unknown:
+        raise ValueError(
+            f"REVCOV_DATABASE_URL has unknown query parameters ({', '.join(unknown)}); "
+            f"accepted: {', '.join(sorted(_DATABASE_URL_PARAMETERS))}"
+        )
+    repeated = sorted(name for name, value in query.items() if isinstance(value, tuple))
+    if repeated:
+        raise ValueError(
+            f"REVCOV_DATABASE_URL gives query parameters more than once ({', '.join(repeated)})"
+        )
+    for name in ("ssl", "sslmode"):
+        mode = query.get(name)
+        if mode is not None and mode not in _SSL_MODES:
+            raise ValueError(
+                f"REVCOV_DATABASE_URL has an invalid {name} {mode!r}; "
+                f"expected one of {', '.join(_SSL_MODES)}"
+            )
 
 
 def _printable_ascii(text: str) -> bool:

@@ -178,6 +178,28 @@ def test_invalid_database_port_one_line(settings_env: pytest.MonkeyPatch, url: s
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("sslmode=bogus", "invalid sslmode 'bogus'"),
+        ("ssl=on", "invalid ssl 'on'"),
+        ("foo=bar&application_name=x", "unknown query parameters (application_name, foo)"),
+        ("ssl=require&ssl=disable", "more than once (ssl)"),
+    ],
+)
+def test_invalid_database_query_one_line(
+    settings_env: pytest.MonkeyPatch, query: str, reason: str
+) -> None:
+    settings_env.setenv("REVCOV_DATABASE_URL", f"postgresql://app:S3cret@db.internal/x?{query}")
+
+    result = CliRunner().invoke(cli, ["migrate"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("revcov: invalid setting REVCOV_DATABASE_URL: ")
+    assert reason in result.stderr
+    assert "S3cret" not in result.output
+
+
 def test_database_sslmode_read_as_ssl() -> None:
     settings = Settings(database_url="postgresql://app:pw@db.internal/revcov?sslmode=verify-full")
 
