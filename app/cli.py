@@ -568,6 +568,9 @@ _SETUP_ADVICE = {
     # insufficient_privilege
     "42501": "Grant the database user the rights that docs/getting-started.md lists, such "
     "as CREATE on the schema.",
+    # read_only_sql_transaction
+    "25006": "The database accepts no writes: the server is a standby, or the user's "
+    "transactions are read-only. Point REVCOV_DATABASE_URL at the primary server.",
 }
 _UNKNOWN_REVISION = re.compile(r"Can't locate revision identified by '([^']*)'")
 

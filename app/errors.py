@@ -453,7 +453,9 @@ _CONFLICT_SQLSTATES = {"40P01", "40001"}
 # SQLSTATEs of a server that is shutting down or starting up (class 57P), out of
 # connection slots (53300), or of a broken connection (class 08). asyncpg reports "the
 # database system is shutting down" (57P03) as a plain DBAPIError, not an OperationalError.
-_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+# A read-only transaction (25006) comes from a standby, as after a failover that has not
+# reached the service's DNS yet.
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "25006"}
 # SQLSTATEs of a statement cancelled by `statement_timeout` (57014) or of a lock not
 # granted within `lock_timeout` (55P03): the database is too busy for the request now.
 _TIMEOUT_SQLSTATES = {"57014", "55P03"}

@@ -6,6 +6,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,7 +29,7 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    database: Literal["ok", "unreachable"]
+    database: Literal["ok", "unreachable", "read_only"]
     schema_revision: str | None
     expected_revision: str | None
 
@@ -76,6 +77,8 @@ async def readyz(request: Request) -> JSONResponse:
     expected = head_revision()
     try:
         async with engine.connect() as connection:
+            # First, because reading an odd version table can abort the transaction.
+            read_only = await connection.scalar(text("SHOW transaction_read_only")) == "on"
             revision = await current_revision(connection)
     except (SQLAlchemyError, OSError) as error:
         log.warning("readiness.database_unreachable", error=type(error).__name__)
@@ -92,9 +95,14 @@ async def readyz(request: Request) -> JSONResponse:
         and REVISION_ID.fullmatch(revision) is not None
         and revision not in known_revisions()
     )
-    ready = revision == expected or newer
+    # A standby accepts no writes, so a replica connected to one after a failover leaves
+    # the load balancer until its connections reach the new primary.
+    ready = (revision == expected or newer) and not read_only
     body = Readiness(
-        ready=ready, database="ok", schema_revision=revision, expected_revision=expected
+        ready=ready,
+        database="read_only" if read_only else "ok",
+        schema_revision=revision,
+        expected_revision=expected,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from app.cli import cli
+from app.cli import _database_failure, cli
 from app.db.embedded import HANDLE_PIDS_FILE, remove_exited_handles
 from app.settings import Settings, get_settings
 
@@ -480,3 +480,15 @@ def test_serve_port_out_of_range_rejected(tmp_path: Path, port: str) -> None:
     assert "Invalid value for '--port'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_read_only_database_one_line() -> None:
+    error = asyncpg.exceptions.ReadOnlySQLTransactionError(
+        "cannot execute INSERT in a read-only transaction"
+    )
+
+    line = _database_failure(error)
+
+    assert line is not None
+    assert "read-only transaction" in line
+    assert "Point REVCOV_DATABASE_URL at the primary server" in line

@@ -300,3 +300,31 @@ async def test_statement_timeout_gets_503(database_url: str, settings: Settings)
     assert problem["type"] == "urn:revcov:problem:database-timeout"
     assert response.headers["retry-after"] == "5"
     assert listed.json()["items"] == []
+
+
+async def test_read_only_database_gets_503(database_url: str, settings: Settings) -> None:
+    """A standby, or a user whose transactions are read-only, gets 503 and is not ready."""
+    admin = await asyncpg.connect(
+        make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    database = make_url(database_url).database
+    application = create_app(settings, database_url=database_url)
+    try:
+        async with application.router.lifespan_context(application):
+            _, key = await make_tenant(application)
+            await admin.execute(
+                f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'
+            )
+            # New connections read the setting, so the pool drops the ones it holds.
+            await application.state.engine.dispose()
+            async with client_with_key(application, key) as api:
+                response = await api.post("/v1/responses", json={"responses": [RESPONSE]})
+                ready = await api.get("/readyz")
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        await admin.close()
+
+    assert_unavailable(response)
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["database"] == "read_only"
+    assert ready.json()["ready"] is False
