@@ -603,11 +603,30 @@ def _database_failure(error: BaseException) -> str | None:
     return None
 
 
+def _data_dir_failure(error: BaseException) -> str | None:
+    """Describe, in one line, a file system error on REVCOV_DATA_DIR or a path inside it,
+    such as a data directory that is a file or cannot be created. Return None otherwise."""
+    if not isinstance(error, OSError) or not isinstance(error.filename, str):
+        return None
+    data_dir = get_settings().data_dir.absolute()
+    path = Path(error.filename).absolute()
+    if path != data_dir and data_dir not in path.parents:
+        return None
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        reason = f"{path} is a file, not a directory"
+    else:
+        reason = f"{error.strerror} ({path})"
+    return (
+        f"cannot use REVCOV_DATA_DIR {str(data_dir)!r}: {reason}. Set it to a directory "
+        "that this user can create and write, or set REVCOV_DATABASE_URL."
+    )
+
+
 def main() -> None:
     try:
         cli()
     except (SQLAlchemyError, asyncpg.PostgresError, OSError, AlembicCommandError) as error:
-        line = _database_failure(error)
+        line = _database_failure(error) or _data_dir_failure(error)
         if line is None:
             raise
         # One line instead of a traceback of several hundred. The reasons name a host, a

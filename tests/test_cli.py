@@ -492,3 +492,16 @@ def test_read_only_database_one_line() -> None:
     assert line is not None
     assert "read-only transaction" in line
     assert "Point REVCOV_DATABASE_URL at the primary server" in line
+
+
+def test_data_dir_that_is_a_file_one_line(tmp_path: Path) -> None:
+    data_file = tmp_path / "data"
+    data_file.write_text("")
+    env = revcov_env() | {"REVCOV_DATA_DIR": str(data_file)}
+
+    result = run_revcov("tenants", "list", cwd=tmp_path, env=env)
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("revcov: cannot use REVCOV_DATA_DIR ")
+    assert "is a file, not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
