@@ -544,6 +544,18 @@ def internal_error_response(request: Request) -> JSONResponse:
     )
 
 
+def cancelled_response(request: Request) -> JSONResponse:
+    """Build the 503 for a request the server cancelled as it stopped."""
+    return problem_response(
+        request,
+        status=503,
+        code="service-unavailable",
+        title="Service unavailable",
+        detail="The service stopped before it finished the request; send it again.",
+        headers={"Retry-After": "1"},
+    )
+
+
 def problem_content(description: str) -> dict[str, Any]:
     return {
         "description": description,

@@ -1,5 +1,6 @@
 """Structured logging: console output on a terminal, JSON lines elsewhere."""
 
+import asyncio
 import logging
 import sys
 import time
@@ -10,7 +11,7 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import internal_error_response
+from app.errors import cancelled_response, internal_error_response
 from app.routing import route_template
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -150,6 +151,13 @@ class RequestIdMiddleware:
             _log.info(
                 "request.client_disconnected", method=scope["method"], route=route_template(scope)
             )
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when its shutdown timeout ends,
+            # and would answer them with a plain-text 500 that tells no client to retry.
+            _log.warning("request.cancelled", method=scope["method"], route=route_template(scope))
+            if not status_sent:
+                await cancelled_response(Request(scope))(scope, receive, send_with_header)
+            raise
         except Exception as error:
             # Unhandled errors end here rather than in Starlette's outer error middleware,
             # so the log line and the 500 still carry the request id.

@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from app import __version__
-from app.logging import configure_logging
+from app.logging import RequestIdMiddleware, configure_logging
 from app.main import create_app
 from app.settings import Settings
 from app.webhooks.service import loggable_endpoint_id
@@ -258,3 +258,29 @@ class TestLifecycleLines:
         assert len(events(lines, "webhook.fetcher_stopped")) == 1
         assert len(events(lines, "service.stopped")) == 1
         assert database_url not in json.dumps(lines)
+
+
+async def test_cancelled_request_gets_503() -> None:
+    # As uvicorn cancels a request still running when its shutdown timeout ends.
+    async def unfinished(scope: Any, receive: Any, send: Any) -> None:
+        raise asyncio.CancelledError
+
+    sent: list[dict[str, Any]] = []
+
+    async def record(message: Any) -> None:
+        sent.append(message)
+
+    async def no_body() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/revenue-updates", "headers": []}
+    with pytest.raises(asyncio.CancelledError):
+        await RequestIdMiddleware(unfinished)(scope, no_body, record)
+
+    start, body = sent
+    headers = dict(start["headers"])
+    assert start["status"] == 503
+    assert headers[b"content-type"] == b"application/problem+json"
+    assert headers[b"retry-after"] == b"1"
+    assert b"x-request-id" in headers
+    assert json.loads(body["body"])["type"] == "urn:revcov:problem:service-unavailable"
