@@ -236,6 +236,7 @@ class TestInFlight:
 
         problem = assert_problem(blocked, 409)
         assert problem["type"] == "urn:revcov:problem:idempotency-key-in-flight"
+        assert blocked.headers["retry-after"] == "1"
         assert released.status_code == 200, released.text
         assert released.json()["created"] == 1
 

@@ -83,7 +83,8 @@ async def run_once(
     if not await repository.try_lock_key(session, advisory_lock_id(tenant_id, request.key)):
         raise IdempotencyKeyInFlightError(
             "A request with this Idempotency-Key is still in progress; retry after it "
-            "finishes to get its response."
+            "finishes to get its response.",
+            headers={"Retry-After": "1"},
         )
 
     saved = await repository.get_key(session, tenant_id, request.key)
