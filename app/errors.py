@@ -454,7 +454,7 @@ _CONFLICT_SQLSTATES = {"40P01", "40001"}
 # connection slots (53300), or of a broken connection (class 08). asyncpg reports "the
 # database system is shutting down" (57P03) as a plain DBAPIError, not an OperationalError.
 # A read-only transaction (25006) comes from a standby, as after a failover that has not
-# reached the service's DNS yet.
+# reached the service's DNS yet, or from a user whose transactions are read-only.
 _UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "25006"}
 # SQLSTATEs of a statement cancelled by `statement_timeout` (57014) or of a lock not
 # granted within `lock_timeout` (55P03): the database is too busy for the request now.
