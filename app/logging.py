@@ -153,7 +153,7 @@ class RequestIdMiddleware:
             )
         except asyncio.CancelledError:
             # uvicorn cancels the requests still running when its shutdown timeout ends,
-            # and would send them a plain-text 500 that tells no client to retry.
+            # and would send them a plain-text 500 without Retry-After, so clients would not retry.
             _log.warning("request.cancelled", method=scope["method"], route=route_template(scope))
             if not status_sent:
                 await cancelled_response(Request(scope))(scope, receive, send_with_header)
