@@ -35,6 +35,11 @@ def admin_dsn(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def plain_dsn(url: str) -> str:
+    """The asyncpg DSN of the database that the SQLAlchemy `url` names."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 async def run_admin_statement(dsn: str, statement: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
@@ -85,6 +90,13 @@ def scratch_database(database_url: str) -> Iterator[str]:
         asyncio.run(run_admin_statement(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture
+def migrated_database(scratch_database: str) -> str:
+    """A database of its own, migrated and empty, as a new installation's is."""
+    upgrade_to_head(scratch_database)
+    return scratch_database
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     # Thin-payload tests replay platform APIs from a server on 127.0.0.1.
@@ -99,6 +111,14 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 async def app(database_url: str, settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings, database_url=database_url)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def own_app(migrated_database: str, settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app on `migrated_database`, running until the test ends."""
+    application = create_app(settings, database_url=migrated_database)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,9 +17,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from app.db.migrations import upgrade_to_head
 from app.db.session import session_scope
-from app.main import create_app
 from app.settings import Settings
 from app.webhooks.partitions import (
     DELIVERY_KEY_MARGIN,
@@ -34,19 +31,6 @@ from tests.test_webhooks_typeform import SECRET, sign, variant
 # A month far enough ahead that no other data or partition touches it.
 MONTH = datetime(2041, 3, 1, tzinfo=UTC)
 RETENTION = timedelta(days=90)
-
-
-@pytest.fixture
-def migrated_database(scratch_database: str) -> str:
-    upgrade_to_head(scratch_database)
-    return scratch_database
-
-
-@pytest.fixture
-async def own_app(migrated_database: str, settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, database_url=migrated_database)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 async def _deliver(

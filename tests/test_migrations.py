@@ -8,19 +8,15 @@ import asyncpg
 import httpx
 import pytest
 from alembic import command
-from sqlalchemy.engine import make_url
 
 from app.db.migrations import alembic_config, head_revision, known_revisions
 from app.main import create_app
 from app.settings import Settings
-
-
-def _plain_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+from tests.conftest import plain_dsn
 
 
 async def _fetch(url: str, query: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(_plain_dsn(url))
+    connection = await asyncpg.connect(plain_dsn(url))
     try:
         return list(await connection.fetch(query))
     finally:
@@ -80,7 +76,7 @@ def test_state_refresh_runs_without_jit(database_url: str) -> None:
 
 
 async def _execute(url: str, *statements: str) -> None:
-    connection = await asyncpg.connect(_plain_dsn(url))
+    connection = await asyncpg.connect(plain_dsn(url))
     try:
         for statement in statements:
             await connection.execute(statement)

@@ -33,6 +33,7 @@ from app.accounts.schemas import (
     RevenueUpdateBatch,
     RevenueUpdateResult,
 )
+from app.db import statistics
 from app.errors import InvalidField
 from app.money import format_amount
 from app.responses import service as response_service
@@ -300,6 +301,8 @@ async def apply_revenue_updates(
         for (account_id, effective_at), update in latest.items()
     ]
     created, updated = await repository.upsert_revenue(session, tenant.id, records)
+    statistics.record_growth(session, "accounts", accounts_created)
+    statistics.record_growth(session, "revenue_records", created)
     if accounts_created:
         await response_service.resolve_accounts(session, tenant.id, account_refs=list(names))
 

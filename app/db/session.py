@@ -27,6 +27,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import await_only
 
 from app.db.freshness import FRESHNESS_STATE_KEY, measure_freshness
+from app.db.statistics import analyze_grown_tables
 from app.settings import Settings
 
 
@@ -138,11 +139,16 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 async def session_scope(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """Yield a session; commit when the block succeeds, roll back when it raises."""
+    """Yield a session; commit when the block succeeds, roll back when it raises.
+
+    After the commit, tables the transaction grew by much get fresh statistics
+    (`app.db.statistics`).
+    """
     async with sessionmaker() as session:
         try:
             yield session
             await session.commit()
+            await analyze_grown_tables(session)
         except BaseException:
             await session.rollback()
             raise

@@ -16,6 +16,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.errors import AccountNotFoundError
+from app.db import statistics
 from app.periods import Period
 from app.responses import repository
 from app.responses.errors import ResponseNotFoundError
@@ -75,6 +76,7 @@ async def write_responses(
 
     created = sum(1 for _, inserted in written if inserted)
     updated = len(written) - created
+    statistics.record_growth(session, "responses", created)
     result = ResponseWriteResult(
         created=created, updated=updated, unchanged=len(merged) - created - updated
     )
