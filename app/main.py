@@ -18,6 +18,7 @@ from app.contacts.router import router as contacts_router
 from app.dashboard.router import install_dashboard
 from app.db.freshness import FreshnessHeaderMiddleware
 from app.db.session import create_engine, create_sessionmaker, session_scope
+from app.db.statistics import run_statistics_loop
 from app.errors import PROBLEM_RESPONSES, register_error_handlers
 from app.flow.router import router as flow_router
 from app.fx.router import router as fx_router
@@ -133,6 +134,10 @@ def create_app(
             run_maintenance_loop(app.state.sessionmaker, settings, system_clock),
             name="webhook-partition-maintenance",
         )
+        statistics_task = asyncio.create_task(
+            run_statistics_loop(engine, settings.statistics_check_interval_seconds),
+            name="table-statistics",
+        )
         log.info(
             "service.started",
             version=__version__,
@@ -144,7 +149,8 @@ def create_app(
             yield
         finally:
             maintenance_task.cancel()
-            await asyncio.wait([maintenance_task])
+            statistics_task.cancel()
+            await asyncio.wait([maintenance_task, statistics_task])
             await stop_fetch_loop(app.state.fetch_task)
             await fetch_client.aclose()
             metrics.unwatch_pool()

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         description="PostgreSQL `work_mem` in kB for each report's transaction (`SET LOCAL`), so "
         "that its sorts and hash tables stay in memory. One report may use several times it.",
     )
+    statistics_check_interval_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="Seconds between checks for tables that changed by much since PostgreSQL "
+        "last analyzed them; 0 leaves that to autovacuum alone.",
+    )
     db_connect_timeout_seconds: float = Field(
         default=5.0,
         gt=0,

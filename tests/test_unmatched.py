@@ -454,7 +454,14 @@ async def test_large_batch_resolves_in_bulk(api: httpx.AsyncClient, statements: 
     statements.clear()
 
     result = await post_responses(api, *batch)
-    written = len(statements)
+    # The statistics upkeep around a large write (app.db.statistics) is a fixed number of
+    # statements, not counted here.
+    upkeep = ("DISCARD PLANS", "ANALYZE", "SET LOCAL statement_timeout")
+    written = sum(
+        1
+        for statement in statements
+        if not statement.startswith(upkeep) and "pg_stat_user_tables" not in statement
+    )
     report = await coverage(api)
     boss = await get_response(api, "boss")
 

@@ -284,6 +284,7 @@ async def apply_revenue_updates(
         if names.get(update.account_external_id) is None:
             names[update.account_external_id] = update.account_name
 
+    await statistics.before_large_write(session, len(batch.updates))
     await repository.lock_hierarchy(session, tenant.id, exclusive=False)
     account_ids, accounts_created = await repository.ensure_accounts(session, tenant.id, names)
     merges = await repository.merge_links(session, tenant.id)
@@ -301,8 +302,8 @@ async def apply_revenue_updates(
         for (account_id, effective_at), update in latest.items()
     ]
     created, updated = await repository.upsert_revenue(session, tenant.id, records)
-    statistics.record_growth(session, "accounts", accounts_created)
-    statistics.record_growth(session, "revenue_records", created)
+    statistics.record_inserted(session, "accounts", accounts_created)
+    statistics.record_inserted(session, "revenue_records", created)
     if accounts_created:
         await response_service.resolve_accounts(session, tenant.id, account_refs=list(names))
 

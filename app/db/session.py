@@ -27,7 +27,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import await_only
 
 from app.db.freshness import FRESHNESS_STATE_KEY, measure_freshness
-from app.db.statistics import analyze_grown_tables
+from app.db.statistics import analyze_after_commit
 from app.settings import Settings
 
 
@@ -148,7 +148,7 @@ async def session_scope(
         try:
             yield session
             await session.commit()
-            await analyze_grown_tables(session)
+            await analyze_after_commit(session)
         except BaseException:
             await session.rollback()
             raise

@@ -1,86 +1,187 @@
-"""Fresh planner statistics after a transaction grows a table by much.
+"""Fresh planner statistics for tables that grew fast, without waiting for autovacuum.
 
-A PostgreSQL connection keeps the plans of its prepared statements and of the foreign key
-checks it ran until the statistics of a table they read change. A plan made while
-`accounts` had a few rows can look an account up through an index that matches only
-`tenant_id`, and keep doing so once the table has thousands of rows. On a new database
-(PostgreSQL 15), the second batch of 10,000 new accounts took 14 to 17 s instead of 0.5 s,
-because each foreign key check of a revenue record read every account of the tenant.
-Autovacuum analyzes a table after a tenth of it changed, but only on its next round, up to
-a minute later, and a bulk import sends its next batch at once.
+PostgreSQL plans from each table's statistics, and a connection keeps the plans of its
+prepared statements and of the foreign key checks it ran until those statistics change.
+On a new database the tables start empty, and plans made then go badly wrong once the
+tables fill. A plan made while `accounts` had a few rows looks an account up through an
+index that matches only `tenant_id`, and keeps doing so once the table has thousands of
+rows: on PostgreSQL 15 the second batch of 10,000 new accounts took 14 to 17 s instead of
+0.5 s, because each foreign key check of a revenue record read every account of the
+tenant. Reports run right after the first webhook deliveries into an empty `responses`
+table took 11 s instead of 2.8 s. Coverage over 80,000 new accounts passed the 30 s
+statement timeout until the quarter-state tables were analyzed, and took 0.2 s after. Autovacuum
+analyzes a table after a tenth of it changed, but only on its next round, up to a minute
+later (`autovacuum_naptime`), and not at all where it is turned off.
 
-So services record how many rows they inserted (`record_growth`), and after the commit
-`analyze_grown_tables` analyzes each table that grew by at least `MIN_ROWS` rows and by
-more than `GROWTH_FRACTION` of the rows it had at its last analysis. The new statistics
-make every connection plan its statements again. A large table needs a large batch to
-pass that bar, so the cost of an ANALYZE is paid only while a table is young.
+So the service analyzes the watched tables that changed by much since their last
+analysis (`analyze_changed_tables`): every `REVCOV_STATISTICS_CHECK_INTERVAL_SECONDS`
+(`run_statistics_loop`), and after the commit of a transaction that inserted at least
+`MIN_ROWS` rows (`analyze_after_commit`), so that a bulk import's next batch is planned
+afresh. A transaction about to write that many rows first drops its connection's cached
+plans (`before_large_write`), because plans made while the tables were nearly empty
+would serve the whole batch. A large table needs many changed rows to pass the bars, so
+all of this costs an ANALYZE only while a table is young. Tables the database role does
+not own are left to autovacuum.
 """
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import Text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.types import BigInteger, Text
 
 log = structlog.get_logger()
 
-# The tables whose growth is recorded; ANALYZE statements name only these.
-TABLES = frozenset({"accounts", "revenue_records", "responses"})
+# The tables that reports, ingest and bulk writes read, in the order they are analyzed.
+WATCHED_TABLES = (
+    "account_quarter_scores",
+    "accounts",
+    "contacts",
+    "respondent_quarter_scores",
+    "responses",
+    "revenue_records",
+)
 
-# Fewer inserted rows than this never trigger an ANALYZE.
+# Rows a transaction must insert for the checks before and after it.
 MIN_ROWS = 1_000
 
-# autovacuum_analyze_scale_factor's default.
+# The defaults of autovacuum_analyze_scale_factor and autovacuum_analyze_threshold.
 GROWTH_FRACTION = 0.1
+CHANGED_ROWS_THRESHOLD = 50
 
-_GROWTH_KEY = "revcov.table_growth"
+# ANALYZE reads a sample of at most 30,000 rows at the default statistics target, so it is
+# quick. The limit keeps a slow one from delaying the response after a commit for long.
+ANALYZE_TIMEOUT_MS = 5_000
 
-_TABLE_ROWS = text(
-    "SELECT relname, reltuples FROM pg_class WHERE oid = ANY(CAST(:tables AS regclass[]))"
+_INSERTED_KEY = "revcov.inserted_rows"
+
+# pg_has_role(owner, 'USAGE') is true for the owner, its members and superusers, the roles
+# that may analyze a table before PostgreSQL 17.
+# The counts of changed rows reach pg_stat_user_tables up to seconds after a commit, so
+# the rows that the caller knows it inserted count as well. Rows of transactions still
+# running count in neither: a table analyzed while only such rows fill it would look
+# empty to the planner, as its file size would not.
+_CHANGED_TABLES = text(
+    "SELECT s.relname, statement_timestamp() AS checked_at "
+    "FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid "
+    "LEFT JOIN unnest(CAST(:inserted_tables AS text[]), CAST(:inserted_rows AS bigint[])) "
+    "AS i (relname, row_count) ON i.relname = s.relname "
+    "WHERE s.relid = ANY(CAST(:tables AS regclass[])) AND pg_has_role(c.relowner, 'USAGE') "
+    "AND greatest(s.n_mod_since_analyze, i.row_count) "
+    "> :threshold + :fraction * greatest(c.reltuples, 0) "
+    "ORDER BY s.relname"
+).bindparams(
+    bindparam("tables", type_=ARRAY(Text)),
+    bindparam("inserted_tables", type_=ARRAY(Text)),
+    bindparam("inserted_rows", type_=ARRAY(BigInteger)),
+)
+
+# A new transaction reads the statistics views afresh (stats_fetch_consistency).
+_ANALYZED_SINCE = text(
+    "SELECT relname FROM pg_stat_user_tables "
+    "WHERE relname = ANY(:tables) AND last_analyze >= :since ORDER BY relname"
 ).bindparams(bindparam("tables", type_=ARRAY(Text)))
 
 
-def record_growth(session: AsyncSession, table: str, rows: int) -> None:
-    """Add `rows` inserted into `table` by the session's transaction."""
-    if table not in TABLES:
-        raise ValueError(f"growth of {table!r} is not tracked; add it to TABLES")
-    if rows > 0:
-        growth: dict[str, int] = session.info.setdefault(_GROWTH_KEY, {})
-        growth[table] = growth.get(table, 0) + rows
+def record_inserted(session: AsyncSession, table: str, rows: int) -> None:
+    """Add `rows` to the rows the session's transaction inserted into `table`."""
+    if table not in WATCHED_TABLES:
+        raise ValueError(f"{table!r} is not watched; add it to WATCHED_TABLES")
+    inserted: dict[str, int] = session.info.setdefault(_INSERTED_KEY, {})
+    inserted[table] = inserted.get(table, 0) + rows
 
 
-def discard_growth(session: AsyncSession) -> dict[str, int]:
-    """Return the growth recorded in the session and forget it."""
-    growth: dict[str, int] = session.info.pop(_GROWTH_KEY, {})
-    return growth
+async def before_large_write(session: AsyncSession, rows: int) -> None:
+    """Drop the connection's cached plans when the transaction is about to write at least
+    `MIN_ROWS` rows, so that they are made again for the tables' current sizes."""
+    if rows >= MIN_ROWS:
+        await session.execute(text("DISCARD PLANS"))
 
 
-async def analyze_grown_tables(session: AsyncSession) -> None:
-    """Analyze the tables the committed transaction grew by much (see the module text).
+async def analyze_after_commit(session: AsyncSession) -> None:
+    """Run `analyze_changed_tables` after a commit that inserted at least `MIN_ROWS` rows.
 
-    Call it after the commit. A failure is logged and not raised, because the data is
-    committed and autovacuum analyzes the table later anyway.
+    A failure is logged and not raised, because the data is committed.
     """
-    growth = {table: rows for table, rows in discard_growth(session).items() if rows >= MIN_ROWS}
-    if not growth:
+    inserted: dict[str, int] = session.info.pop(_INSERTED_KEY, {})
+    if sum(inserted.values()) < MIN_ROWS:
         return
     try:
-        result = await session.execute(_TABLE_ROWS, {"tables": sorted(growth)})
-        # reltuples is -1 before the first analysis.
-        analyzed_rows = {row.relname: max(row.reltuples, 0.0) for row in result}
-        stale = sorted(
-            table
-            for table, rows in growth.items()
-            if rows > GROWTH_FRACTION * analyzed_rows.get(table, 0.0)
-        )
-        for table in stale:
-            # SKIP_LOCKED: a concurrent ANALYZE or VACUUM of the table is not waited for.
-            await session.execute(text(f"ANALYZE (SKIP_LOCKED) {table}"))
-        await session.commit()
+        await analyze_changed_tables(session, inserted)
     except SQLAlchemyError as error:
         await session.rollback()
-        log.warning("statistics.analyze_failed", tables=sorted(growth), error=type(error).__name__)
+        _log_failure(log.warning, "statistics.analyze_failed", error)
+
+
+async def analyze_changed_tables(
+    session: AsyncSession, inserted: Mapping[str, int] | None = None
+) -> list[str]:
+    """Analyze the watched tables that changed by much since their last analysis, and
+    return those that PostgreSQL analyzed.
+
+    A table changed by much when more of its rows changed than `CHANGED_ROWS_THRESHOLD`
+    plus `GROWTH_FRACTION` of the rows counted then (autovacuum's default rule), counting
+    the rows that `inserted` says a committed transaction inserted into it. Each table is
+    analyzed in a transaction of its own. A table locked by another ANALYZE or VACUUM is
+    skipped, as is one the role may not analyze.
+    """
+    inserted = inserted or {}
+    parameters = {
+        "tables": list(WATCHED_TABLES),
+        "inserted_tables": list(inserted),
+        "inserted_rows": list(inserted.values()),
+        "threshold": CHANGED_ROWS_THRESHOLD,
+        "fraction": GROWTH_FRACTION,
+    }
+    rows = (await session.execute(_CHANGED_TABLES, parameters)).all()
+    await session.commit()
+    if not rows:
+        return []
+    changed = [row.relname for row in rows]
+    checked_at: datetime = rows[0].checked_at
+    for table in changed:
+        await session.execute(text(f"SET LOCAL statement_timeout = {ANALYZE_TIMEOUT_MS:d}"))
+        await session.execute(text(f"ANALYZE (SKIP_LOCKED) {table}"))
+        await session.commit()
+    since = {"tables": changed, "since": checked_at}
+    analyzed = list((await session.execute(_ANALYZED_SINCE, since)).scalars())
+    await session.commit()
+    if analyzed:
+        log.info("statistics.analyzed", tables=analyzed)
+    skipped = sorted(set(changed) - set(analyzed))
+    if skipped:
+        log.info("statistics.analyze_skipped", tables=skipped)
+    return analyzed
+
+
+async def run_statistics_loop(engine: AsyncEngine, interval_seconds: float) -> None:
+    """Run `analyze_changed_tables` every `interval_seconds` until cancelled, or return at
+    once when `interval_seconds` is 0.
+
+    A failed check is logged, the first of a run of failures as a warning, and retried.
+    """
+    if interval_seconds == 0:
         return
-    if stale:
-        log.info("statistics.analyzed", tables=stale, inserted={t: growth[t] for t in stale})
+    failing = False
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            async with AsyncSession(engine) as session:
+                await analyze_changed_tables(session)
+        except (SQLAlchemyError, OSError) as error:
+            _log_failure(log.debug if failing else log.warning, "statistics.check_failed", error)
+            failing = True
+            continue
+        failing = False
+
+
+def _log_failure(method: Callable[..., Any], event: str, error: Exception) -> None:
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    sqlstate = getattr(cause, "sqlstate", None)
+    method(event, error=type(cause).__name__, sqlstate=sqlstate)

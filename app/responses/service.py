@@ -63,6 +63,7 @@ async def write_responses(
     # Rows are written in key order, so concurrent batches lock them in the same order
     # instead of deadlocking.
     merged = sorted(_merge_repeats(responses), key=lambda item: (item.source, item.response_id))
+    await statistics.before_large_write(session, len(merged))
     # Locked before the upsert takes row locks: a change of accounts or contacts that holds
     # the lock exclusively may be waiting to update these rows.
     await repository.lock_resolution(session, tenant_id, exclusive=False)
@@ -76,7 +77,7 @@ async def write_responses(
 
     created = sum(1 for _, inserted in written if inserted)
     updated = len(written) - created
-    statistics.record_growth(session, "responses", created)
+    statistics.record_inserted(session, "responses", created)
     result = ResponseWriteResult(
         created=created, updated=updated, unchanged=len(merged) - created - updated
     )
