@@ -472,17 +472,25 @@ def import_revenue(
         raise typer.Exit(2) from None
 
     progress = Progress(
-        TextColumn("Importing {task.description}"),
+        TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
     )
-    # The file is read twice unless invalid lines are skipped: checked, then applied.
-    readings = 1 if skip_invalid else 2
-    task = progress.add_task(file.name, total=file.stat().st_size * readings)
+    # The file is read twice unless invalid lines are skipped: checked, then applied. The
+    # bar shows each reading on its own, so its total is the file's size.
+    readings = ["Importing"] if skip_invalid else ["Checking", "Importing"]
+    size = file.stat().st_size
+    task = progress.add_task(f"{readings[0]} {file.name}", total=size)
+    opened = 0
 
     def open_lines() -> Iterator[str]:
+        nonlocal opened
+        if opened:
+            reading = readings[min(opened, len(readings) - 1)]
+            progress.reset(task, total=size, description=f"{reading} {file.name}")
+        opened += 1
         with file.open("rb") as handle:
             yield from revenue_csv.decode_lines(
                 handle, progress=lambda size: progress.advance(task, size)

@@ -448,6 +448,13 @@ def _sqlstate(exc: DBAPIError) -> str:
     return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
 
 
+def _driver_error(exc: DBAPIError) -> str:
+    """Return the name of the driver's own exception, such as asyncpg's
+    QueryCanceledError, which SQLAlchemy's asyncpg adapter wraps in a generic `Error`."""
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    return type(cause if cause is not None else exc.orig).__name__
+
+
 # SQLSTATEs of transactions that PostgreSQL aborted because of a concurrent one.
 _CONFLICT_SQLSTATES = {"40P01", "40001"}
 # SQLSTATEs of a server that is shutting down or starting up (class 57P), out of
@@ -487,7 +494,7 @@ async def render_database_error(request: Request, exc: Exception) -> JSONRespons
         state = _sqlstate(exc)
         if state.startswith("22"):
             # Class 22, data exception: a value that validation let through.
-            log.warning("request.invalid_value", error=type(exc.orig).__name__, sqlstate=state)
+            log.warning("request.invalid_value", error=_driver_error(exc), sqlstate=state)
             return problem_response(
                 request,
                 status=422,
@@ -498,7 +505,7 @@ async def render_database_error(request: Request, exc: Exception) -> JSONRespons
             )
         for states, event, code, detail, retry_after in _RETRYABLE_FAILURES:
             if state in states:
-                log.warning(event, error=type(exc.orig).__name__, sqlstate=state)
+                log.warning(event, error=_driver_error(exc), sqlstate=state)
                 return problem_response(
                     request,
                     status=503,

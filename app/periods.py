@@ -109,6 +109,10 @@ def _rolling_period(
     return Period(label, start, end, timezone, as_of)
 
 
+# A timestamp whose offset lost its `+`, because a URL query decodes a bare `+` as a space.
+_SPACE_FOR_PLUS = re.compile(r"[0-9] [0-9]{2}(:?[0-9]{2})?$")
+
+
 def _parse_bound(value: str, zone: ZoneInfo, location: str) -> datetime:
     """Parse a date (local midnight) or a timestamp; a timestamp without offset is local."""
     text = value.strip()
@@ -117,9 +121,13 @@ def _parse_bound(value: str, zone: ZoneInfo, location: str) -> datetime:
             return _local_midnight(date.fromisoformat(text), zone)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise invalid_query(
-            location, value, "expected an ISO 8601 date or timestamp such as 2026-01-01"
-        ) from None
+        reason = "expected an ISO 8601 date or timestamp such as 2026-01-01"
+        if _SPACE_FOR_PLUS.search(text):
+            reason += (
+                "; a + in a URL query arrives as a space, so send the offset's + as %2B, "
+                "or use Z for UTC"
+            )
+        raise invalid_query(location, value, reason) from None
     moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
     try:
         return check_timestamp_range(moment)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
+from structlog.testing import capture_logs
 
 from app.db.migrations import upgrade_to_head
 from app.main import create_app
@@ -290,7 +291,8 @@ async def test_statement_timeout_gets_503(database_url: str, settings: Settings)
                 "SELECT pg_advisory_lock($1, hashtext($2))", RESOLUTION_LOCK_CLASS, str(tenant_id)
             )
             async with client_with_key(application, key) as api:
-                response = await api.post("/v1/responses", json={"responses": [RESPONSE]})
+                with capture_logs() as logs:
+                    response = await api.post("/v1/responses", json={"responses": [RESPONSE]})
                 await admin.execute("SELECT pg_advisory_unlock_all()")
                 listed = await api.get("/v1/responses")
         finally:
@@ -300,6 +302,10 @@ async def test_statement_timeout_gets_503(database_url: str, settings: Settings)
     assert problem["type"] == "urn:revcov:problem:database-timeout"
     assert response.headers["retry-after"] == "5"
     assert listed.json()["items"] == []
+    timeouts = [entry for entry in logs if entry["event"] == "database.timeout"]
+    assert [(entry["error"], entry["sqlstate"]) for entry in timeouts] == [
+        ("QueryCanceledError", "57014")
+    ]
 
 
 async def test_read_only_database_gets_503(database_url: str, settings: Settings) -> None:

@@ -224,3 +224,10 @@ class TestAsOf:
 
         assert response.status_code == 422
         assert response.json()["errors"][0]["location"] == "query.as_of"
+
+    async def test_as_of_plus_sent_unencoded(self, api: httpx.AsyncClient) -> None:
+        # A bare + in a query string decodes to a space.
+        response = await api.get("/v1/coverage?period=2026-Q1&as_of=2026-03-20T09:00:00+02:00")
+
+        assert response.status_code == 422
+        assert "%2B" in response.json()["detail"]
