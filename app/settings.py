@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+MIN_STATISTICS_CHECK_INTERVAL_SECONDS = 0.1
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REVCOV_", extra="ignore")
@@ -80,8 +82,9 @@ class Settings(BaseSettings):
         default=2.0,
         ge=0,
         le=3600,
+        allow_inf_nan=False,
         description="Seconds between checks for tables that changed by much since PostgreSQL "
-        "last analyzed them; 0 leaves that to autovacuum alone.",
+        "last analyzed them, at least 0.1; 0 leaves that to autovacuum alone.",
     )
     db_connect_timeout_seconds: float = Field(
         default=5.0,
@@ -199,6 +202,16 @@ class Settings(BaseSettings):
             query["ssl"] = parsed.query["sslmode"]
             url = parsed.set(query=query).render_as_string(hide_password=False)
         return SecretStr(url)
+
+    @field_validator("statistics_check_interval_seconds", mode="after")
+    @classmethod
+    def check_statistics_interval(cls, value: float) -> float:
+        # Shorter intervals would run the check in a busy loop.
+        if 0 < value < MIN_STATISTICS_CHECK_INTERVAL_SECONDS:
+            raise ValueError(
+                f"must be 0 (off) or at least {MIN_STATISTICS_CHECK_INTERVAL_SECONDS} seconds"
+            )
+        return value
 
     @field_validator("metrics_token", mode="after")
     @classmethod

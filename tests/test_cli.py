@@ -118,6 +118,18 @@ def test_invalid_settings_one_line_each(settings_env: pytest.MonkeyPatch) -> Non
     assert "xml" not in result.stderr
 
 
+@pytest.mark.parametrize("value", ["1e-9", "0.05", "nan", "-1"])
+def test_statistics_interval_rejected(settings_env: pytest.MonkeyPatch, value: str) -> None:
+    settings_env.setenv("REVCOV_STATISTICS_CHECK_INTERVAL_SECONDS", value)
+
+    result = CliRunner().invoke(cli, ["migrate"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "revcov: invalid setting REVCOV_STATISTICS_CHECK_INTERVAL_SECONDS: "
+    )
+
+
 @pytest.mark.parametrize("value", ["", "   "])
 def test_blank_metrics_token_rejected(settings_env: pytest.MonkeyPatch, value: str) -> None:
     settings_env.setenv("REVCOV_METRICS_TOKEN", value)

@@ -25,7 +25,9 @@ not own are left to autovacuum.
 """
 
 import asyncio
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -82,6 +84,17 @@ _CHANGED_TABLES = text(
     bindparam("inserted_rows", type_=ARRAY(BigInteger)),
 )
 
+_UNOWNED_TABLES = text(
+    "SELECT relname FROM pg_class "
+    "WHERE oid = ANY(CAST(:tables AS regclass[])) AND NOT pg_has_role(relowner, 'USAGE') "
+    "ORDER BY relname"
+).bindparams(bindparam("tables", type_=ARRAY(Text)))
+
+# How long the loop leaves a table alone after another ANALYZE or VACUUM had it locked,
+# so that a long VACUUM does not bring a skipped ANALYZE, and PostgreSQL's warning about
+# it, at every check.
+SKIPPED_RETRY_SECONDS = 60.0
+
 # A new transaction reads the statistics views afresh (stats_fetch_consistency).
 _ANALYZED_SINCE = text(
     "SELECT relname FROM pg_stat_user_tables "
@@ -119,21 +132,32 @@ async def analyze_after_commit(session: AsyncSession) -> None:
         _log_failure(log.warning, "statistics.analyze_failed", error)
 
 
+@dataclass(frozen=True)
+class AnalyzeResult:
+    """The tables a check analyzed, and those it skipped because they were locked."""
+
+    analyzed: list[str]
+    skipped: list[str]
+
+
 async def analyze_changed_tables(
-    session: AsyncSession, inserted: Mapping[str, int] | None = None
-) -> list[str]:
-    """Analyze the watched tables that changed by much since their last analysis, and
-    return those that PostgreSQL analyzed.
+    session: AsyncSession,
+    inserted: Mapping[str, int] | None = None,
+    exclude: Collection[str] = (),
+) -> AnalyzeResult:
+    """Analyze the watched tables, other than `exclude`, that changed by much since their
+    last analysis.
 
     A table changed by much when more of its rows changed than `CHANGED_ROWS_THRESHOLD`
     plus `GROWTH_FRACTION` of the rows counted then (autovacuum's default rule), counting
     the rows that `inserted` says a committed transaction inserted into it. Each table is
     analyzed in a transaction of its own. A table locked by another ANALYZE or VACUUM is
-    skipped, as is one the role may not analyze.
+    skipped, and one the role may not analyze is left out. A table counts as analyzed
+    when its `last_analyze` moved past the check, by this ANALYZE or another one.
     """
     inserted = inserted or {}
     parameters = {
-        "tables": list(WATCHED_TABLES),
+        "tables": [table for table in WATCHED_TABLES if table not in exclude],
         "inserted_tables": list(inserted),
         "inserted_rows": list(inserted.values()),
         "threshold": CHANGED_ROWS_THRESHOLD,
@@ -142,7 +166,7 @@ async def analyze_changed_tables(
     rows = (await session.execute(_CHANGED_TABLES, parameters)).all()
     await session.commit()
     if not rows:
-        return []
+        return AnalyzeResult(analyzed=[], skipped=[])
     changed = [row.relname for row in rows]
     checked_at: datetime = rows[0].checked_at
     for table in changed:
@@ -157,28 +181,52 @@ async def analyze_changed_tables(
     skipped = sorted(set(changed) - set(analyzed))
     if skipped:
         log.info("statistics.analyze_skipped", tables=skipped)
-    return analyzed
+    return AnalyzeResult(analyzed=analyzed, skipped=skipped)
 
 
 async def run_statistics_loop(engine: AsyncEngine, interval_seconds: float) -> None:
     """Run `analyze_changed_tables` every `interval_seconds` until cancelled, or return at
     once when `interval_seconds` is 0.
 
-    A failed check is logged, the first of a run of failures as a warning, and retried.
+    The first check warns once about watched tables the role does not own, which only
+    autovacuum can analyze. A table skipped because it was locked waits
+    `SKIPPED_RETRY_SECONDS`. A failed check is logged, the first of a run of failures as a
+    warning, and retried.
     """
     if interval_seconds == 0:
         return
     failing = False
+    owners_checked = False
+    retry_at: dict[str, float] = {}
     while True:
         await asyncio.sleep(interval_seconds)
+        now = time.monotonic()
+        waiting = {table for table, moment in retry_at.items() if moment > now}
         try:
             async with AsyncSession(engine) as session:
-                await analyze_changed_tables(session)
+                if not owners_checked:
+                    await _warn_unowned_tables(session)
+                    owners_checked = True
+                result = await analyze_changed_tables(session, exclude=waiting)
         except (SQLAlchemyError, OSError) as error:
             _log_failure(log.debug if failing else log.warning, "statistics.check_failed", error)
             failing = True
             continue
         failing = False
+        retry_at.update((table, now + SKIPPED_RETRY_SECONDS) for table in result.skipped)
+
+
+async def _warn_unowned_tables(session: AsyncSession) -> None:
+    parameters = {"tables": list(WATCHED_TABLES)}
+    unowned = list((await session.execute(_UNOWNED_TABLES, parameters)).scalars())
+    await session.commit()
+    if unowned:
+        log.warning(
+            "statistics.tables_not_owned",
+            tables=unowned,
+            detail="the database role cannot analyze these tables, so only autovacuum "
+            "refreshes their statistics; keep autovacuum on",
+        )
 
 
 def _log_failure(method: Callable[..., Any], event: str, error: Exception) -> None:
