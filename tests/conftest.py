@@ -105,8 +105,8 @@ def settings() -> Settings:
         log_format="console",
         log_level="warning",
         webhook_fetch_allow_private_hosts=True,
-        # The periodic ANALYZE would log lines of no request in the middle of tests that
-        # read the log; tests/test_table_statistics.py runs it on a database of its own.
+        # The periodic ANALYZE logs lines of no request, which would land in tests that read
+        # the log. tests/test_table_statistics.py runs it on a database of its own.
         statistics_check_interval_seconds=0,
     )
 

@@ -65,6 +65,7 @@ _INSERTED_KEY = "revcov.inserted_rows"
 
 # pg_has_role(owner, 'USAGE') is true for the owner, its members and superusers, the roles
 # that may analyze a table before PostgreSQL 17.
+#
 # The counts of changed rows reach pg_stat_user_tables up to seconds after a commit, so
 # the rows that the caller knows it inserted count as well. Rows of transactions still
 # running count in neither: a table analyzed while only such rows fill it would look
@@ -150,7 +151,7 @@ async def analyze_changed_tables(
 
     A table changed by much when more of its rows changed than `CHANGED_ROWS_THRESHOLD`
     plus `GROWTH_FRACTION` of the rows counted then (autovacuum's default rule), counting
-    the rows that `inserted` says a committed transaction inserted into it. Each table is
+    the rows that `inserted` lists as inserted by a committed transaction. Each table is
     analyzed in a transaction of its own. A table locked by another ANALYZE or VACUUM is
     skipped, and one the role may not analyze is left out. A table counts as analyzed
     when its `last_analyze` moved past the check, by this ANALYZE or another one.
