@@ -63,6 +63,9 @@ async def write_responses(
     # Rows are written in key order, so concurrent batches lock them in the same order
     # instead of deadlocking.
     merged = sorted(_merge_repeats(responses), key=lambda item: (item.source, item.response_id))
+    # NOTE: a batch of 10,000 new responses took 1.5 s in a tenant with none stored and
+    # 7.9 s with 100,000 stored (PostgreSQL 15). A plan of the quarter-state refresh that
+    # the account matching fires read every response of the tenant; not profiled further.
     await statistics.before_large_write(session, len(merged))
     # Locked before the upsert takes row locks: a change of accounts or contacts that holds
     # the lock exclusively may be waiting to update these rows.
