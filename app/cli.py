@@ -493,7 +493,7 @@ def import_revenue(
         opened += 1
         with file.open("rb") as handle:
             yield from revenue_csv.decode_lines(
-                handle, progress=lambda size: progress.advance(task, size)
+                handle, progress=lambda read: progress.advance(task, read)
             )
 
     try:

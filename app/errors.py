@@ -444,11 +444,12 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
-def _sqlstate(exc: DBAPIError) -> str:
+def sqlstate(exc: DBAPIError) -> str:
+    """Return the SQLSTATE of a database error, or an empty string without one."""
     return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
 
 
-def _driver_error(exc: DBAPIError) -> str:
+def driver_error(exc: DBAPIError) -> str:
     """Return the name of the driver's own exception, such as asyncpg's
     QueryCanceledError, which SQLAlchemy's asyncpg adapter wraps in a generic `Error`."""
     cause = exc.orig.__cause__ if exc.orig is not None else None
@@ -491,10 +492,10 @@ _RETRYABLE_FAILURES = (
 async def render_database_error(request: Request, exc: Exception) -> JSONResponse:
     """Turn database failures into 503 (retry), 422 (a value PostgreSQL rejected) or 500."""
     if isinstance(exc, DBAPIError):
-        state = _sqlstate(exc)
+        state = sqlstate(exc)
         if state.startswith("22"):
             # Class 22, data exception: a value that validation let through.
-            log.warning("request.invalid_value", error=_driver_error(exc), sqlstate=state)
+            log.warning("request.invalid_value", error=driver_error(exc), sqlstate=state)
             return problem_response(
                 request,
                 status=422,
@@ -505,7 +506,7 @@ async def render_database_error(request: Request, exc: Exception) -> JSONRespons
             )
         for states, event, code, detail, retry_after in _RETRYABLE_FAILURES:
             if state in states:
-                log.warning(event, error=_driver_error(exc), sqlstate=state)
+                log.warning(event, error=driver_error(exc), sqlstate=state)
                 return problem_response(
                     request,
                     status=503,

@@ -38,6 +38,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.types import BigInteger, Text
 
+from app.errors import driver_error, sqlstate
+
 log = structlog.get_logger()
 
 # The tables that reports, ingest and bulk writes read, in the order they are analyzed.
@@ -231,6 +233,7 @@ async def _warn_unowned_tables(session: AsyncSession) -> None:
 
 
 def _log_failure(method: Callable[..., Any], event: str, error: Exception) -> None:
-    cause = error.orig if isinstance(error, DBAPIError) else error
-    sqlstate = getattr(cause, "sqlstate", None)
-    method(event, error=type(cause).__name__, sqlstate=sqlstate)
+    if isinstance(error, DBAPIError):
+        method(event, error=driver_error(error), sqlstate=sqlstate(error) or None)
+    else:
+        method(event, error=type(error).__name__)
